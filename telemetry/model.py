@@ -1,0 +1,145 @@
+"""The Run: the one domain model of the pack.
+
+A "run" is one ComfyUI prompt execution. The collector builds it, the store maps it to tables, the REST layer
+serialises it with `to_dict`, and the panel reads exactly that shape. Nothing else invents its own shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class RunStatus:
+    """Status values of a run. `running` exists only while the run executes (a crash leaves it behind and the
+    next start closes it as `interrupted`)."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    RUNNING = "running"
+
+    FINAL = frozenset({SUCCESS, FAILED, INTERRUPTED})
+    ALL = frozenset({SUCCESS, FAILED, INTERRUPTED, RUNNING})
+
+
+class NodeStatus:
+    EXECUTED = "executed"
+    CACHED = "cached"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    NOT_RUN = "not_run"
+
+    ALL = frozenset({EXECUTED, CACHED, FAILED, INTERRUPTED, NOT_RUN})
+
+
+class ErrorKind:
+    OOM = "oom"
+    ERROR = "error"
+
+
+class OutputKind:
+    IMAGES = "images"
+    VIDEOS = "videos"
+    AUDIO = "audio"
+    OTHER = "other"
+
+    ALL = (IMAGES, VIDEOS, AUDIO, OTHER)
+
+
+@dataclass
+class RunError:
+    node_id: str | None
+    node_type: str | None
+    exception_type: str
+    message: str
+    kind: str = ErrorKind.ERROR
+    traceback: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunLabels:
+    story_title: str | None = None
+    scene: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.story_title or self.scene or self.tags)
+
+
+@dataclass
+class NodeRun:
+    node_id: str
+    class_type: str
+    status: str
+    started_at_ms: int | None = None
+    duration_ms: float | None = None
+    gpu_peak_bytes: int | None = None
+    display_node_id: str | None = None
+    parent_node_id: str | None = None
+
+
+@dataclass
+class RunOutput:
+    node_id: str
+    kind: str
+    filename: str | None = None
+    subfolder: str | None = None
+    type: str | None = None
+    frame_count: int = 1
+    format: str | None = None
+
+
+@dataclass
+class GpuSample:
+    t_ms: int
+    used_bytes: int | None = None
+    util_percent: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+    ram_rss_bytes: int | None = None
+
+
+@dataclass
+class Run:
+    run_id: str
+    status: str
+    queued_at_ms: int | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    duration_ms: float | None = None
+    queue_wait_ms: float | None = None
+    workflow_id: str | None = None
+    workflow_name: str | None = None
+    # Where the name came from: "api" (extra_data), "ui" (the panel reported it), "label", or "derived".
+    workflow_name_source: str = "derived"
+    fingerprint: str | None = None
+    node_count: int = 0
+    executed_node_count: int = 0
+    cached_node_count: int = 0
+    output_counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in OutputKind.ALL})
+    frame_count: int = 0
+    error: RunError | None = None
+    interrupted_reason: str | None = None
+    gpu_name: str | None = None
+    gpu_total_bytes: int | None = None
+    gpu_peak_bytes: int | None = None
+    gpu_reserved_peak_bytes: int | None = None
+    gpu_used_peak_bytes: int | None = None
+    ram_peak_bytes: int | None = None
+    labels: RunLabels = field(default_factory=RunLabels)
+    instance: str | None = None
+    source: str = "plugin"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    nodes: list[NodeRun] = field(default_factory=list)
+    outputs: list[RunOutput] = field(default_factory=list)
+    gpu_samples: list[GpuSample] = field(default_factory=list)
+
+    def to_dict(self, detail: bool = True) -> dict[str, Any]:
+        """The JSON shape served over REST and pushed to the panel. `detail=False` drops the per-node,
+        per-output and per-sample lists (the runs table and the websocket summary)."""
+        data = asdict(self)
+        if not detail:
+            for key in ("nodes", "outputs", "gpu_samples"):
+                data.pop(key)
+        return data

@@ -1,0 +1,59 @@
+"""Schema versions. The pack creates and migrates its own schema on start, on SQLite and PostgreSQL alike.
+
+Append a migration for every schema change; never edit a released one. On PostgreSQL several ComfyUI instances
+may start at once against one database, so migrations run under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from peewee import Database, PostgresqlDatabase
+
+from .schema import ALL_TABLES, SchemaVersionRow
+
+log = logging.getLogger("run_telemetry.store")
+
+_PG_LOCK_KEY = 0x52_54_4C_4D  # "RTLM"
+
+
+def _create_v1(db: Database) -> None:
+    db.create_tables(ALL_TABLES, safe=True)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
+    (1, _create_v1),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(db: Database) -> int:
+    if not db.table_exists(SchemaVersionRow._meta.table_name):
+        return 0
+    row = SchemaVersionRow.select(SchemaVersionRow.version).order_by(SchemaVersionRow.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate(db: Database) -> int:
+    """Bring the schema to the latest version; returns the version now in place."""
+    is_pg = isinstance(db, PostgresqlDatabase)
+    if is_pg:
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
+    try:
+        db.create_tables([SchemaVersionRow], safe=True)
+        version = current_version(db)
+        for target, step in MIGRATIONS:
+            if target <= version:
+                continue
+            with db.atomic():
+                step(db)
+                SchemaVersionRow.create(version=target, applied_at_ms=int(time.time() * 1000))
+            log.info("telemetry schema migrated to version %d", target)
+            version = target
+        return version
+    finally:
+        if is_pg:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (_PG_LOCK_KEY,))

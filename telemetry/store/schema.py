@@ -1,0 +1,184 @@
+"""The tables, as peewee models. One row of `runs` is one `telemetry.model.Run`; `store.mapping` converts.
+
+The schema is created and changed only by `store.migrations`; never call `create_tables` elsewhere.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    DatabaseProxy,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database_proxy = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+
+
+class RunRow(BaseModel):
+    run_id = CharField(primary_key=True, max_length=128)
+    status = CharField(max_length=16, index=True)
+    queued_at_ms = BigIntegerField(null=True)
+    started_at_ms = BigIntegerField(null=True, index=True)
+    finished_at_ms = BigIntegerField(null=True)
+    duration_ms = FloatField(null=True, index=True)
+    queue_wait_ms = FloatField(null=True)
+    workflow_id = CharField(max_length=128, null=True, index=True)
+    workflow_name = TextField(null=True)
+    workflow_name_source = CharField(max_length=16, default="derived")
+    # The key that groups runs of "the same workflow" for analysis: the UI workflow id, else the fingerprint.
+    workflow_key = CharField(max_length=128, null=True)
+    fingerprint = CharField(max_length=64, null=True, index=True)
+    node_count = IntegerField(default=0)
+    executed_node_count = IntegerField(default=0)
+    cached_node_count = IntegerField(default=0)
+    image_count = IntegerField(default=0)
+    video_count = IntegerField(default=0)
+    audio_count = IntegerField(default=0)
+    other_output_count = IntegerField(default=0)
+    frame_count = IntegerField(default=0)
+    error_node_id = CharField(max_length=128, null=True)
+    error_node_type = CharField(max_length=256, null=True)
+    error_exception_type = CharField(max_length=256, null=True)
+    error_message = TextField(null=True)
+    error_kind = CharField(max_length=16, null=True)
+    error_traceback = TextField(null=True)
+    interrupted_reason = TextField(null=True)
+    gpu_name = CharField(max_length=256, null=True)
+    gpu_total_bytes = BigIntegerField(null=True)
+    gpu_peak_bytes = BigIntegerField(null=True)
+    gpu_reserved_peak_bytes = BigIntegerField(null=True)
+    gpu_used_peak_bytes = BigIntegerField(null=True)
+    ram_peak_bytes = BigIntegerField(null=True)
+    story_title = TextField(null=True)
+    scene = TextField(null=True)
+    tags = TextField(null=True)  # JSON list
+    instance = CharField(max_length=256, null=True)
+    source = CharField(max_length=16, default="plugin")
+    parameters = TextField(null=True)  # JSON object
+    # Denormalised from parameters for fast analysis queries.
+    pixels = BigIntegerField(null=True)
+    steps = IntegerField(null=True)
+    updated_at_ms = BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "runs"
+        indexes = (
+            (("workflow_key", "started_at_ms"), False),
+            (("status", "started_at_ms"), False),
+            (("instance", "started_at_ms"), False),
+        )
+
+
+class NodeRunRow(BaseModel):
+    id = AutoField()
+    run = ForeignKeyField(RunRow, backref="node_rows", on_delete="CASCADE", column_name="run_id")
+    position = IntegerField(default=0)
+    node_id = CharField(max_length=128)
+    class_type = CharField(max_length=256, index=True)
+    status = CharField(max_length=16)
+    started_at_ms = BigIntegerField(null=True)
+    duration_ms = FloatField(null=True)
+    gpu_peak_bytes = BigIntegerField(null=True)
+    display_node_id = CharField(max_length=128, null=True)
+    parent_node_id = CharField(max_length=128, null=True)
+
+    class Meta:
+        table_name = "node_runs"
+
+
+class RunOutputRow(BaseModel):
+    id = AutoField()
+    run = ForeignKeyField(RunRow, backref="output_rows", on_delete="CASCADE", column_name="run_id")
+    node_id = CharField(max_length=128)
+    kind = CharField(max_length=16)
+    filename = TextField(null=True)
+    subfolder = TextField(null=True)
+    type = CharField(max_length=32, null=True)
+    frame_count = IntegerField(default=1)
+    format = CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "run_outputs"
+
+
+class GpuSampleRow(BaseModel):
+    id = AutoField()
+    run = ForeignKeyField(RunRow, backref="sample_rows", on_delete="CASCADE", column_name="run_id")
+    t_ms = BigIntegerField()
+    used_bytes = BigIntegerField(null=True)
+    util_percent = FloatField(null=True)
+    temperature_c = FloatField(null=True)
+    power_w = FloatField(null=True)
+    ram_rss_bytes = BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "gpu_samples"
+
+
+class RecommendationRow(BaseModel):
+    id = AutoField()
+    kind = CharField(max_length=64, index=True)
+    # Identifies "the same condition" so that re-evaluation updates instead of duplicating.
+    condition_key = CharField(max_length=512, index=True)
+    severity = CharField(max_length=16)
+    workflow_key = CharField(max_length=128, null=True, index=True)
+    workflow_name = TextField(null=True)
+    evidence_run_ids = TextField(default="[]")  # JSON list
+    message = TextField()
+    action = TextField(null=True)
+    details = TextField(null=True)  # JSON object
+    state = CharField(max_length=16, index=True, default="open")
+    created_at_ms = BigIntegerField()
+    updated_at_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "recommendations"
+
+
+class FilterPresetRow(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=200, unique=True)
+    filters = TextField()  # JSON object
+    created_at_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "filter_presets"
+
+
+class WorkflowNameRow(BaseModel):
+    workflow_id = CharField(primary_key=True, max_length=128)
+    name = TextField()
+    updated_at_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "workflow_names"
+
+
+class SchemaVersionRow(BaseModel):
+    version = IntegerField(primary_key=True)
+    applied_at_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "schema_version"
+
+
+ALL_TABLES = (
+    RunRow,
+    NodeRunRow,
+    RunOutputRow,
+    GpuSampleRow,
+    RecommendationRow,
+    FilterPresetRow,
+    WorkflowNameRow,
+)

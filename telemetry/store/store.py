@@ -1,0 +1,313 @@
+"""The Store: every read and write of telemetry data goes through here.
+
+Writes come from one recorder thread; reads come from REST handlers through `asyncio.to_thread`. peewee keeps
+one connection per thread, so both can run at once (SQLite in WAL mode, or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import JOIN, Database, fn
+
+from ..filters import Page, RunFilters
+from ..model import Run, RunStatus
+from . import mapping
+from .database import database_kind, open_database
+from .migrations import migrate
+from .schema import (
+    FilterPresetRow,
+    GpuSampleRow,
+    NodeRunRow,
+    RunOutputRow,
+    RunRow,
+    WorkflowNameRow,
+    database_proxy,
+)
+
+log = logging.getLogger("run_telemetry.store")
+
+_SORT_FIELDS = {
+    "started_at_ms": RunRow.started_at_ms.asc(nulls="LAST"),
+    "-started_at_ms": RunRow.started_at_ms.desc(nulls="LAST"),
+    "duration_ms": RunRow.duration_ms.asc(nulls="LAST"),
+    "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
+}
+_BATCH = 200
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Preset:
+    id: int
+    name: str
+    filters: dict[str, Any]
+    created_at_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "filters": self.filters, "created_at_ms": self.created_at_ms}
+
+
+class PresetExistsError(ValueError):
+    pass
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db: Database = open_database(url)
+        self.kind = database_kind(self.db)
+        self.schema_version: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        database_proxy.initialize(self.db)
+        self.db.connect(reuse_if_open=True)
+        self.schema_version = migrate(self.db)
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    def ping(self) -> None:
+        self.db.execute_sql("SELECT 1")
+
+    # -- writes (recorder thread) ----------------------------------------------------------------------------
+
+    def save_runs(self, runs: list[Run]) -> None:
+        """Insert or replace runs with their nodes, outputs and samples, in one transaction."""
+        if not runs:
+            return
+        stamp = now_ms()
+        names = self._known_workflow_names({r.workflow_id for r in runs if r.workflow_id})
+        with self.db.atomic():
+            for run in runs:
+                if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
+                    run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
+                RunRow.delete().where(RunRow.run_id == run.run_id).execute()
+                RunRow.insert(mapping.run_to_row(run, stamp)).execute()
+                for model, rows in ((NodeRunRow, mapping.node_rows(run)),
+                                    (RunOutputRow, mapping.output_rows(run)),
+                                    (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples))):
+                    for start in range(0, len(rows), _BATCH):
+                        model.insert_many(rows[start:start + _BATCH]).execute()
+
+    def close_stale_running(self, instance: str | None, reason: str) -> list[str]:
+        """Runs left `running` by a previous process of this instance: closed as interrupted. Returns their ids."""
+        query = RunRow.select(RunRow.run_id).where(RunRow.status == RunStatus.RUNNING)
+        query = query.where(RunRow.instance.is_null() if instance is None else RunRow.instance == instance)
+        run_ids = [row.run_id for row in query]
+        if run_ids:
+            with self.db.atomic():
+                (RunRow.update(status=RunStatus.INTERRUPTED, interrupted_reason=reason, updated_at_ms=now_ms())
+                 .where(RunRow.run_id.in_(run_ids)).execute())
+        return run_ids
+
+    def set_workflow_name(self, workflow_id: str, name: str) -> int:
+        """Remember a UI workflow's name and rename its runs that had no better name. Returns runs renamed."""
+        stamp = now_ms()
+        with self.db.atomic():
+            (WorkflowNameRow.insert(workflow_id=workflow_id, name=name, updated_at_ms=stamp)
+             .on_conflict(conflict_target=[WorkflowNameRow.workflow_id],
+                          update={WorkflowNameRow.name: name, WorkflowNameRow.updated_at_ms: stamp})
+             .execute())
+            return (RunRow.update(workflow_name=name, workflow_name_source="ui")
+                    .where((RunRow.workflow_id == workflow_id)
+                           & RunRow.workflow_name_source.in_(("derived", "label", "ui")))
+                    .execute())
+
+    def apply_retention(self, max_age_days: float | None, max_runs: int | None) -> int:
+        """Delete runs older than `max_age_days` and beyond the newest `max_runs`. Returns runs deleted."""
+        deleted = 0
+        if max_age_days:
+            cutoff = now_ms() - int(max_age_days * 86_400_000)
+            ids = [r.run_id for r in RunRow.select(RunRow.run_id).where(RunRow.started_at_ms < cutoff)]
+            deleted += self._delete_runs(ids)
+        if max_runs:
+            ids = [r.run_id for r in RunRow.select(RunRow.run_id)
+                   .order_by(RunRow.started_at_ms.desc(nulls="LAST")).offset(max_runs)]
+            deleted += self._delete_runs(ids)
+        return deleted
+
+    def _delete_runs(self, run_ids: list[str]) -> int:
+        for start in range(0, len(run_ids), _BATCH):
+            chunk = run_ids[start:start + _BATCH]
+            with self.db.atomic():
+                for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
+                    model.delete().where(model.run.in_(chunk)).execute()
+                RunRow.delete().where(RunRow.run_id.in_(chunk)).execute()
+        return len(run_ids)
+
+    def _known_workflow_names(self, workflow_ids: set[str]) -> dict[str, str]:
+        if not workflow_ids:
+            return {}
+        rows = WorkflowNameRow.select().where(WorkflowNameRow.workflow_id.in_(list(workflow_ids)))
+        return {row.workflow_id: row.name for row in rows}
+
+    # -- reads (REST, analysis) ------------------------------------------------------------------------------
+
+    def filtered(self, filters: RunFilters, query=None):
+        query = query if query is not None else RunRow.select()
+        if filters.status:
+            query = query.where(RunRow.status.in_(filters.status))
+        if filters.workflow:
+            w = filters.workflow
+            query = query.where((RunRow.workflow_id == w) | (RunRow.workflow_name == w)
+                                | (RunRow.fingerprint == w) | (RunRow.workflow_key == w))
+        if filters.since_ms is not None:
+            query = query.where(RunRow.started_at_ms >= filters.since_ms)
+        if filters.until_ms is not None:
+            query = query.where(RunRow.started_at_ms <= filters.until_ms)
+        if filters.instance:
+            query = query.where(RunRow.instance == filters.instance)
+        if filters.label:
+            label = filters.label
+            tag_json = json.dumps(label, ensure_ascii=False)
+            query = query.where((RunRow.story_title == label) | (RunRow.scene == label)
+                                | RunRow.tags.contains(tag_json))
+        if filters.q:
+            q = filters.q
+            query = query.where(RunRow.workflow_name.contains(q) | RunRow.run_id.contains(q)
+                                | RunRow.error_message.contains(q) | RunRow.error_node_type.contains(q)
+                                | RunRow.story_title.contains(q) | RunRow.scene.contains(q)
+                                | RunRow.tags.contains(q))
+        return query
+
+    def query_runs(self, filters: RunFilters, page: Page) -> tuple[list[Run], int]:
+        query = self.filtered(filters)
+        total = query.count()
+        rows = query.order_by(_SORT_FIELDS[page.sort], RunRow.run_id).limit(page.limit).offset(page.offset)
+        return [mapping.row_to_run(row) for row in rows], total
+
+    def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
+        """Every matching run, in chunks (export). Keyset-free offset paging is fine at export sizes."""
+        offset = 0
+        while True:
+            rows = list(self.filtered(filters).order_by(_SORT_FIELDS[sort], RunRow.run_id)
+                        .limit(chunk).offset(offset))
+            if not rows:
+                return
+            for row in rows:
+                yield mapping.row_to_run(row)
+            offset += len(rows)
+
+    def get_run(self, run_id: str) -> Run | None:
+        row = RunRow.get_or_none(RunRow.run_id == run_id)
+        if row is None:
+            return None
+        run = mapping.row_to_run(row)
+        run.nodes = [mapping.row_to_node(r) for r in
+                     NodeRunRow.select().where(NodeRunRow.run == run_id).order_by(NodeRunRow.position)]
+        run.outputs = [mapping.row_to_output(r) for r in
+                       RunOutputRow.select().where(RunOutputRow.run == run_id).order_by(RunOutputRow.id)]
+        run.gpu_samples = [mapping.row_to_sample(r) for r in
+                           GpuSampleRow.select().where(GpuSampleRow.run == run_id).order_by(GpuSampleRow.t_ms)]
+        return run
+
+    def run_exists(self, run_id: str) -> bool:
+        return RunRow.select().where(RunRow.run_id == run_id).exists()
+
+    def stats(self, filters: RunFilters) -> dict[str, Any]:
+        base = self.filtered(filters)
+        totals = self.filtered(filters, RunRow.select(
+            fn.COUNT(RunRow.run_id).alias("runs"),
+            fn.SUM(RunRow.frame_count).alias("frames"),
+            fn.AVG(RunRow.duration_ms).alias("avg_ms"),
+            fn.MAX(RunRow.gpu_peak_bytes).alias("gpu_peak"),
+            fn.MAX(RunRow.ram_peak_bytes).alias("ram_peak"),
+        )).dicts().get()
+        by_status = {s: 0 for s in sorted(RunStatus.ALL)}
+        for row in self.filtered(filters, RunRow.select(RunRow.status, fn.COUNT(RunRow.run_id).alias("n"))
+                                 ).group_by(RunRow.status).dicts():
+            by_status[row["status"]] = row["n"]
+        finished = sum(by_status[s] for s in RunStatus.FINAL)
+        by_workflow = []
+        workflow_query = self.filtered(filters, RunRow.select(
+            RunRow.workflow_key,
+            fn.MAX(RunRow.workflow_name).alias("name"),
+            fn.COUNT(RunRow.run_id).alias("runs"),
+            fn.SUM((RunRow.status == RunStatus.SUCCESS).cast("integer")).alias("ok"),
+            fn.SUM(RunRow.status.in_(list(RunStatus.FINAL)).cast("integer")).alias("finished"),
+            fn.AVG(RunRow.duration_ms).alias("avg_ms"),
+            fn.SUM(RunRow.frame_count).alias("frames"),
+        )).group_by(RunRow.workflow_key).order_by(fn.COUNT(RunRow.run_id).desc()).limit(100)
+        for row in workflow_query.dicts():
+            done = row["finished"] or 0
+            by_workflow.append({
+                "workflow": row["workflow_key"],
+                "workflow_name": row["name"],
+                "runs": row["runs"],
+                "success_rate": (row["ok"] or 0) / done if done else None,
+                "avg_duration_ms": row["avg_ms"],
+                "total_frames": row["frames"] or 0,
+            })
+        return {
+            "total_runs": totals["runs"] or 0,
+            "success_rate": by_status[RunStatus.SUCCESS] / finished if finished else None,
+            "total_frames": totals["frames"] or 0,
+            "avg_duration_ms": totals["avg_ms"],
+            "p50_duration_ms": self._duration_percentile(base, 0.50),
+            "p95_duration_ms": self._duration_percentile(base, 0.95),
+            "max_gpu_peak_bytes": totals["gpu_peak"],
+            "max_ram_peak_bytes": totals["ram_peak"],
+            "by_status": by_status,
+            "by_workflow": by_workflow,
+        }
+
+    def _duration_percentile(self, base, q: float) -> float | None:
+        with_duration = base.where(RunRow.duration_ms.is_null(False))
+        count = with_duration.count()
+        if not count:
+            return None
+        index = min(count - 1, int(round(q * (count - 1))))
+        row = (with_duration.select(RunRow.duration_ms).order_by(RunRow.duration_ms.asc())
+               .limit(1).offset(index).first())
+        return row.duration_ms if row else None
+
+    def instances(self) -> list[dict[str, Any]]:
+        rows = (RunRow.select(RunRow.instance, fn.COUNT(RunRow.run_id).alias("runs"),
+                              fn.MAX(RunRow.started_at_ms).alias("last"))
+                .group_by(RunRow.instance).dicts())
+        return [{"instance": r["instance"], "runs": r["runs"], "last_started_at_ms": r["last"]} for r in rows]
+
+    def node_type_stats(self, filters: RunFilters, limit: int = 50) -> list[dict[str, Any]]:
+        runs = self.filtered(filters, RunRow.select(RunRow.run_id))
+        query = (NodeRunRow.select(NodeRunRow.class_type,
+                                   fn.COUNT(NodeRunRow.id).alias("n"),
+                                   fn.AVG(NodeRunRow.duration_ms).alias("avg_ms"),
+                                   fn.MAX(NodeRunRow.gpu_peak_bytes).alias("gpu_peak"))
+                 .join(RunRow, JOIN.INNER, on=(NodeRunRow.run == RunRow.run_id))
+                 .where(NodeRunRow.status == "executed", NodeRunRow.run.in_(runs))
+                 .group_by(NodeRunRow.class_type).order_by(fn.AVG(NodeRunRow.duration_ms).desc()).limit(limit))
+        return [{"class_type": r["class_type"], "executions": r["n"], "avg_duration_ms": r["avg_ms"],
+                 "max_gpu_peak_bytes": r["gpu_peak"]} for r in query.dicts()]
+
+    # -- presets ---------------------------------------------------------------------------------------------
+
+    def list_presets(self) -> list[Preset]:
+        return [Preset(r.id, r.name, json.loads(r.filters), r.created_at_ms)
+                for r in FilterPresetRow.select().order_by(FilterPresetRow.name)]
+
+    def save_preset(self, name: str, filters: dict[str, Any]) -> Preset:
+        stamp = now_ms()
+        with self.db.atomic():
+            existing = FilterPresetRow.get_or_none(FilterPresetRow.name == name)
+            if existing is not None:
+                existing.filters = json.dumps(filters, ensure_ascii=False)
+                existing.save()
+                return Preset(existing.id, name, filters, existing.created_at_ms)
+            row = FilterPresetRow.create(name=name, filters=json.dumps(filters, ensure_ascii=False),
+                                         created_at_ms=stamp)
+        return Preset(row.id, name, filters, stamp)
+
+    def delete_preset(self, preset_id: int) -> bool:
+        return FilterPresetRow.delete().where(FilterPresetRow.id == preset_id).execute() > 0
