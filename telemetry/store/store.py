@@ -66,11 +66,12 @@ class Store:
         self.db: Database = open_database(url)
         self.kind = database_kind(self.db)
         self.schema_version: int | None = None
+        # No I/O: connections open lazily per thread. One Store per process (the proxy is global).
+        database_proxy.initialize(self.db)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        database_proxy.initialize(self.db)
         self.db.connect(reuse_if_open=True)
         self.schema_version = migrate(self.db)
 

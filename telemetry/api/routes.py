@@ -1,0 +1,131 @@
+"""The core REST routes under /telemetry (ComfyUI also serves each under /api/telemetry).
+
+Every response is JSON; errors are `{"error": "..."}` with 400 (what is wrong) or 404 (what is missing).
+Database work runs in a worker thread (`asyncio.to_thread`) so ComfyUI's event loop never waits on I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..filters import FilterError
+from ..jsonsafe import json_safe
+from ..service import NotFoundError, TelemetryService
+
+log = logging.getLogger("run_telemetry.api")
+
+PREFIX = "/telemetry"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(json_safe(data), status=status,
+                             dumps=lambda d: json.dumps(d, ensure_ascii=False, allow_nan=False))
+
+
+async def read_json(request: web.Request) -> Any:
+    if not request.can_read_body:
+        raise FilterError("the request has no body; send JSON")
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FilterError(f"the body is not valid JSON ({exc})") from None
+
+
+def guarded(handler: Handler) -> Handler:
+    """Turn our errors into 400/404 JSON, and any other failure into a logged 500 that never escapes."""
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except FilterError as exc:
+            return error_response(400, str(exc))
+        except NotFoundError as exc:
+            return error_response(404, str(exc).strip("'\""))
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("telemetry route %s failed", request.path)
+            return error_response(500, f"internal error: {type(exc).__name__}: {exc}"[:500])
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
+def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], TelemetryService | None]) -> None:
+    def service() -> TelemetryService:
+        svc = get_service()
+        if svc is None:
+            raise web.HTTPServiceUnavailable(text=json.dumps({"error": "telemetry is not running"}),
+                                             content_type="application/json")
+        return svc
+
+    @routes.get(PREFIX + "/runs")
+    @guarded
+    async def list_runs(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().list_runs, dict(request.query)))
+
+    @routes.get(PREFIX + "/runs/{run_id}")
+    @guarded
+    async def get_run(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().get_run, request.match_info["run_id"]))
+
+    @routes.get(PREFIX + "/stats")
+    @guarded
+    async def stats(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().stats, dict(request.query)))
+
+    @routes.get(PREFIX + "/health")
+    @guarded
+    async def health(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().health))
+
+    @routes.get(PREFIX + "/presets")
+    @guarded
+    async def list_presets(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().list_presets))
+
+    @routes.post(PREFIX + "/presets")
+    @guarded
+    async def save_preset(request: web.Request) -> web.Response:
+        body = await read_json(request)
+        return json_response(await asyncio.to_thread(service().save_preset, body), status=201)
+
+    @routes.delete(PREFIX + "/presets/{preset_id}")
+    @guarded
+    async def delete_preset(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().delete_preset, request.match_info["preset_id"]))
+
+    @routes.post(PREFIX + "/workflows")
+    @guarded
+    async def set_workflow_name(request: web.Request) -> web.Response:
+        body = await read_json(request)
+        return json_response(await asyncio.to_thread(service().set_workflow_name, body))
+
+    @routes.get(PREFIX + "/export")
+    @guarded
+    async def export(request: web.Request) -> web.StreamResponse:
+        fmt = request.query.get("format", "jsonl")
+        svc = service()
+        chunks = await asyncio.to_thread(svc.export_chunks, dict(request.query), fmt)
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="telemetry-runs.{fmt}"',
+        })
+        await response.prepare(request)
+        sentinel = object()
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, sentinel)
+            if chunk is sentinel:
+                break
+            await response.write(chunk.encode("utf-8"))
+        await response.write_eof()
+        return response

@@ -1,0 +1,313 @@
+"""The in-process hooks on ComfyUI's execution, per docs/comfyui-integration.md §2 and §7.
+
+- `PromptExecutor.execute` (class attribute): brackets every run, headless or not, on the worker thread.
+- `execution.reset_progress_state`: re-adds our `ProgressHandler` for each prompt (ComfyUI makes a new registry
+  per prompt); it times nodes and marks cached ones.
+- `PromptQueue.task_done`: hands the authoritative history record, once ComfyUI has written it, to the recorder.
+
+Every wrapper is idempotent (marked, never applied twice), chains to the saved original with *args/**kwargs,
+feature-detects with getattr, and never lets an exception of ours escape. On the worker thread they only copy
+references, read clocks and counters, and put work on the recorder's queue.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..collector import BuildContext, RunTrace, build_run, build_started_run, now_ms
+from ..privacy import without_sensitive
+from ..recorder import Recorder
+
+log = logging.getLogger("run_telemetry.capture")
+
+MARK = "__run_telemetry_wrapped__"
+HANDLER_NAME = "run_telemetry"
+ORPHAN_AFTER_S = 5.0
+
+
+class Capture:
+    """The per-process capture state shared by the hooks. Methods called by hooks never raise."""
+
+    def __init__(self, recorder: Recorder, context: BuildContext, *, sampler: Any = None, probe: Any = None,
+                 device: Any = None, samples_per_run: int = 600,
+                 downsample: Callable[[list, int], list] | None = None) -> None:
+        self.recorder = recorder
+        self.context = context
+        self.sampler = sampler
+        self.probe = probe
+        self.device = device
+        self.samples_per_run = samples_per_run
+        self.downsample = downsample
+        self.current: RunTrace | None = None
+        self._awaiting_history: dict[str, tuple[RunTrace, float]] = {}
+        self._lock = threading.Lock()  # held only for dict operations, never around I/O
+        self.hook_errors = 0
+        self.runs_seen = 0
+
+    # -- run level (worker thread) ---------------------------------------------------------------------------
+
+    def run_started(self, prompt: Any, prompt_id: Any, extra_data: Any, execute_outputs: Any) -> RunTrace | None:
+        try:
+            trace = RunTrace(
+                prompt_id=str(prompt_id),
+                started_at_ms=now_ms(),
+                started_perf=time.perf_counter(),
+                prompt=prompt,
+                extra_data=without_sensitive(extra_data),
+                execute_outputs=[str(o) for o in (execute_outputs or [])],
+            )
+            if self.device is not None:
+                trace.gpu_name = self.device.name
+                trace.gpu_total_bytes = self.device.total_bytes
+            if self.probe is not None:
+                self.probe.reset_peak()
+            if self.sampler is not None:
+                self.sampler.run_started()
+            self.current = trace
+            self.runs_seen += 1
+            context = self.context
+            self.recorder.submit(lambda: [build_started_run(trace, context)], "run start")
+            return trace
+        except Exception:
+            self._hook_failed("run start")
+            return None
+
+    def run_finished(self, executor: Any, trace: RunTrace | None, exception: BaseException | None) -> None:
+        if trace is None:
+            return
+        try:
+            trace.finished_perf = time.perf_counter()
+            trace.finished_at_ms = now_ms()
+            trace.success = getattr(executor, "success", None)
+            trace.status_messages = list(getattr(executor, "status_messages", None) or [])
+            if exception is None:
+                trace.history_result = getattr(executor, "history_result", None) or {}
+            else:
+                trace.exception = (type(exception).__name__, str(exception)[:5000])
+            if self.probe is not None:
+                allocated, reserved = self.probe.read_peak()
+                trace.gpu_peak_bytes, trace.gpu_reserved_peak_bytes = allocated, reserved
+            if self.sampler is not None:
+                summary = self.sampler.run_finished()
+                trace.gpu_used_peak_bytes = summary.gpu_used_peak_bytes
+                trace.ram_peak_bytes = summary.ram_peak_bytes
+                trace.gpu_samples = summary.samples
+            self.current = None
+            if exception is not None:
+                # The worker thread is about to die with this exception: task_done will never come.
+                self._submit_final(trace, None)
+            else:
+                with self._lock:
+                    self._awaiting_history[trace.prompt_id] = (trace, time.monotonic())
+        except Exception:
+            self._hook_failed("run end")
+
+    def history_written(self, prompt_id: Any, history_item: Any) -> None:
+        try:
+            with self._lock:
+                entry = self._awaiting_history.pop(str(prompt_id), None)
+            trace = entry[0] if entry else None
+            self._submit_final(trace, history_item, str(prompt_id))
+        except Exception:
+            self._hook_failed("task_done")
+
+    def flush_orphans(self, max_age_s: float = ORPHAN_AFTER_S) -> int:
+        """Finish runs whose history record never came (hosts without PromptQueue). Recorder thread."""
+        cutoff = time.monotonic() - max_age_s
+        with self._lock:
+            stale = [pid for pid, (_, t) in self._awaiting_history.items() if t < cutoff]
+            traces = [self._awaiting_history.pop(pid)[0] for pid in stale]
+        for trace in traces:
+            self._submit_final(trace, None)
+        return len(traces)
+
+    def _submit_final(self, trace: RunTrace | None, history_item: Any, prompt_id: str | None = None) -> None:
+        context = self.context
+        pid = prompt_id or (trace.prompt_id if trace else None)
+        if pid is None:
+            return
+
+        def job() -> list:
+            item = history_item if isinstance(history_item, dict) else (trace.synthesized_history() if trace
+                                                                         else {})
+            run = build_run(pid, item, trace, context)
+            if self.downsample is not None and len(run.gpu_samples) > self.samples_per_run:
+                run.gpu_samples = self.downsample(run.gpu_samples, self.samples_per_run)
+            return [run]
+
+        self.recorder.submit(job, "run end")
+
+    # -- node level (worker thread, through the progress handler) --------------------------------------------
+
+    def node_started(self, registry: Any, node_id: Any, prompt_id: Any) -> None:
+        trace = self.current
+        if trace is None or trace.prompt_id != str(prompt_id):
+            return
+        try:
+            node_id = str(node_id)
+            class_type = display = parent = None
+            dynprompt = getattr(registry, "dynprompt", None)
+            if dynprompt is not None:
+                try:
+                    class_type = dynprompt.get_node(node_id).get("class_type")
+                    display = dynprompt.get_display_node_id(node_id)
+                    parent = dynprompt.get_parent_node_id(node_id)
+                except Exception:
+                    pass
+            if self.probe is not None:
+                self.probe.reset_peak()
+            trace.node_started(node_id, time.perf_counter(), now_ms(), class_type,
+                               str(display) if display is not None else None,
+                               str(parent) if parent is not None else None)
+        except Exception:
+            self._hook_failed("node start")
+
+    def node_finished(self, node_id: Any, prompt_id: Any) -> None:
+        trace = self.current
+        if trace is None or trace.prompt_id != str(prompt_id):
+            return
+        try:
+            node_id = str(node_id)
+            peak = None
+            node = trace.nodes.get(node_id)
+            if self.probe is not None and node is not None and node.started_perf is not None:
+                peak = self.probe.read_peak()[0]
+            trace.node_finished(node_id, time.perf_counter(), peak)
+        except Exception:
+            self._hook_failed("node finish")
+
+    def _hook_failed(self, where: str) -> None:
+        self.hook_errors += 1
+        log.exception("run telemetry hook failed at %s (ComfyUI is not affected)", where)
+
+
+# -- installing the wrappers ---------------------------------------------------------------------------------
+
+
+def _is_wrapped(func: Any) -> bool:
+    return bool(getattr(func, MARK, False))
+
+
+def _wrap_execute(original: Callable[..., Any], capture: Capture) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        trace = None
+        try:
+            prompt = args[0] if len(args) > 0 else kwargs.get("prompt")
+            prompt_id = args[1] if len(args) > 1 else kwargs.get("prompt_id")
+            extra_data = args[2] if len(args) > 2 else kwargs.get("extra_data", {})
+            outputs = args[3] if len(args) > 3 else kwargs.get("execute_outputs", [])
+            trace = capture.run_started(prompt, prompt_id, extra_data, outputs)
+        except Exception:
+            capture._hook_failed("execute wrapper")
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            capture.run_finished(self, trace, exc)
+            raise
+        capture.run_finished(self, trace, None)
+        return result
+
+    setattr(execute, MARK, True)
+    return execute
+
+
+def _wrap_task_done(original: Callable[..., Any], capture: Capture) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def task_done(self: Any, item_id: Any, *args: Any, **kwargs: Any) -> Any:
+        prompt_id = None
+        try:
+            with self.mutex:
+                item = self.currently_running.get(item_id)
+            prompt_id = item[1] if item is not None else None
+        except Exception:
+            capture._hook_failed("task_done (before)")
+        result = original(self, item_id, *args, **kwargs)
+        if prompt_id is not None:
+            try:
+                with self.mutex:
+                    history_item = self.history.get(prompt_id)
+                capture.history_written(prompt_id, history_item)
+            except Exception:
+                capture._hook_failed("task_done (after)")
+        return result
+
+    setattr(task_done, MARK, True)
+    return task_done
+
+
+def make_progress_handler_class(base: type, capture: Capture) -> type:
+    class TelemetryProgressHandler(base):  # type: ignore[misc, valid-type]
+        """Times nodes. Exceptions here would fail the node or kill the worker, so none escape."""
+
+        def __init__(self) -> None:
+            super().__init__(HANDLER_NAME)
+
+        def start_handler(self, node_id: str, state: Any, prompt_id: str) -> None:
+            capture.node_started(getattr(self, "registry", None), node_id, prompt_id)
+
+        def update_handler(self, node_id: str, value: float, max_value: float, state: Any, prompt_id: str,
+                           image: Any = None) -> None:
+            return None
+
+        def finish_handler(self, node_id: str, state: Any, prompt_id: str) -> None:
+            capture.node_finished(node_id, prompt_id)
+
+    return TelemetryProgressHandler
+
+
+def _wrap_reset_progress_state(original: Callable[..., Any], capture: Capture, progress_module: Any,
+                               handler_class: type) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def reset_progress_state(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        try:
+            progress_module.add_progress_handler(handler_class())
+        except Exception:
+            capture._hook_failed("progress handler")
+        return result
+
+    setattr(reset_progress_state, MARK, True)
+    return reset_progress_state
+
+
+def install(capture: Capture, execution: Any = None, progress: Any = None) -> dict[str, bool]:
+    """Install the hooks into ComfyUI's `execution` module. Returns which hooks are in place."""
+    installed = {"executor": False, "task_done": False, "progress_handler": False}
+    try:
+        if execution is None:
+            import execution  # type: ignore[no-redef]  # ComfyUI's module
+    except Exception as exc:
+        log.warning("run telemetry: ComfyUI's execution module is not importable (%s); capture is off", exc)
+        return installed
+
+    executor_cls = getattr(execution, "PromptExecutor", None)
+    if executor_cls is not None and callable(getattr(executor_cls, "execute", None)):
+        if not _is_wrapped(executor_cls.execute):
+            executor_cls.execute = _wrap_execute(executor_cls.execute, capture)
+        installed["executor"] = True
+
+    queue_cls = getattr(execution, "PromptQueue", None)
+    if queue_cls is not None and callable(getattr(queue_cls, "task_done", None)):
+        if not _is_wrapped(queue_cls.task_done):
+            queue_cls.task_done = _wrap_task_done(queue_cls.task_done, capture)
+        installed["task_done"] = True
+
+    try:
+        if progress is None:
+            import comfy_execution.progress as progress  # type: ignore[no-redef]
+        base = getattr(progress, "ProgressHandler", None)
+        reset = getattr(execution, "reset_progress_state", None)
+        if base is not None and callable(reset) and hasattr(progress, "add_progress_handler"):
+            if not _is_wrapped(reset):
+                handler_class = make_progress_handler_class(base, capture)
+                execution.reset_progress_state = _wrap_reset_progress_state(reset, capture, progress, handler_class)
+            installed["progress_handler"] = True
+    except Exception as exc:
+        log.info("run telemetry: no per-node progress hook on this ComfyUI (%s); runs are still recorded", exc)
+    return installed

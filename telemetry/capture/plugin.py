@@ -1,0 +1,215 @@
+"""Assembles the pack inside ComfyUI: config, store, recorder, GPU sampler, hooks, routes and websocket push.
+
+`start_plugin()` is called once from the pack's `__init__.py` at import. It never raises: if anything fails,
+ComfyUI runs as if the pack were not installed, and the failure is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from ..collector import BuildContext
+from ..config import TelemetryConfig, load_config
+from ..jsonsafe import json_safe
+from ..model import Run
+from ..recorder import Recorder
+from ..service import TelemetryService
+from ..store.database import sqlite_url
+from ..store.store import Store
+from . import hooks
+from .frames import comfy_directory_resolver, make_frame_counter
+
+log = logging.getLogger("run_telemetry")
+
+PACK_DIR_NAME = "run_telemetry"
+RUN_EVENT = "telemetry.run"
+RECOMMENDATION_EVENT = "telemetry.recommendation"
+
+
+@dataclass
+class Plugin:
+    config: TelemetryConfig
+    data_dir: str
+    store: Store
+    recorder: Recorder
+    capture: hooks.Capture
+    service: TelemetryService
+    installed_hooks: dict[str, bool]
+    analysis: Any = None
+
+
+_plugin: Plugin | None = None
+
+
+def current() -> Plugin | None:
+    return _plugin
+
+
+def data_directory() -> str:
+    try:
+        import folder_paths
+
+        getter = getattr(folder_paths, "get_system_user_directory", None)
+        if getter is not None:
+            return getter(PACK_DIR_NAME)
+        return os.path.join(folder_paths.get_user_directory(), "__" + PACK_DIR_NAME)
+    except Exception:
+        return os.path.join(os.path.expanduser("~"), ".run_telemetry")
+
+
+def instance_name(config: TelemetryConfig) -> str:
+    if config.instance:
+        return config.instance
+    port = None
+    try:
+        from comfy.cli_args import args
+
+        port = args.port
+    except Exception:
+        pass
+    return f"{socket.gethostname()}:{port or 8188}"
+
+
+def prompt_server() -> Any:
+    try:
+        from server import PromptServer
+
+        return getattr(PromptServer, "instance", None)
+    except Exception:
+        return None
+
+
+def push(event: str, payload: dict[str, Any]) -> None:
+    """Send a JSON-safe event to every browser tab. Never raises."""
+    server = prompt_server()
+    if server is None or not hasattr(server, "send_sync"):
+        return
+    try:
+        server.send_sync(event, json_safe(payload), None)
+    except Exception:
+        log.debug("telemetry push of %s failed", event, exc_info=True)
+
+
+def _push_run(run: Run) -> None:
+    push(RUN_EVENT, run.to_dict(detail=False))
+
+
+def pending_queue() -> list:
+    """ComfyUI's running and pending queue items, running first (for ETA predictions)."""
+    server = prompt_server()
+    queue = getattr(server, "prompt_queue", None)
+    if queue is None:
+        return []
+    try:
+        running, pending = queue.get_current_queue_volatile()
+    except Exception:
+        return []
+    return list(running) + sorted(pending, key=lambda item: item[0])
+
+
+def start_plugin() -> Plugin | None:
+    global _plugin
+    if _plugin is not None:
+        return _plugin
+    try:
+        _plugin = _start()
+    except Exception:
+        log.exception("Run Telemetry could not start; ComfyUI continues without it")
+        _plugin = None
+    return _plugin
+
+
+def _start() -> Plugin:
+    data_dir = data_directory()
+    os.makedirs(data_dir, exist_ok=True)
+    config = load_config(data_dir)
+    url = config.database_url or sqlite_url(os.path.join(data_dir, "telemetry.db"))
+    store = Store(url)
+    instance = instance_name(config)
+    context = BuildContext(instance=instance, source="plugin",
+                           frame_counter=make_frame_counter(comfy_directory_resolver()))
+
+    capture_ref: list[hooks.Capture] = []
+
+    def idle_hook() -> None:
+        if capture_ref:
+            capture_ref[0].flush_orphans()
+
+    recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
+                        buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
+                        retry_max_s=config.retry_max_s,
+                        retention=(config.retention_days, config.retention_max_runs), idle_hook=idle_hook)
+
+    sampler = probe = device = downsample = None
+    try:
+        from . import gpu
+
+        device = gpu.detect_device()
+        probe = gpu.TorchMemoryProbe(device)
+        sampler = gpu.ResourceSampler(device, interval_s=max(0.01, config.gpu_sample_interval_ms / 1000.0))
+        sampler.start()
+        downsample = gpu.downsample_samples
+    except Exception:
+        log.exception("Run Telemetry: GPU sampling is off")
+
+    capture = hooks.Capture(recorder, context, sampler=sampler, probe=probe, device=device,
+                            samples_per_run=config.gpu_samples_per_run, downsample=downsample)
+    capture_ref.append(capture)
+    installed = hooks.install(capture) if config.enabled else {}
+
+    def hook_report() -> dict[str, Any]:
+        return {**installed, "hook_errors": capture.hook_errors, "runs_seen": capture.runs_seen,
+                "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None)}
+
+    service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance)
+    plugin = Plugin(config, data_dir, store, recorder, capture, service, installed)
+    recorder.add_listener(_push_run)
+    _attach_analysis(plugin)
+    _add_routes(plugin)
+    recorder.start()
+    log.info("Run Telemetry recording to %s (hooks: %s)", store.kind, ", ".join(k for k, v in installed.items() if v))
+    return plugin
+
+
+def _attach_analysis(plugin: Plugin) -> None:
+    try:
+        from ..analysis.service import AnalysisService
+    except Exception:
+        return
+    try:
+        plugin.analysis = AnalysisService(plugin.store)
+    except Exception:
+        log.exception("Run Telemetry: analysis is off")
+        return
+
+    def on_stored(run: Run) -> None:
+        if run.status == "running":
+            return
+        for recommendation in plugin.analysis.on_run_stored(run) or []:
+            push(RECOMMENDATION_EVENT, recommendation)
+
+    plugin.recorder.add_listener(on_stored)
+
+
+def _add_routes(plugin: Plugin) -> None:
+    server = prompt_server()
+    routes = getattr(server, "routes", None)
+    if routes is None:
+        log.info("Run Telemetry: no PromptServer routes; REST is off")
+        return
+    from ..api.routes import add_core_routes
+
+    add_core_routes(routes, current_service)
+    try:
+        from ..api.analysis_routes import add_analysis_routes
+    except Exception:
+        return
+    add_analysis_routes(routes, lambda: plugin.analysis, pending_queue)
+
+
+def current_service() -> TelemetryService | None:
+    return _plugin.service if _plugin is not None else None

@@ -1,0 +1,200 @@
+"""TelemetryService: what the REST layer asks of the pack, the same for the plugin and the standalone watcher.
+
+Methods are synchronous and may touch the database: REST handlers call them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .filters import FILTER_KEYS, FilterError, filters_from_preset, parse_page, parse_run_filters
+from .jsonsafe import json_safe
+from .recorder import Recorder
+from .store.database import redact_url
+from .store.store import Store
+
+EXPORT_COLUMNS = (
+    "run_id", "status", "workflow_id", "workflow_name", "fingerprint", "queued_at_ms", "started_at_ms",
+    "finished_at_ms", "duration_ms", "queue_wait_ms", "node_count", "executed_node_count", "cached_node_count",
+    "images", "videos", "audio", "other", "frame_count", "error_kind", "error_node_type", "error_exception_type",
+    "error_message", "interrupted_reason", "gpu_name", "gpu_total_bytes", "gpu_peak_bytes", "gpu_used_peak_bytes",
+    "ram_peak_bytes", "story_title", "scene", "tags", "instance", "parameters",
+)
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+class TelemetryService:
+    def __init__(self, store: Store, recorder: Recorder | None, *, hooks: Callable[[], Mapping[str, Any]] | None = None,
+                 source: str = "plugin", instance: str | None = None) -> None:
+        self.store = store
+        self.recorder = recorder
+        self._hooks = hooks or (lambda: {})
+        self.source = source
+        self.instance = instance
+
+    def list_runs(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        filters, page = parse_run_filters(query), parse_page(query)
+        runs, total = self.store.query_runs(filters, page)
+        return {"runs": [json_safe(r.to_dict(detail=False)) for r in runs], "total": total,
+                "limit": page.limit, "offset": page.offset}
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"no run with id {run_id!r}")
+        data = run.to_dict(detail=True)
+        data["node_types"] = _node_type_totals(data["nodes"])
+        data["subgraphs"] = _subgraph_totals(data["nodes"])
+        return json_safe(data)
+
+    def stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        filters = parse_run_filters(query)
+        data = self.store.stats(filters)
+        data["by_node_type"] = self.store.node_type_stats(filters)
+        return json_safe(data)
+
+    def health(self) -> dict[str, Any]:
+        db: dict[str, Any] = {"kind": self.store.kind, "url": redact_url(self.store.url),
+                              "schema_version": self.store.schema_version}
+        try:
+            self.store.ping()
+            db["state"] = "ok"
+        except Exception as exc:
+            db["state"] = "unavailable"
+            db["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        recorder = self.recorder.health() if self.recorder else {}
+        return json_safe({
+            "status": "ok" if db["state"] == "ok" and not recorder.get("buffered") else "degraded",
+            "source": self.source,
+            "instance": self.instance,
+            "hooks": dict(self._hooks()),
+            "database": db,
+            "queue_depth": recorder.get("queue_depth", 0),
+            "buffered": recorder.get("buffered", 0),
+            "dropped": recorder.get("dropped", 0),
+            "recorder": recorder,
+        })
+
+    def list_presets(self) -> dict[str, Any]:
+        return {"presets": [p.to_dict() for p in self.store.list_presets()]}
+
+    def save_preset(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise FilterError("the body must be a JSON object {\"name\": ..., \"filters\": {...}}")
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise FilterError("'name' must be a non-empty string")
+        if len(name) > 200:
+            raise FilterError("'name' is longer than 200 characters")
+        filters = filters_from_preset(body.get("filters", {})).to_dict()
+        return self.store.save_preset(name.strip(), filters).to_dict()
+
+    def delete_preset(self, preset_id: str) -> dict[str, Any]:
+        try:
+            key = int(preset_id)
+        except ValueError:
+            raise FilterError(f"preset id must be an integer, got {preset_id[:60]!r}") from None
+        if not self.store.delete_preset(key):
+            raise NotFoundError(f"no preset with id {key}")
+        return {"deleted": key}
+
+    def set_workflow_name(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise FilterError("the body must be a JSON object {\"id\": ..., \"name\": ...}")
+        workflow_id, name = body.get("id"), body.get("name")
+        if not isinstance(workflow_id, str) or not workflow_id.strip() or len(workflow_id) > 128:
+            raise FilterError("'id' must be the UI workflow's id (a non-empty string of at most 128 characters)")
+        if not isinstance(name, str) or not name.strip() or len(name) > 500:
+            raise FilterError("'name' must be a non-empty string of at most 500 characters")
+        renamed = self.store.set_workflow_name(workflow_id.strip(), name.strip())
+        return {"id": workflow_id.strip(), "name": name.strip(), "runs_renamed": renamed}
+
+    def export_chunks(self, query: Mapping[str, Any], fmt: str) -> Iterator[str]:
+        """The export, as text chunks to stream. Validates everything before the first chunk."""
+        if fmt not in ("csv", "jsonl"):
+            raise FilterError(f"'format' must be csv or jsonl, got {fmt[:20]!r}")
+        filters = parse_run_filters(query)
+        sort = query.get("sort") or "-started_at_ms"
+        parse_page({"sort": sort})
+        runs = self.store.iter_runs(filters, sort)
+        return _csv_chunks(runs) if fmt == "csv" else _jsonl_chunks(runs)
+
+
+def _jsonl_chunks(runs) -> Iterator[str]:
+    lines: list[str] = []
+    for run in runs:
+        lines.append(json.dumps(json_safe(run.to_dict(detail=False)), ensure_ascii=False))
+        if len(lines) >= 200:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n"
+
+
+def _csv_row(run) -> list[Any]:
+    d = run.to_dict(detail=False)
+    err = d.get("error") or {}
+    counts = d.get("output_counts") or {}
+    labels = d.get("labels") or {}
+    values = {**d, **{k: counts.get(k, 0) for k in ("images", "videos", "audio", "other")},
+              "error_kind": err.get("kind"), "error_node_type": err.get("node_type"),
+              "error_exception_type": err.get("exception_type"), "error_message": err.get("message"),
+              "story_title": labels.get("story_title"), "scene": labels.get("scene"),
+              "tags": ",".join(labels.get("tags") or []),
+              "parameters": json.dumps(d.get("parameters") or {}, ensure_ascii=False)}
+    return [values.get(c) for c in EXPORT_COLUMNS]
+
+
+def _csv_chunks(runs) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for run in runs:
+        writer.writerow(_csv_row(run))
+        count += 1
+        if count % 200 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _node_type_totals(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        entry = totals.setdefault(node["class_type"], {"class_type": node["class_type"], "count": 0,
+                                                       "duration_ms": 0.0, "gpu_peak_bytes": None})
+        entry["count"] += 1
+        entry["duration_ms"] += node.get("duration_ms") or 0.0
+        peak = node.get("gpu_peak_bytes")
+        if peak is not None:
+            entry["gpu_peak_bytes"] = max(entry["gpu_peak_bytes"] or 0, peak)
+    return sorted(totals.values(), key=lambda e: -e["duration_ms"])
+
+
+def _subgraph_totals(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Time and memory summed per subgraph (nodes that share a parent node)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        parent = node.get("parent_node_id")
+        if not parent:
+            continue
+        entry = totals.setdefault(parent, {"parent_node_id": parent, "nodes": 0, "duration_ms": 0.0,
+                                           "gpu_peak_bytes": None})
+        entry["nodes"] += 1
+        entry["duration_ms"] += node.get("duration_ms") or 0.0
+        peak = node.get("gpu_peak_bytes")
+        if peak is not None:
+            entry["gpu_peak_bytes"] = max(entry["gpu_peak_bytes"] or 0, peak)
+    return sorted(totals.values(), key=lambda e: -e["duration_ms"])
+
+
+__all__ = ["TelemetryService", "NotFoundError", "FilterError", "FILTER_KEYS"]
