@@ -89,6 +89,8 @@ class RunTrace:
     status_messages: list[Any] = field(default_factory=list)
     history_result: dict[str, Any] = field(default_factory=dict)
     exception: tuple[str, str] | None = None
+    # Batch size of the IMAGE input feeding each animation/video output node (frames it was given).
+    output_input_frames: dict[str, int] = field(default_factory=dict)
     gpu_name: str | None = None
     gpu_total_bytes: int | None = None
     gpu_peak_bytes: int | None = None
@@ -220,18 +222,23 @@ def _metadata_frames(entry: Any) -> int | None:
     return None
 
 
-def build_outputs(history_outputs: Any, frame_counter: FrameCounter | None,
-                  fallback_frames: int | None) -> list[RunOutput]:
+def build_outputs(history_outputs: Any, frame_counter: FrameCounter | None, fallback_frames: int | None,
+                  input_frames: Mapping[str, int] | None = None) -> list[RunOutput]:
     """One RunOutput per produced file or item. Frames: a still image is one frame; an animation or video counts
-    its frames from its metadata, else from the file (frame_counter), else from the run's batch/frames."""
+    its frames from its metadata, else from the batch of images its node was fed (in-process only), else from
+    the file (frame_counter; encoders may merge identical frames), else from the run's batch/frames."""
     outputs: list[RunOutput] = []
     if not isinstance(history_outputs, Mapping):
         return outputs
+    input_frames = input_frames or {}
     for node_id, ui in history_outputs.items():
         if not isinstance(ui, Mapping):
             continue
         animated_flags = ui.get("animated")
         animated = bool(animated_flags and any(bool(a) for a in animated_flags if not isinstance(a, Mapping)))
+        fed = input_frames.get(str(node_id))
+        files = sum(len(v) for k, v in ui.items() if k not in _IGNORED_OUTPUT_KEYS and isinstance(v, (list, tuple)))
+        fed_per_file = max(1, fed // files) if fed and files else None
         for key, entries in ui.items():
             if key in _IGNORED_OUTPUT_KEYS or not isinstance(entries, (list, tuple)):
                 continue
@@ -244,7 +251,7 @@ def build_outputs(history_outputs: Any, frame_counter: FrameCounter | None,
                     output.type = entry.get("type") if isinstance(entry.get("type"), str) else None
                     output.format = entry.get("format") if isinstance(entry.get("format"), str) else None
                 if kind == OutputKind.VIDEOS:
-                    frames = _metadata_frames(entry)
+                    frames = _metadata_frames(entry) or fed_per_file
                     if frames is None and frame_counter is not None and output.filename:
                         try:
                             frames = frame_counter(output)
@@ -393,10 +400,12 @@ def build_run(prompt_id: str, item: Mapping[str, Any], trace: RunTrace | None = 
     run.finished_at_ms = _int_or_none(end_message.get("timestamp"))
     if run.finished_at_ms is None and trace is not None:
         run.finished_at_ms = trace.finished_at_ms
-    if trace is not None and trace.finished_perf is not None:
+    # Duration agrees with ComfyUI's own start/end timestamps (what /history and /api/jobs report); the
+    # executor's perf_counter span, which also covers cache set-up and clean-up, is the fallback.
+    if run.started_at_ms is not None and run.finished_at_ms is not None:
+        run.duration_ms = float(max(0, run.finished_at_ms - run.started_at_ms))
+    elif trace is not None and trace.finished_perf is not None:
         run.duration_ms = round((trace.finished_perf - trace.started_perf) * 1000.0, 3)
-    elif run.started_at_ms is not None and run.finished_at_ms is not None:
-        run.duration_ms = float(run.finished_at_ms - run.started_at_ms)
     if run.queued_at_ms is not None and run.started_at_ms is not None:
         run.queue_wait_ms = float(max(0, run.started_at_ms - run.queued_at_ms))
 
@@ -410,7 +419,8 @@ def build_run(prompt_id: str, item: Mapping[str, Any], trace: RunTrace | None = 
     run.cached_node_count = sum(1 for n in run.nodes if n.status == NodeStatus.CACHED)
 
     frames_param = _int_or_none(run.parameters.get("frames")) or _int_or_none(run.parameters.get("batch"))
-    run.outputs = build_outputs(item.get("outputs"), context.frame_counter, frames_param)
+    run.outputs = build_outputs(item.get("outputs"), context.frame_counter, frames_param,
+                                trace.output_input_frames if trace is not None else None)
     run.output_counts = {kind: 0 for kind in OutputKind.ALL}
     for output in run.outputs:
         run.output_counts[output.kind] += 1

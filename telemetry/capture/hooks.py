@@ -87,6 +87,7 @@ class Capture:
             trace.status_messages = list(getattr(executor, "status_messages", None) or [])
             if exception is None:
                 trace.history_result = getattr(executor, "history_result", None) or {}
+                trace.output_input_frames = animation_input_frames(executor, trace.prompt, trace.history_result)
             else:
                 trace.exception = (type(exception).__name__, str(exception)[:5000])
             if self.probe is not None:
@@ -184,6 +185,43 @@ class Capture:
     def _hook_failed(self, where: str) -> None:
         self.hook_errors += 1
         log.exception("run telemetry hook failed at %s (ComfyUI is not affected)", where)
+
+
+_VIDEO_UI_KEYS = ("gifs", "video", "videos")
+
+
+def animation_input_frames(executor: Any, prompt: Any, history_result: Any) -> dict[str, int]:
+    """For each animation/video output node, the batch size of the image input it was fed.
+
+    Read from the executor's output cache (references and `.shape` only: O(number of output nodes)); encoders may
+    merge identical frames, so the file alone can under-count. Best effort: any surprise gives no entry.
+    """
+    found: dict[str, int] = {}
+    outputs = history_result.get("outputs") if isinstance(history_result, dict) else None
+    cache = getattr(getattr(executor, "caches", None), "outputs", None)
+    if not isinstance(outputs, dict) or cache is None or not isinstance(prompt, dict):
+        return found
+    for node_id, ui in outputs.items():
+        if not isinstance(ui, dict):
+            continue
+        animated = any(bool(a) for a in (ui.get("animated") or ()) if isinstance(a, bool))
+        if not (animated or any(k in ui for k in _VIDEO_UI_KEYS)):
+            continue
+        try:
+            inputs = prompt[node_id]["inputs"]
+            for name in ("images", "image", "frames"):
+                link = inputs.get(name)
+                if isinstance(link, list) and len(link) == 2:
+                    entry = cache.get(str(link[0]))
+                    slots = getattr(entry, "outputs", entry)
+                    values = slots[link[1]]
+                    total = sum(int(v.shape[0]) for v in values if hasattr(v, "shape") and len(v.shape) == 4)
+                    if total:
+                        found[str(node_id)] = total
+                    break
+        except Exception:
+            continue
+    return found
 
 
 # -- installing the wrappers ---------------------------------------------------------------------------------

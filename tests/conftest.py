@@ -1,0 +1,104 @@
+"""Shared fixtures. Tests that need a real ComfyUI, PostgreSQL or Chromium are marked and skip with a clear
+reason when the part is missing locally; CI provisions all of them (scripts/provision.sh), so there they run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from comfy_harness import ComfyServer, comfyui_dir  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+PG_URL = os.environ.get("TELEMETRY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_ALL = os.environ.get("RUN_TELEMETRY_REQUIRE_ALL") == "1"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (RUN_TELEMETRY_REQUIRE_ALL=1: nothing may be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def recorded_runs() -> dict:
+    import json
+
+    path = FIXTURES / "comfyui-0.3.75-runs.json"
+    if not path.is_file():
+        _skip_or_fail(f"recorded fixture {path} is missing")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def comfy_available() -> Path:
+    root = comfyui_dir()
+    if root is None:
+        _skip_or_fail("no ComfyUI tree: run scripts/provision.sh or set COMFYUI_DIR")
+    return root
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_available, tmp_path_factory) -> ComfyServer:
+    """One real ComfyUI with the pack, shared by the integration tests (SQLite, default configuration)."""
+    server = ComfyServer(tmp_path_factory.mktemp("comfy-shared"))
+    server.start()
+    yield server
+    server.stop()
+    _keep_log(server)
+
+
+def _keep_log(server: ComfyServer) -> None:
+    out = os.environ.get("RUN_TELEMETRY_TEST_OUTPUT")
+    if out and server.log_path.exists():
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(server.log_path, Path(out) / server.log_path.name)
+
+
+@pytest.fixture
+def comfy_factory(comfy_available, tmp_path):
+    """Starts dedicated servers for tests that restart, kill or reconfigure ComfyUI."""
+    servers: list[ComfyServer] = []
+
+    def make(env: dict[str, str] | None = None, base_dir: Path | None = None) -> ComfyServer:
+        server = ComfyServer(base_dir or tmp_path / f"comfy-{len(servers)}", env=env)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop(kill=True)
+        _keep_log(server)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    try:
+        import psycopg2
+
+        psycopg2.connect(PG_URL, connect_timeout=3).close()
+    except Exception as exc:
+        _skip_or_fail(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema_url(pg_url):
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    import uuid
+
+    import psycopg2
+
+    schema = "rt_" + uuid.uuid4().hex[:10]
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    conn.cursor().execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+    conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()
