@@ -1,0 +1,108 @@
+/**
+ * The ComfyUI extension: registers the settings, the websocket listeners (in `setup`, before any frame arrives),
+ * the "Telemetry" sidebar tab, and the workflow-name reporting. Everything ComfyUI-specific is here and in
+ * `comfy.ts`; the views only see a `PanelEnv`.
+ */
+
+import { app } from "comfyui:app";
+import { api } from "comfyui:api";
+import { TelemetryClient } from "./client";
+import { activeWorkflowSource, comfyEnv, extensionManager, showToast } from "./comfy";
+import { shouldToast } from "./recommendations";
+import { readSettings, settingDefinitions } from "./settings";
+import stylesText from "./styles.css";
+import type { Recommendation, RunSummary } from "./types";
+import uplotCss from "uplot/dist/uPlot.min.css";
+import { createPanelState, TelemetryPanel } from "./views/panel";
+import { currentWorkflow, WorkflowNameReporter } from "./workflows";
+
+export const EXTENSION_NAME = "RunTelemetry.Panel";
+export const SIDEBAR_TAB_ID = "run-telemetry";
+const STYLE_ELEMENT_ID = "run-telemetry-styles";
+/** Runs pushed while the tab is closed are kept (newest last) up to this many. */
+const MAX_PENDING_RUNS = 200;
+
+function injectStyles(): void {
+  if (document.getElementById(STYLE_ELEMENT_ID)) return;
+  const style = document.createElement("style");
+  style.id = STYLE_ELEMENT_ID;
+  style.textContent = `${uplotCss}\n${stylesText}`;
+  document.head.appendChild(style);
+}
+
+const client = new TelemetryClient((route, init) => api.fetchApi(route, init));
+const settings = () => readSettings(extensionManager()?.setting?.get?.bind(extensionManager()?.setting));
+let panel: TelemetryPanel | null = null;
+/** Live runs received since the page loaded (bounded): the websocket listener only appends here and to the panel. */
+const recentRuns: RunSummary[] = [];
+const knownRecommendations = new Set<string>();
+const reporter = new WorkflowNameReporter(({ id, name }) => client.reportWorkflow(id, name));
+
+function getPanel(): TelemetryPanel {
+  if (!panel) panel = new TelemetryPanel(comfyEnv(client, settings), createPanelState(settings()));
+  return panel;
+}
+
+function onRun(run: RunSummary): void {
+  if (!run || typeof run.run_id !== "string") return;
+  recentRuns.push(run);
+  if (recentRuns.length > MAX_PENDING_RUNS) recentRuns.splice(0, recentRuns.length - MAX_PENDING_RUNS);
+  panel?.handleRun(run);
+  if (run.status === "failed" && settings().toasts) {
+    const where = run.error?.node_type ? ` in ${run.error.node_type}` : "";
+    showToast({
+      severity: "error",
+      summary: `Run failed: ${run.workflow_name || "workflow"}`,
+      detail: `${run.error?.exception_type ?? "Error"}${where}: ${run.error?.message ?? ""}`.slice(0, 300),
+      life: 8000,
+    });
+  }
+}
+
+function onRecommendation(rec: Recommendation): void {
+  if (!rec || rec.id === undefined) return;
+  const toast = shouldToast(rec, knownRecommendations);
+  knownRecommendations.add(String(rec.id));
+  panel?.handleRecommendation(rec);
+  if (toast && settings().toasts) {
+    showToast({
+      severity: rec.severity === "critical" ? "error" : "warn",
+      summary: `Telemetry: ${rec.severity}${rec.workflow ? ` · ${rec.workflow}` : ""}`,
+      detail: rec.message.slice(0, 300),
+      life: 8000,
+    });
+  }
+}
+
+function reportActiveWorkflow(): void {
+  void reporter.report(currentWorkflow(activeWorkflowSource()));
+}
+
+app.registerExtension({
+  name: EXTENSION_NAME,
+  settings: settingDefinitions(() => panel?.settingsChanged()) as never,
+  async setup() {
+    injectStyles();
+    const target = api as unknown as EventTarget;
+    target.addEventListener("telemetry.run", (e) => onRun((e as CustomEvent<RunSummary>).detail));
+    target.addEventListener("telemetry.recommendation", (e) => onRecommendation((e as CustomEvent<Recommendation>).detail));
+    target.addEventListener("status", () => panel?.handleQueueChanged());
+    target.addEventListener("promptQueued", () => reportActiveWorkflow());
+
+    extensionManager()?.registerSidebarTab({
+      id: SIDEBAR_TAB_ID,
+      icon: "pi pi-chart-bar",
+      title: "Telemetry",
+      tooltip: "Run telemetry",
+      type: "custom",
+      render: (el: HTMLElement) => getPanel().mount(el),
+      destroy: () => panel?.unmount(),
+    });
+    reportActiveWorkflow();
+  },
+  // Called each time a workflow is loaded into the canvas (opening a file, switching tabs).
+  async afterConfigureGraph() {
+    // The workflow store updates its active workflow right after the graph is configured.
+    queueMicrotask(() => setTimeout(reportActiveWorkflow, 0));
+  },
+});

@@ -1,0 +1,218 @@
+/**
+ * The JSON shapes the panel reads from the pack's REST routes and websocket events.
+ *
+ * They mirror `telemetry/model.py` (`Run.to_dict()`) and the `/telemetry/...` routes; the panel invents no shape
+ * of its own. Every field the backend may leave out or null is optional here, and the views treat it so.
+ */
+
+export type RunStatus = "success" | "failed" | "interrupted" | "running";
+export const RUN_STATUSES: readonly RunStatus[] = ["success", "failed", "interrupted", "running"];
+
+export type NodeStatus = "executed" | "cached" | "failed" | "interrupted" | "not_run";
+
+export interface RunError {
+  node_id: string | null;
+  node_type: string | null;
+  exception_type: string;
+  message: string;
+  kind: "oom" | "error";
+  traceback?: string[];
+}
+
+export interface RunLabels {
+  story_title?: string | null;
+  scene?: string | null;
+  tags?: string[];
+}
+
+export interface OutputCounts {
+  images?: number;
+  videos?: number;
+  audio?: number;
+  other?: number;
+}
+
+/** `Run.to_dict(detail=False)`: one row of the runs table and the `telemetry.run` websocket payload. */
+export interface RunSummary {
+  run_id: string;
+  status: RunStatus;
+  queued_at_ms?: number | null;
+  started_at_ms?: number | null;
+  finished_at_ms?: number | null;
+  duration_ms?: number | null;
+  queue_wait_ms?: number | null;
+  workflow_id?: string | null;
+  workflow_name?: string | null;
+  fingerprint?: string | null;
+  node_count?: number;
+  executed_node_count?: number;
+  cached_node_count?: number;
+  output_counts?: OutputCounts;
+  frame_count?: number;
+  error?: RunError | null;
+  interrupted_reason?: string | null;
+  gpu_name?: string | null;
+  gpu_total_bytes?: number | null;
+  gpu_peak_bytes?: number | null;
+  gpu_reserved_peak_bytes?: number | null;
+  gpu_used_peak_bytes?: number | null;
+  ram_peak_bytes?: number | null;
+  labels?: RunLabels | null;
+  instance?: string | null;
+  source?: string | null;
+  parameters?: Record<string, unknown> | null;
+}
+
+export interface NodeRun {
+  node_id: string;
+  class_type: string;
+  status: NodeStatus;
+  started_at_ms?: number | null;
+  duration_ms?: number | null;
+  gpu_peak_bytes?: number | null;
+  display_node_id?: string | null;
+  parent_node_id?: string | null;
+}
+
+export interface RunOutput {
+  node_id: string;
+  kind: string;
+  filename?: string | null;
+  subfolder?: string | null;
+  type?: string | null;
+  frame_count?: number;
+  format?: string | null;
+}
+
+export interface GpuSample {
+  t_ms: number;
+  used_bytes?: number | null;
+  util_percent?: number | null;
+  temperature_c?: number | null;
+  power_w?: number | null;
+  ram_rss_bytes?: number | null;
+}
+
+/** `Run.to_dict()`: `GET /telemetry/runs/{run_id}`. */
+export interface RunDetail extends RunSummary {
+  nodes?: NodeRun[];
+  outputs?: RunOutput[];
+  gpu_samples?: GpuSample[];
+}
+
+export interface RunsPage {
+  runs: RunSummary[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface WorkflowStats {
+  workflow: string | null;
+  runs: number;
+  success_rate: number | null;
+  avg_duration_ms: number | null;
+}
+
+export interface Stats {
+  total_runs: number;
+  success_rate: number | null;
+  total_frames: number;
+  avg_duration_ms: number | null;
+  p50_duration_ms: number | null;
+  p95_duration_ms: number | null;
+  max_gpu_peak_bytes: number | null;
+  by_status: Partial<Record<RunStatus, number>>;
+  by_workflow: WorkflowStats[];
+}
+
+export interface TimelinePoint {
+  t_ms: number;
+  runs: number;
+  success: number;
+  failed: number;
+  interrupted: number;
+  success_rate: number | null;
+  avg_duration_ms: number | null;
+  p95_duration_ms: number | null;
+  max_gpu_peak_bytes: number | null;
+  frames: number;
+}
+
+export type Bucket = "hour" | "day";
+
+export interface Timeline {
+  bucket: Bucket;
+  points: TimelinePoint[];
+}
+
+export type TrendMetric = "duration_ms" | "gpu_peak_bytes" | "success_rate" | "fps";
+
+export interface Trend {
+  workflow: string | null;
+  metric: TrendMetric;
+  points: { run_id: string; t_ms: number; value: number | null }[];
+  rolling: { t_ms: number; p50: number | null; p95: number | null }[];
+  slope_per_day: number | null;
+  mann_kendall: { tau: number | null; p_value: number | null; trend: "increasing" | "decreasing" | "none" } | null;
+  change_points: { run_id: string; t_ms: number; before: number | null; after: number | null }[];
+}
+
+/** The filter fields the runs, stats and timeline routes accept (as saved in a preset). */
+export interface PresetFilters {
+  status?: string;
+  workflow?: string;
+  since_ms?: string | number;
+  until_ms?: string | number;
+  label?: string;
+  q?: string;
+  instance?: string;
+  range?: string;
+  sort?: string;
+}
+
+export interface Preset {
+  id: string | number;
+  name: string;
+  filters: PresetFilters;
+  created_at_ms?: number;
+}
+
+export type Severity = "info" | "warning" | "critical";
+export type RecommendationState = "open" | "dismissed" | "resolved";
+
+export interface Recommendation {
+  id: string | number;
+  kind: string;
+  severity: Severity;
+  workflow?: string | null;
+  evidence_run_ids?: string[];
+  message: string;
+  action?: string | null;
+  created_at_ms?: number;
+  updated_at_ms?: number;
+  state: RecommendationState;
+}
+
+export interface EtaItem {
+  prompt_id: string;
+  position: number;
+  workflow_name?: string | null;
+  predicted_duration_ms?: number | null;
+  predicted_start_ms?: number | null;
+  predicted_finish_ms?: number | null;
+  interval_ms?: [number, number] | null;
+}
+
+export interface QueueEta {
+  items: EtaItem[];
+  has_predictions: boolean;
+}
+
+export interface Health {
+  hooks?: Record<string, unknown>;
+  database?: { kind?: string; state?: string; [key: string]: unknown };
+  queue_depth?: number;
+  buffered?: number;
+  dropped?: number;
+}

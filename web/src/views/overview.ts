@@ -1,0 +1,302 @@
+/**
+ * The overview: headline cards, the four charts (duration with its trend, GPU peak, success rate per day, runs
+ * per hour) and the per-workflow table, all for the panel's current filters.
+ */
+
+import {
+  describeTrend,
+  durationTimelineData,
+  durationTrendData,
+  gpuPeakData,
+  successRateData,
+  timelineData,
+} from "../chartdata";
+import type { Result } from "../client";
+import { button, h, setChildren } from "../dom";
+import { RANGES } from "../filters";
+import { formatBytes, formatCount, formatDuration, formatPercent } from "../format";
+import type { Stats, Timeline, Trend } from "../types";
+import { Chart, PALETTE } from "./chart";
+import type { View, ViewContext } from "./context";
+import { card, loading, notice } from "./widgets";
+
+const LIVE_REFRESH_MS = 1500;
+
+export class OverviewView implements View {
+  readonly el: HTMLElement;
+  private charts: Chart[] = [];
+  private destroyed = false;
+  private refreshQueued = false;
+  private generation = 0;
+
+  constructor(private readonly ctx: ViewContext) {
+    this.el = h("section", { class: "rt-overview", "aria-label": "Overview" }, loading());
+    void this.load();
+  }
+
+  attached(): void {
+    for (const c of this.charts) c.draw();
+  }
+
+  onRun(): void {
+    if (this.refreshQueued) return;
+    this.refreshQueued = true;
+    this.ctx.setTimeout(() => {
+      this.refreshQueued = false;
+      void this.load();
+    }, LIVE_REFRESH_MS);
+  }
+
+  resize(): void {
+    for (const c of this.charts) c.resize();
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.destroyCharts();
+  }
+
+  private destroyCharts(): void {
+    for (const c of this.charts) c.destroy();
+    this.charts = [];
+  }
+
+  private bucketForDuration(): "hour" | "day" {
+    const range = RANGES.find((r) => r.key === this.ctx.state.filters.range);
+    return range && range.ms !== null && range.ms <= 7 * 86_400_000 ? "hour" : "day";
+  }
+
+  async load(): Promise<void> {
+    const generation = ++this.generation;
+    const { client } = this.ctx.env;
+    const filters = this.ctx.state.filters;
+    const workflow = filters.workflow;
+    const [stats, hourly, daily, trend] = await Promise.all([
+      client.stats(filters),
+      client.timeline(filters, "hour"),
+      client.timeline(filters, "day"),
+      workflow ? client.trends(workflow, "duration_ms", filters) : Promise.resolve(null),
+    ]);
+    if (this.destroyed || generation !== this.generation) return;
+    this.render(stats, hourly, daily, trend);
+  }
+
+  private render(
+    stats: Result<Stats>,
+    hourly: Result<Timeline>,
+    daily: Result<Timeline>,
+    trend: Result<Trend> | null,
+  ): void {
+    this.destroyCharts();
+    const units = this.ctx.env.settings().units;
+    const parts: HTMLElement[] = [];
+
+    if (stats.ok) {
+      const s = stats.data;
+      parts.push(
+        h(
+          "div",
+          { class: "rt-cards" },
+          card("Runs", formatCount(s.total_runs), statusLine(s)),
+          card("Success rate", formatPercent(s.success_rate), `${formatCount(s.by_status?.failed ?? 0)} failed`),
+          card("Frames", formatCount(s.total_frames)),
+          card(
+            "Avg duration",
+            formatDuration(s.avg_duration_ms),
+            `p50 ${formatDuration(s.p50_duration_ms)} · p95 ${formatDuration(s.p95_duration_ms)}`,
+          ),
+          card("GPU peak", formatBytes(s.max_gpu_peak_bytes, units), "highest of any run"),
+        ),
+        statusBar(s),
+      );
+      const names = (s.by_workflow ?? []).map((w) => w.workflow).filter((w): w is string => !!w);
+      if (names.length > 0 && !this.ctx.state.filters.workflow) this.ctx.state.workflows = names;
+    } else if (stats.missing) {
+      parts.push(notice("This server does not serve statistics yet (/telemetry/stats)."));
+    } else {
+      parts.push(notice(`Could not load statistics: ${stats.error}`, "error"));
+    }
+
+    const durationBucket = this.bucketForDuration();
+    const durationTimeline = durationBucket === "hour" ? hourly : daily;
+    let trendText: string | null = null;
+    if (trend && trend.ok && trend.data.points.length > 0) {
+      const t = trend.data;
+      trendText = describeTrend(t, (perDay) => (perDay >= 0 ? "+" : "") + formatDuration(perDay));
+      this.charts.push(
+        new Chart({
+          title: `Duration of ${this.ctx.state.filters.workflow}`,
+          data: durationTrendData(t),
+          series: [
+            { label: "Run", color: PALETTE.blue, kind: "points", value: secondsText },
+            { label: "p50", color: PALETTE.green, kind: "line", value: secondsText },
+            { label: "p95", color: PALETTE.orange, kind: "line", dash: [4, 3], value: secondsText },
+          ],
+          yFormat: axisSeconds,
+        }),
+      );
+    } else if (durationTimeline.ok) {
+      this.charts.push(
+        new Chart({
+          title: `Duration per ${durationBucket}`,
+          data: durationTimelineData(durationTimeline.data.points),
+          series: [
+            { label: "Average", color: PALETTE.blue, kind: "line", value: secondsText },
+            { label: "p95", color: PALETTE.orange, kind: "line", dash: [4, 3], value: secondsText },
+          ],
+          yFormat: axisSeconds,
+        }),
+      );
+    }
+    if (durationTimeline.ok) {
+      const gpu = gpuPeakData(durationTimeline.data.points, units);
+      this.charts.push(
+        new Chart({
+          title: `GPU peak per ${durationBucket} (${gpu.unit})`,
+          data: gpu.data,
+          series: [{ label: "Max peak", color: PALETTE.purple, kind: "line", value: (v) => numberText(v, gpu.unit) }],
+          yFormat: (v) => trimNumber(v),
+          emptyText: "No GPU measurements in this range",
+        }),
+      );
+    }
+    if (daily.ok) {
+      this.charts.push(
+        new Chart({
+          title: "Success rate per day",
+          data: successRateData(daily.data.points),
+          series: [{ label: "Success", color: PALETTE.green, kind: "bars", value: (v) => numberText(v, "%") }],
+          yFormat: (v) => `${trimNumber(v)}%`,
+          yMin: 0,
+          yMax: 100,
+        }),
+      );
+    }
+    if (hourly.ok) {
+      this.charts.push(
+        new Chart({
+          title: "Runs per hour",
+          data: timelineData(hourly.data.points, ["runs", "failed"]),
+          series: [
+            { label: "Runs", color: PALETTE.blue, kind: "bars", value: (v) => numberText(v, "") },
+            { label: "Failed", color: PALETTE.red, kind: "bars", value: (v) => numberText(v, "") },
+          ],
+          yFormat: (v) => (Number.isInteger(v) ? String(v) : ""),
+        }),
+      );
+    }
+    if (this.charts.length > 0) {
+      parts.push(h("h3", null, "Charts"));
+      if (trendText) parts.push(h("p", { class: "rt-muted rt-small", "data-testid": "trend" }, trendText));
+      parts.push(h("div", { class: "rt-charts" }, this.charts.map((c) => c.el)));
+    } else if (!hourly.ok && hourly.missing) {
+      parts.push(notice("This server does not serve the timeline yet (/telemetry/stats/timeline)."));
+    }
+
+    if (stats.ok && (stats.data.by_workflow ?? []).length > 0) {
+      parts.push(h("h3", null, "Workflows"), this.workflowTable(stats.data));
+    }
+    if (stats.ok && stats.data.total_runs === 0) {
+      parts.unshift(notice("No runs in this range yet. Queue a workflow and it appears here."));
+    }
+    setChildren(this.el, parts);
+    if (this.el.isConnected) for (const c of this.charts) c.draw();
+  }
+
+  private workflowTable(stats: Stats): HTMLElement {
+    const rows = [...stats.by_workflow].sort((a, b) => b.runs - a.runs);
+    return h(
+      "div",
+      { class: "rt-table-wrap" },
+      h(
+        "table",
+        { class: "rt-table" },
+        h(
+          "thead",
+          null,
+          h(
+            "tr",
+            null,
+            h("th", { scope: "col" }, "Workflow"),
+            h("th", { scope: "col", class: "rt-num" }, "Runs"),
+            h("th", { scope: "col", class: "rt-num" }, "Success"),
+            h("th", { scope: "col", class: "rt-num" }, "Avg"),
+          ),
+        ),
+        h(
+          "tbody",
+          null,
+          rows.map((w) =>
+            h(
+              "tr",
+              null,
+              h(
+                "td",
+                { class: "rt-cell-wf" },
+                w.workflow
+                  ? button(w.workflow, () => this.ctx.setFilters({ ...this.ctx.state.filters, workflow: w.workflow ?? "" }), {
+                      class: "rt-link",
+                      title: `Show only ${w.workflow}`,
+                    })
+                  : h("span", { class: "rt-muted" }, "Unnamed"),
+              ),
+              h("td", { class: "rt-num" }, formatCount(w.runs)),
+              h("td", { class: "rt-num" }, formatPercent(w.success_rate)),
+              h("td", { class: "rt-num" }, formatDuration(w.avg_duration_ms)),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+}
+
+function statusLine(s: Stats): string {
+  const by = s.by_status ?? {};
+  const parts = [`${formatCount(by.success ?? 0)} ok`];
+  if (by.interrupted) parts.push(`${formatCount(by.interrupted)} interrupted`);
+  if (by.running) parts.push(`${formatCount(by.running)} running`);
+  return parts.join(" · ");
+}
+
+function statusBar(s: Stats): HTMLElement {
+  const by = s.by_status ?? {};
+  const total = (by.success ?? 0) + (by.failed ?? 0) + (by.interrupted ?? 0) + (by.running ?? 0);
+  const bar = h("div", { class: "rt-statusbar", role: "img", "aria-label": "Runs by status" });
+  if (total === 0) return bar;
+  const colors: [keyof typeof by, string][] = [
+    ["success", "var(--rt-success)"],
+    ["failed", "var(--rt-failed)"],
+    ["interrupted", "var(--rt-interrupted)"],
+    ["running", "var(--rt-running)"],
+  ];
+  for (const [key, color] of colors) {
+    const n = by[key] ?? 0;
+    if (n > 0) {
+      bar.append(h("span", { style: { width: `${(n / total) * 100}%`, background: color }, title: `${key}: ${n}` }));
+    }
+  }
+  bar.setAttribute(
+    "aria-label",
+    colors.map(([key]) => `${key} ${by[key] ?? 0}`).join(", "),
+  );
+  return bar;
+}
+
+function trimNumber(v: number): string {
+  if (!Number.isFinite(v)) return "";
+  return Math.abs(v) >= 100 ? String(Math.round(v)) : String(Math.round(v * 10) / 10);
+}
+
+function axisSeconds(v: number): string {
+  return `${trimNumber(v)}s`;
+}
+
+function secondsText(v: number | null): string {
+  return v === null ? "—" : formatDuration(v * 1000);
+}
+
+function numberText(v: number | null, unit: string): string {
+  if (v === null) return "—";
+  return unit ? `${trimNumber(v)} ${unit}`.replace(" %", "%") : trimNumber(v);
+}
