@@ -203,7 +203,10 @@ class Recorder:
             self.store.open()
             # Only once per process, before anything of ours is written: later reconnects must not close the
             # run this process is executing.
-            closed = [] if self._stale_closed else self.store.close_stale_running(self.instance, CRASH_REASON)
+            # A local SQLite file is one machine's: any run left running there belongs to a dead process, even
+            # if ComfyUI came back on another port. A shared PostgreSQL only closes this instance's runs.
+            scope = None if self.store.kind == "sqlite" else self.instance
+            closed = [] if self._stale_closed else self.store.close_stale_running(scope, CRASH_REASON)
             self._stale_closed = True
             if closed:
                 self.stats.closed_stale_runs += len(closed)

@@ -103,9 +103,12 @@ class Store:
                         model.insert_many(rows[start:start + _BATCH]).execute()
 
     def close_stale_running(self, instance: str | None, reason: str) -> list[str]:
-        """Runs left `running` by a previous process of this instance: closed as interrupted. Returns their ids."""
+        """Runs left `running` by a previous process: closed as interrupted. Returns their ids.
+
+        With `instance`, only that instance's runs (a database shared by a fleet); without, all of them."""
         query = RunRow.select(RunRow.run_id).where(RunRow.status == RunStatus.RUNNING)
-        query = query.where(RunRow.instance.is_null() if instance is None else RunRow.instance == instance)
+        if instance is not None:
+            query = query.where(RunRow.instance == instance)
         run_ids = [row.run_id for row in query]
         if run_ids:
             with self.db.atomic():
