@@ -268,6 +268,11 @@ def build_outputs(history_outputs: Any, frame_counter: FrameCounter | None, fall
 
 def _status_and_error(messages: Mapping[str, Mapping[str, Any]], item: Mapping[str, Any],
                       trace: RunTrace | None) -> tuple[str, RunError | None, str | None]:
+    if trace is not None and trace.exception is not None and "execution_error" not in messages:
+        # An exception escaped ComfyUI's executor: the prompt never completed, whatever was reported before.
+        exception_type, message = trace.exception
+        error = RunError(None, None, exception_type, message[:20000], classify_error(exception_type, message))
+        return RunStatus.FAILED, error, None
     if "execution_success" in messages:
         return RunStatus.SUCCESS, None, None
     if "execution_interrupted" in messages:
@@ -285,10 +290,6 @@ def _status_and_error(messages: Mapping[str, Mapping[str, Any]], item: Mapping[s
             kind=classify_error(exception_type, message),
             traceback=[str(line)[:2000] for line in traceback[-40:]],
         )
-        return RunStatus.FAILED, error, None
-    if trace is not None and trace.exception is not None:
-        exception_type, message = trace.exception
-        error = RunError(None, None, exception_type, message[:20000], classify_error(exception_type, message))
         return RunStatus.FAILED, error, None
     status = item.get("status")
     if isinstance(status, Mapping) and status.get("completed") is True:

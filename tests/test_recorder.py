@@ -1,0 +1,79 @@
+"""The recorder never blocks the worker, buffers through database outages, and counts what it cannot keep."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from telemetry.model import Run
+from telemetry.recorder import Recorder
+from telemetry.store.database import sqlite_url
+from telemetry.store.store import Store
+
+
+def _wait(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_runs_are_written_and_listeners_told(tmp_path):
+    store = Store(sqlite_url(str(tmp_path / "r.db")))
+    recorder = Recorder(store, instance="t:1")
+    seen = []
+    recorder.add_listener(lambda run: seen.append(run.run_id))
+    recorder.start()
+    for i in range(20):
+        assert recorder.submit(lambda i=i: [Run(f"run{i}", "success", started_at_ms=i)])
+    assert recorder.flush()
+    assert len(seen) == 20 and recorder.health()["stored"] == 20
+    recorder.stop()
+
+
+def test_a_locked_database_buffers_and_catches_up(tmp_path):
+    path = tmp_path / "locked.db"
+    store = Store(sqlite_url(str(path)))
+    store.open()
+    store.db.execute_sql("PRAGMA busy_timeout = 100")
+    recorder = Recorder(store, instance="t:1", retry_initial_s=0.1, retry_max_s=0.2)
+    recorder.start()
+    recorder.submit(lambda: [Run("first", "success")])
+    assert recorder.flush()
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    recorder.submit(lambda: [Run("during", "success")])
+    assert _wait(lambda: recorder.health()["write_failures"] >= 1, timeout=30)
+    assert recorder.health()["buffered"] == 1
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert _wait(lambda: recorder.health()["stored"] == 2, timeout=30)
+    assert recorder.health()["dropped"] == 0
+    recorder.stop()
+
+
+def test_overflow_is_counted_never_silent(tmp_path):
+    store = Store("sqlite:////nonexistent-dir/\0bad.db")  # cannot be opened
+    recorder = Recorder(store, instance="t:1", queue_max=2, buffer_max=3, retry_initial_s=60)
+    accepted = [recorder.submit(lambda i=i: [Run(f"r{i}", "success")]) for i in range(4)]
+    assert accepted == [True, True, False, False]  # the worker is never blocked
+    recorder.start()
+    for i in range(4, 8):
+        recorder.submit(lambda i=i: [Run(f"r{i}", "success")])
+    assert _wait(lambda: recorder.health()["queue_depth"] == 0)
+    health = recorder.health()
+    assert health["buffered"] == 3
+    assert health["dropped"] == 2 + (6 - 3)
+    assert set(health["dropped_reasons"]) == {"queue full (run)", "buffer full while the database was unavailable"}
+    assert health["database_ready"] is False and health["last_error"]
+
+
+def test_a_job_that_raises_is_counted(tmp_path):
+    recorder = Recorder(Store(sqlite_url(str(tmp_path / "x.db"))), instance=None)
+    recorder.start()
+    recorder.submit(lambda: 1 / 0)
+    assert recorder.flush()
+    assert recorder.health()["build_failures"] == 1 and recorder.health()["dropped"] == 1
+    recorder.stop()
