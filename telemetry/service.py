@@ -40,12 +40,14 @@ class TelemetryService:
         self.instance = instance
 
     def list_runs(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        self.store.ensure_schema()
         filters, page = parse_run_filters(query), parse_page(query)
         runs, total = self.store.query_runs(filters, page)
         return {"runs": [json_safe(r.to_dict(detail=False)) for r in runs], "total": total,
                 "limit": page.limit, "offset": page.offset}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
+        self.store.ensure_schema()
         run = self.store.get_run(run_id)
         if run is None:
             raise NotFoundError(f"no run with id {run_id!r}")
@@ -55,6 +57,7 @@ class TelemetryService:
         return json_safe(data)
 
     def stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        self.store.ensure_schema()
         filters = parse_run_filters(query)
         data = self.store.stats(filters)
         data["by_node_type"] = self.store.node_type_stats(filters)
@@ -83,9 +86,11 @@ class TelemetryService:
         })
 
     def list_presets(self) -> dict[str, Any]:
+        self.store.ensure_schema()
         return {"presets": [p.to_dict() for p in self.store.list_presets()]}
 
     def save_preset(self, body: Any) -> dict[str, Any]:
+        self.store.ensure_schema()
         if not isinstance(body, Mapping):
             raise FilterError("the body must be a JSON object {\"name\": ..., \"filters\": {...}}")
         name = body.get("name")
@@ -97,6 +102,7 @@ class TelemetryService:
         return self.store.save_preset(name.strip(), filters).to_dict()
 
     def delete_preset(self, preset_id: str) -> dict[str, Any]:
+        self.store.ensure_schema()
         try:
             key = int(preset_id)
         except ValueError:
@@ -106,6 +112,7 @@ class TelemetryService:
         return {"deleted": key}
 
     def set_workflow_name(self, body: Any) -> dict[str, Any]:
+        self.store.ensure_schema()
         if not isinstance(body, Mapping):
             raise FilterError("the body must be a JSON object {\"id\": ..., \"name\": ...}")
         workflow_id, name = body.get("id"), body.get("name")
@@ -121,6 +128,7 @@ class TelemetryService:
         if fmt not in ("csv", "jsonl"):
             raise FilterError(f"'format' must be csv or jsonl, got {fmt[:20]!r}")
         filters = parse_run_filters(query)
+        self.store.ensure_schema()
         sort = query.get("sort") or "-started_at_ms"
         parse_page({"sort": sort})
         runs = self.store.iter_runs(filters, sort)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from peewee import DatabaseError, InterfaceError
 
 from ..filters import FilterError
 from ..jsonsafe import json_safe
@@ -53,6 +54,9 @@ def guarded(handler: Handler) -> Handler:
             return error_response(404, str(exc).strip("'\""))
         except web.HTTPException:
             raise
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("telemetry route %s: database unavailable: %s", request.path, exc)
+            return error_response(503, f"the telemetry database is unavailable: {exc}"[:500])
         except Exception as exc:
             log.exception("telemetry route %s failed", request.path)
             return error_response(500, f"internal error: {type(exc).__name__}: {exc}"[:500])

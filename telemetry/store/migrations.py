@@ -23,8 +23,23 @@ def _create_v1(db: Database) -> None:
     db.create_tables(ALL_TABLES, safe=True)
 
 
+# Indexes for analysis (telemetry.analysis.queries): a fingerprint's latest successful runs (predictions), a
+# labelled scene's latest runs (retries), and one row per recommendation condition.
+_V2_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_fingerprint_status_started ON runs (fingerprint, status, started_at_ms)",
+    "CREATE INDEX IF NOT EXISTS runs_scene_started ON runs (scene, started_at_ms)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS recommendations_condition_key_unique ON recommendations (condition_key)",
+)
+
+
+def _analysis_indexes_v2(db: Database) -> None:
+    for statement in _V2_INDEXES:
+        db.execute_sql(statement)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
+    (2, _analysis_indexes_v2),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,14 +67,24 @@ class Store:
         self.db: Database = open_database(url)
         self.kind = database_kind(self.db)
         self.schema_version: int | None = None
+        self._schema_lock = threading.Lock()
         # No I/O: connections open lazily per thread. One Store per process (the proxy is global).
         database_proxy.initialize(self.db)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def open(self) -> None:
+        """Connect this thread and make sure the schema is current (migrated once per process)."""
         self.db.connect(reuse_if_open=True)
-        self.schema_version = migrate(self.db)
+        self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        """Readers and the writer may race at start-up: whoever comes first migrates, the others wait."""
+        if self.schema_version is not None:
+            return
+        with self._schema_lock:
+            if self.schema_version is None:
+                self.schema_version = migrate(self.db)
 
     def close(self) -> None:
         if not self.db.is_closed():

@@ -1,0 +1,131 @@
+"""The analysis REST routes under /telemetry: recommendations, trends, the timeline, predictions, the queue ETA,
+prediction accuracy and the analysis config. Mountable on any `RouteTableDef` (the plugin's PromptServer routes
+or the standalone server's app).
+
+Every response is JSON made safe (NaN/inf become null); errors are `{"error": "..."}` with 400 (what is wrong),
+404 (what is missing) or 503 (analysis not running). Database work runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..analysis.service import AnalysisNotFound, AnalysisService
+from ..filters import FilterError
+from ..jsonsafe import json_safe
+
+log = logging.getLogger("run_telemetry.api")
+
+PREFIX = "/telemetry"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(json_safe(data), status=status,
+                             dumps=lambda d: json.dumps(d, ensure_ascii=False, allow_nan=False))
+
+
+async def _body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        raise FilterError("the request has no body; send JSON")
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FilterError(f"the body is not valid JSON ({exc})") from None
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except FilterError as exc:
+            return _error(400, str(exc))
+        except AnalysisNotFound as exc:
+            return _error(404, str(exc.args[0]) if exc.args else "not found")
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("telemetry analysis route %s failed", request.path)
+            return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:500])
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
+def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], AnalysisService | None],
+                        get_queue: Callable[[], list]) -> None:
+    """Register the analysis routes on `routes`. `get_queue` returns ComfyUI's queue items, running first."""
+
+    def service() -> AnalysisService:
+        svc = get_service()
+        if svc is None:
+            raise web.HTTPServiceUnavailable(text=json.dumps({"error": "telemetry analysis is not running"}),
+                                             content_type="application/json")
+        return svc
+
+    @routes.get(PREFIX + "/recommendations")
+    @_guarded
+    async def list_recommendations(request: web.Request) -> web.Response:
+        q = request.query
+        return _json(await asyncio.to_thread(service().recommendations, q.get("state"), q.get("severity"),
+                                             q.get("workflow")))
+
+    @routes.post(PREFIX + "/recommendations/evaluate")
+    @_guarded
+    async def evaluate_recommendations(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(service().evaluate, request.query.get("workflow")))
+
+    @routes.post(PREFIX + "/recommendations/{rec_id}/dismiss")
+    @_guarded
+    async def dismiss_recommendation(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(service().dismiss, request.match_info["rec_id"]))
+
+    @routes.get(PREFIX + "/trends")
+    @_guarded
+    async def get_trends(request: web.Request) -> web.Response:
+        q = request.query
+        return _json(await asyncio.to_thread(service().trends, q.get("workflow"), q.get("metric"),
+                                             q.get("node_type")))
+
+    @routes.get(PREFIX + "/stats/timeline")
+    @_guarded
+    async def get_timeline(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(service().timeline, dict(request.query)))
+
+    @routes.post(PREFIX + "/predict")
+    @_guarded
+    async def post_predict(request: web.Request) -> web.Response:
+        body = await _body(request)
+        return _json(await asyncio.to_thread(service().predict, body))
+
+    @routes.get(PREFIX + "/predict/accuracy")
+    @_guarded
+    async def get_accuracy(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(service().accuracy))
+
+    @routes.get(PREFIX + "/queue/eta")
+    @_guarded
+    async def get_queue_eta(request: web.Request) -> web.Response:
+        svc = service()
+        items = get_queue() or []
+        return _json(await asyncio.to_thread(svc.queue_eta, items))
+
+    @routes.get(PREFIX + "/config")
+    @_guarded
+    async def get_config(request: web.Request) -> web.Response:
+        return _json(service().get_config())
+
+    @routes.put(PREFIX + "/config")
+    @_guarded
+    async def put_config(request: web.Request) -> web.Response:
+        body = await _body(request)
+        return _json(await asyncio.to_thread(service().set_config, body))

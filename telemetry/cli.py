@@ -1,0 +1,96 @@
+"""`python -m telemetry ...`: command-line entry points.
+
+    python -m telemetry watch --comfyui http://127.0.0.1:8188 [--database-url URL] [--serve 127.0.0.1:8190]
+                              [--interval 1.0] [--instance NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m telemetry", description="Run Telemetry command line")
+    parser.add_argument("--version", action="version", version=f"run-telemetry {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    watch = commands.add_parser(
+        "watch", help="record the runs of a ComfyUI the pack is not installed in (polls its API)",
+        description="Watch a ComfyUI through its HTTP and websocket API and record every run, like the plugin "
+                    "does in-process (without per-node timing and GPU figures, which exist only in-process).")
+    watch.add_argument("--comfyui", default=os.environ.get("TELEMETRY_COMFYUI_URL", "http://127.0.0.1:8188"),
+                       help="ComfyUI's base URL (default: %(default)s)")
+    watch.add_argument("--database-url", default=None,
+                       help="sqlite:///path or postgresql://... (default: TELEMETRY_DATABASE_URL, else SQLite at "
+                            "~/.run_telemetry/telemetry.db)")
+    watch.add_argument("--serve", default=None, metavar="HOST:PORT",
+                       help="also serve the /telemetry REST routes here, e.g. 127.0.0.1:8190")
+    watch.add_argument("--interval", type=_positive_float, default=1.0,
+                       help="seconds between /queue polls (default: %(default)s)")
+    watch.add_argument("--instance", default=None,
+                       help="instance name stored with each run (default: <hostname>:<port>, as the plugin does)")
+    watch.add_argument("--history-items", type=_positive_int, default=32,
+                       help="history entries read per look (default: %(default)s)")
+    watch.add_argument("--backfill", type=_positive_int, default=200,
+                       help="history entries read at start to record runs missed while not watching "
+                            "(default: %(default)s)")
+    watch.add_argument("--no-websocket", action="store_true", help="poll only; do not open /ws")
+    watch.add_argument("--data-dir", default=None,
+                       help="where the default SQLite file and config.json live (default: ~/.run_telemetry)")
+    watch.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def watch_options(args: argparse.Namespace):
+    from .watch.app import DEFAULT_DATA_DIR, WatchOptions
+
+    return WatchOptions(comfyui_url=args.comfyui, database_url=args.database_url, serve=args.serve,
+                        interval_s=args.interval, instance=args.instance, history_items=args.history_items,
+                        backfill_items=args.backfill, websocket=not args.no_websocket,
+                        data_dir=os.path.expanduser(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "watch":
+        from .watch.app import run_watch
+        from .watch.client import normalize_base_url
+
+        try:
+            normalize_base_url(args.comfyui)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return asyncio.run(run_watch(watch_options(args)))
+        except KeyboardInterrupt:
+            return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
