@@ -32,7 +32,7 @@ def fake_comfy():
     progress.add_progress_handler = lambda h: progress.handlers.append(h)
 
     class PromptExecutor:
-        def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):
+        def execute(self, prompt, prompt_id, extra_data={}, execute_outputs=[]):  # noqa: B006 (ComfyUI's signature)
             self.status_messages = [("execution_start", {"prompt_id": prompt_id, "timestamp": 1}),
                                     ("execution_success", {"prompt_id": prompt_id, "timestamp": 5})]
             self.success = True
