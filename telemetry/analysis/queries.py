@@ -1,0 +1,150 @@
+"""The store reads that analysis needs, each bounded: one workflow, fingerprint or scene at a time, newest first
+with a LIMIT, over the indexes added by migration 2. Nothing here scans the whole runs table, except the
+timeline, which reads only its time window.
+
+Runs without a start time (cancelled before they ran) are left out of analysis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import fn
+
+from ..filters import RunFilters
+from ..model import RunStatus
+from ..store.schema import NodeRunRow, RunRow
+from ..store.store import Store
+from .rules import RunPoint
+
+RUN_POINT_COLUMNS = (
+    RunRow.run_id, RunRow.status, RunRow.started_at_ms, RunRow.finished_at_ms, RunRow.duration_ms,
+    RunRow.gpu_peak_bytes, RunRow.gpu_total_bytes, RunRow.frame_count, RunRow.error_kind, RunRow.error_node_id,
+    RunRow.error_node_type, RunRow.error_exception_type, RunRow.workflow_name, RunRow.story_title, RunRow.scene,
+    RunRow.parameters,
+)
+
+
+def _points(query, limit: int) -> list[RunPoint]:
+    rows = query.where(RunRow.started_at_ms.is_null(False)).order_by(RunRow.started_at_ms.desc()).limit(limit)
+    return [RunPoint(*row) for row in reversed(list(rows.tuples()))]
+
+
+def workflow_points(wf: str, limit: int) -> list[RunPoint]:
+    """The workflow's latest `limit` runs (finished or not), oldest first."""
+    return _points(RunRow.select(*RUN_POINT_COLUMNS).where(RunRow.workflow_key == wf), limit)
+
+
+def scene_points(story_title: str | None, scene: str, limit: int) -> list[RunPoint]:
+    query = RunRow.select(*RUN_POINT_COLUMNS).where(RunRow.scene == scene)
+    query = query.where(RunRow.story_title.is_null() if story_title is None else RunRow.story_title == story_title)
+    return _points(query, limit)
+
+
+def run_nodes(run_id: str) -> list[tuple[str, str, float | None]]:
+    return list(NodeRunRow.select(NodeRunRow.class_type, NodeRunRow.status, NodeRunRow.duration_ms)
+                .where(NodeRunRow.run == run_id).tuples())
+
+
+def resolve_workflow(workflow: str) -> tuple[str, str | None] | None:
+    """(workflow key, name) for a workflow key, UI workflow id, fingerprint or name; None when no run has it."""
+    for column in (RunRow.workflow_key, RunRow.workflow_id, RunRow.fingerprint, RunRow.workflow_name):
+        row = (RunRow.select(RunRow.workflow_key, RunRow.workflow_name).where(column == workflow)
+               .order_by(RunRow.started_at_ms.desc()).limit(1).tuples().first())
+        if row and row[0]:
+            return row[0], row[1]
+    return None
+
+
+def metric_series(wf: str, metric: str, limit: int) -> list[tuple[str, int, Any, Any, Any]]:
+    """(run_id, started_at_ms, status, duration_ms, gpu_peak_bytes, frame_count) of the latest `limit` runs,
+    oldest first. `metric` decides which runs can carry a value: success_rate needs completed runs."""
+    query = (RunRow.select(RunRow.run_id, RunRow.started_at_ms, RunRow.status, RunRow.duration_ms,
+                           RunRow.gpu_peak_bytes, RunRow.frame_count)
+             .where(RunRow.workflow_key == wf, RunRow.started_at_ms.is_null(False)))
+    if metric == "success_rate":
+        query = query.where(RunRow.status.in_([RunStatus.SUCCESS, RunStatus.FAILED]))
+    else:
+        query = query.where(RunRow.status == RunStatus.SUCCESS)
+    return list(reversed(list(query.order_by(RunRow.started_at_ms.desc()).limit(limit).tuples())))
+
+
+def node_series(wf: str, node_type: str, limit: int) -> list[tuple[str, int, str, float | None, Any, int]]:
+    """(run_id, started_at_ms, node status, node duration_ms, node gpu_peak_bytes, run frame_count) of the node
+    type in the workflow's latest `limit` runs, oldest first (one value per run: durations summed, peaks max)."""
+    runs = (RunRow.select(RunRow.run_id, RunRow.started_at_ms, RunRow.frame_count)
+            .where(RunRow.workflow_key == wf, RunRow.started_at_ms.is_null(False),
+                   RunRow.status.in_([RunStatus.SUCCESS, RunStatus.FAILED]))
+            .order_by(RunRow.started_at_ms.desc()).limit(limit))
+    started = {run_id: (t, frames) for run_id, t, frames in runs.tuples()}
+    if not started:
+        return []
+    per_run: dict[str, list[Any]] = {}
+    nodes = (NodeRunRow.select(NodeRunRow.run, NodeRunRow.status, NodeRunRow.duration_ms, NodeRunRow.gpu_peak_bytes)
+             .where(NodeRunRow.run.in_(list(started)), NodeRunRow.class_type == node_type).tuples())
+    for run_id, status, duration, peak in nodes:
+        entry = per_run.setdefault(run_id, [status, None, None])
+        if status == "failed":
+            entry[0] = "failed"
+        if duration is not None:
+            entry[1] = (entry[1] or 0.0) + duration
+        if peak is not None:
+            entry[2] = max(entry[2] or 0, peak)
+    out = [(rid, started[rid][0], s, d, p, started[rid][1]) for rid, (s, d, p) in per_run.items()]
+    return sorted(out, key=lambda r: (r[1], r[0]))
+
+
+def fingerprint_history(fingerprint: str, limit: int) -> list[tuple[str, float | None, int | None, str | None]]:
+    """(run_id, duration_ms, gpu_peak_bytes, parameters JSON) of the fingerprint's latest successful runs,
+    oldest first."""
+    query = (RunRow.select(RunRow.run_id, RunRow.duration_ms, RunRow.gpu_peak_bytes, RunRow.parameters)
+             .where(RunRow.fingerprint == fingerprint, RunRow.status == RunStatus.SUCCESS,
+                    RunRow.started_at_ms.is_null(False))
+             .order_by(RunRow.started_at_ms.desc()).limit(limit))
+    return list(reversed(list(query.tuples())))
+
+
+def latest_names(fingerprint: str) -> tuple[str | None, str | None]:
+    """(workflow key, workflow name) of the fingerprint's latest run."""
+    row = (RunRow.select(RunRow.workflow_key, RunRow.workflow_name).where(RunRow.fingerprint == fingerprint)
+           .order_by(RunRow.started_at_ms.desc()).limit(1).tuples().first())
+    return (row[0], row[1]) if row else (None, None)
+
+
+def recent_fingerprints(scan_runs: int) -> list[str]:
+    """Fingerprints of the latest `scan_runs` runs, most active first."""
+    rows = (RunRow.select(RunRow.fingerprint).where(RunRow.started_at_ms.is_null(False))
+            .order_by(RunRow.started_at_ms.desc()).limit(scan_runs).tuples())
+    counts: dict[str, int] = {}
+    for (fp,) in rows:
+        if fp:
+            counts[fp] = counts.get(fp, 0) + 1
+    return sorted(counts, key=lambda fp: -counts[fp])
+
+
+def recent_workflows(since_ms: int, limit: int) -> list[str]:
+    rows = (RunRow.select(RunRow.workflow_key, fn.MAX(RunRow.started_at_ms).alias("last"))
+            .where(RunRow.started_at_ms >= since_ms, RunRow.workflow_key.is_null(False))
+            .group_by(RunRow.workflow_key).order_by(fn.MAX(RunRow.started_at_ms).desc()).limit(limit).tuples())
+    return [wf for wf, _ in rows]
+
+
+def running_starts(run_ids: list[str]) -> dict[str, int]:
+    """started_at_ms of those runs that are executing now."""
+    if not run_ids:
+        return {}
+    rows = (RunRow.select(RunRow.run_id, RunRow.started_at_ms)
+            .where(RunRow.run_id.in_(run_ids), RunRow.status == RunStatus.RUNNING).tuples())
+    return {rid: t for rid, t in rows if t is not None}
+
+
+def timeline_rows(store: Store, filters: RunFilters, since_ms: int, until_ms: int | None,
+                  bucket_ms: int) -> list[tuple[int, str, float | None, int | None, int]]:
+    """(bucket start, status, duration_ms, gpu_peak_bytes, frame_count) of the filtered runs in the window."""
+    bucket = (RunRow.started_at_ms / bucket_ms) * bucket_ms
+    query = store.filtered(filters, RunRow.select(bucket, RunRow.status, RunRow.duration_ms, RunRow.gpu_peak_bytes,
+                                                  RunRow.frame_count))
+    query = query.where(RunRow.started_at_ms >= since_ms)
+    if until_ms is not None:
+        query = query.where(RunRow.started_at_ms <= until_ms)
+    return list(query.tuples())
