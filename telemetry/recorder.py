@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from peewee import InterfaceError, OperationalError
+
 from .model import Run
 from .store.store import Store
 
@@ -241,6 +243,11 @@ class Recorder:
             except Exception as exc:
                 self.stats.write_failures += 1
                 self._note_error(exc)
+                if not isinstance(exc, (OperationalError, InterfaceError)) and self._database_answers():
+                    # The database is fine, so something in the batch is not storable: write the runs one by
+                    # one so a single bad run cannot hold back every run behind it.
+                    self._write_one_by_one(batch)
+                    continue
                 self._db_ready = False
                 try:
                     self.store.close()
@@ -256,6 +263,28 @@ class Recorder:
             self._retry_delay_s = self._retry_initial_s
             for run in batch:
                 self._notify(run)
+
+    def _database_answers(self) -> bool:
+        try:
+            self.store.db.rollback() if self.store.db.in_transaction() else None
+            self.store.ping()
+            return True
+        except Exception:
+            return False
+
+    def _write_one_by_one(self, batch: list[Run]) -> None:
+        for run in batch:
+            self._buffer.popleft()
+            try:
+                self.store.save_runs([run])
+            except Exception as exc:
+                self._note_error(exc)
+                self._count_drop(f"the database refused the run: {type(exc).__name__}")
+                log.error("telemetry could not store run %s: %s", run.run_id, exc)
+                continue
+            self.stats.stored += 1
+            self.stats.last_write_at_ms = int(time.time() * 1000)
+            self._notify(run)
 
     def _notify(self, run: Run) -> None:
         for listener in self._listeners:

@@ -77,3 +77,35 @@ def test_a_job_that_raises_is_counted(tmp_path):
     assert recorder.flush()
     assert recorder.health()["build_failures"] == 1 and recorder.health()["dropped"] == 1
     recorder.stop()
+
+
+def test_one_unstorable_run_does_not_hold_back_the_others(tmp_path):
+    class PickyStore(Store):
+        def save_runs(self, runs):
+            if any(r.run_id == "poison" for r in runs):
+                raise ValueError("value out of range")
+            super().save_runs(runs)
+
+    store = PickyStore(sqlite_url(str(tmp_path / "p.db")))
+    recorder = Recorder(store, instance=None, retry_initial_s=60)
+    recorder.submit(lambda: [Run("good1", "success"), Run("poison", "success"), Run("good2", "success")])
+    recorder.start()
+    assert recorder.flush()
+    health = recorder.health()
+    assert health["stored"] == 2 and health["buffered"] == 0 and health["dropped"] == 1
+    assert "the database refused the run: ValueError" in health["dropped_reasons"]
+    assert store.run_exists("good2")
+    recorder.stop()
+
+
+def test_odd_values_are_stored_not_rejected(tmp_path):
+    from telemetry.model import NodeRun
+
+    store = Store(sqlite_url(str(tmp_path / "odd.db")))
+    store.open()
+    run = Run("x" * 300, "success", gpu_peak_bytes=1 << 70, parameters={"pixels": 10**40, "steps": 1 << 40},
+              nodes=[NodeRun("1", "N" * 1000, "executed")])
+    store.save_runs([run])
+    stored = store.get_run("x" * 128)
+    assert stored.gpu_peak_bytes is None and len(stored.nodes[0].class_type) == 256
+    assert stored.parameters["pixels"] == 10**40  # the JSON keeps the original value

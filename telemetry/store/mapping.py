@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from peewee import BigIntegerField, CharField, IntegerField, Model
+
 from ..model import GpuSample, NodeRun, OutputKind, Run, RunError, RunLabels, RunOutput
 from .schema import GpuSampleRow, NodeRunRow, RunOutputRow, RunRow
+
+_INT64 = (1 << 63) - 1
+_INT32 = (1 << 31) - 1
 
 _OUTPUT_COLUMNS = {
     OutputKind.IMAGES: "image_count",
@@ -27,6 +32,22 @@ def _loads(text: str | None, default: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return default
+
+
+def fit(model: type[Model], row: dict[str, Any]) -> dict[str, Any]:
+    """Make an odd run storable instead of rejected: strings cut to their column's length, integers that no
+    database column can hold become null."""
+    for name, value in row.items():
+        column = model._meta.fields.get(name)
+        if isinstance(column, CharField) and isinstance(value, str) and len(value) > column.max_length:
+            row[name] = value[: column.max_length]
+        elif isinstance(value, int) and not isinstance(value, bool) and isinstance(column, (IntegerField,)):
+            limit = _INT64 if isinstance(column, BigIntegerField) else _INT32
+            if not -limit <= value <= limit:
+                row[name] = None
+        elif isinstance(value, float) and value != value:  # NaN
+            row[name] = None
+    return row
 
 
 def workflow_key(run: Run) -> str | None:
@@ -79,7 +100,7 @@ def run_to_row(run: Run, updated_at_ms: int) -> dict[str, Any]:
     }
     for kind, column in _OUTPUT_COLUMNS.items():
         row[column] = int(run.output_counts.get(kind, 0))
-    return row
+    return fit(RunRow, row)
 
 
 def row_to_run(row: RunRow) -> Run:
@@ -125,10 +146,10 @@ def row_to_run(row: RunRow) -> Run:
     )
 
 
-def node_rows(run: Run) -> list[dict[str, Any]]:
+def node_rows(run: Run, run_id: str | None = None) -> list[dict[str, Any]]:
     return [
-        {
-            "run": run.run_id,
+        fit(NodeRunRow, {
+            "run": run_id or run.run_id,
             "position": position,
             "node_id": node.node_id,
             "class_type": node.class_type,
@@ -138,15 +159,15 @@ def node_rows(run: Run) -> list[dict[str, Any]]:
             "gpu_peak_bytes": node.gpu_peak_bytes,
             "display_node_id": node.display_node_id,
             "parent_node_id": node.parent_node_id,
-        }
+        })
         for position, node in enumerate(run.nodes)
     ]
 
 
-def output_rows(run: Run) -> list[dict[str, Any]]:
+def output_rows(run: Run, run_id: str | None = None) -> list[dict[str, Any]]:
     return [
-        {
-            "run": run.run_id,
+        fit(RunOutputRow, {
+            "run": run_id or run.run_id,
             "node_id": o.node_id,
             "kind": o.kind,
             "filename": o.filename,
@@ -154,22 +175,22 @@ def output_rows(run: Run) -> list[dict[str, Any]]:
             "type": o.type,
             "frame_count": o.frame_count,
             "format": o.format,
-        }
+        })
         for o in run.outputs
     ]
 
 
-def sample_rows(run: Run, samples: list[GpuSample]) -> list[dict[str, Any]]:
+def sample_rows(run: Run, samples: list[GpuSample], run_id: str | None = None) -> list[dict[str, Any]]:
     return [
-        {
-            "run": run.run_id,
+        fit(GpuSampleRow, {
+            "run": run_id or run.run_id,
             "t_ms": s.t_ms,
             "used_bytes": s.used_bytes,
             "util_percent": s.util_percent,
             "temperature_c": s.temperature_c,
             "power_w": s.power_w,
             "ram_rss_bytes": s.ram_rss_bytes,
-        }
+        })
         for s in samples
     ]
 

@@ -105,11 +105,13 @@ class Store:
             for run in runs:
                 if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
                     run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
-                RunRow.delete().where(RunRow.run_id == run.run_id).execute()
-                RunRow.insert(mapping.run_to_row(run, stamp)).execute()
-                for model, rows in ((NodeRunRow, mapping.node_rows(run)),
-                                    (RunOutputRow, mapping.output_rows(run)),
-                                    (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples))):
+                row = mapping.run_to_row(run, stamp)
+                RunRow.delete().where(RunRow.run_id == row["run_id"]).execute()
+                RunRow.insert(row).execute()
+                run_id = row["run_id"]
+                for model, rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
+                                    (RunOutputRow, mapping.output_rows(run, run_id)),
+                                    (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
                     for start in range(0, len(rows), _BATCH):
                         model.insert_many(rows[start:start + _BATCH]).execute()
 
