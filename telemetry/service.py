@@ -13,6 +13,7 @@ from typing import Any
 
 from .filters import FILTER_KEYS, FilterError, filters_from_preset, parse_page, parse_run_filters
 from .jsonsafe import json_safe
+from .metrics import RunMetrics
 from .recorder import Recorder
 from .store.database import redact_url
 from .store.store import Store
@@ -38,6 +39,9 @@ class TelemetryService:
         self._hooks = hooks or (lambda: {})
         self.source = source
         self.instance = instance
+        self.metrics = RunMetrics(instance)
+        if recorder is not None:
+            recorder.add_listener(self.metrics.observe)
 
     def list_runs(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()
@@ -84,6 +88,9 @@ class TelemetryService:
             "dropped": recorder.get("dropped", 0),
             "recorder": recorder,
         })
+
+    def prometheus(self) -> str:
+        return self.metrics.render(self.recorder.health if self.recorder else None)
 
     def list_presets(self) -> dict[str, Any]:
         self.store.ensure_schema()

@@ -92,6 +92,13 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     async def health(request: web.Request) -> web.Response:
         return json_response(await asyncio.to_thread(service().health))
 
+    @routes.get(PREFIX + "/metrics")
+    @guarded
+    async def metrics(request: web.Request) -> web.Response:
+        text = service().prometheus()
+        return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                            headers={"X-Prometheus-Format": "0.0.4"})
+
     @routes.get(PREFIX + "/presets")
     @guarded
     async def list_presets(request: web.Request) -> web.Response:

@@ -77,3 +77,17 @@ def test_each_stored_run_is_pushed_to_browsers_as_json(comfy):
                             if data["data"]["status"] != "running":
                                 return seen
     assert asyncio.run(scenario()) == ["running", "success"]
+
+
+def test_prometheus_metrics_count_runs_for_fleets(comfy):
+    comfy.run_and_wait(image_workflow(prefix="metrics", color=55), extra_data={"telemetry": {
+        "workflow_name": 'quote " and \\ slash'}})
+    status, text = comfy.request("GET", "/telemetry/metrics")
+    assert status == 200
+    instance = f"{comfy.get('/telemetry/health')['instance']}"
+    assert (f'comfyui_telemetry_runs_total{{instance="{instance}",status="success",'
+            f'workflow="quote \\" and \\\\ slash"}} 1') in text
+    assert "# TYPE comfyui_telemetry_run_duration_seconds histogram" in text
+    assert f'comfyui_telemetry_database_up{{instance="{instance}"}} 1' in text
+    count = next(line for line in text.splitlines() if line.startswith("comfyui_telemetry_run_duration_seconds_count"))
+    assert int(count.rsplit(" ", 1)[1]) >= 1
