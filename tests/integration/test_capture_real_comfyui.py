@@ -175,3 +175,20 @@ def test_health_reports_hooks_and_database(comfy):
     assert health["hooks"]["hook_errors"] == 0
     assert health["database"]["kind"] == "sqlite" and health["database"]["state"] == "ok"
     assert health["dropped"] == 0
+
+
+def test_nodes_inside_a_subgraph_keep_their_parent_and_are_summed(comfy):
+    # The frontend flattens a subgraph's inner nodes into "<subgraph node id>:<inner id>" in the API prompt.
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 5}},
+        "12:1": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
+        "12:2": {"class_type": "ImageInvert", "inputs": {"image": ["12:1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["12:2", 0], "filename_prefix": "subgraph"}},
+    }
+    _, _, run = comfy.run_and_wait(prompt)
+    parents = {n["node_id"]: n["parent_node_id"] for n in run["nodes"]}
+    assert parents == {"1": None, "12:1": "12", "12:2": "12", "3": None}
+    subgraph, = run["subgraphs"]
+    inner = [n["duration_ms"] for n in run["nodes"] if n["parent_node_id"] == "12"]
+    assert subgraph["parent_node_id"] == "12" and subgraph["nodes"] == 2
+    assert subgraph["duration_ms"] == pytest.approx(sum(inner))
