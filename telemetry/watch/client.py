@@ -38,6 +38,11 @@ def normalize_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _ws_timeout(seconds: float) -> Any:
+    ws_timeout = getattr(aiohttp, "ClientWSTimeout", None)  # aiohttp >= 3.11; a float before
+    return ws_timeout(ws_receive=None, ws_close=seconds) if ws_timeout is not None else seconds
+
+
 class ComfyClient:
     def __init__(self, base_url: str, *, client_id: str | None = None, timeout_s: float = 10.0,
                  session: aiohttp.ClientSession | None = None) -> None:
@@ -112,8 +117,8 @@ class ComfyClient:
         Raises ComfyUnavailable when the socket cannot be opened; returns when it closes.
         """
         try:
-            ws = await self._http().ws_connect(self.ws_url, heartbeat=heartbeat_s, timeout=self._timeout,
-                                               max_msg_size=0)
+            ws = await self._http().ws_connect(self.ws_url, heartbeat=heartbeat_s, max_msg_size=0,
+                                               timeout=_ws_timeout(self._timeout.total or 10.0))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise ComfyUnavailable(f"websocket: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
         try:

@@ -129,7 +129,7 @@ def trace_from_queue_item(item: list[Any], started_at_ms: int | None = None) -> 
 class Watcher:
     def __init__(self, client: ComfyClient, recorder: Recorder, context: BuildContext, *, interval_s: float = 1.0,
                  history_items: int = 32, backfill_items: int = 200, seen_max: int = 20_000,
-                 history_every_s: float = 15.0, max_backoff_s: float = 30.0, missing_retries: int = 3,
+                 history_every_s: float = 15.0, max_backoff_s: float = 10.0, missing_retries: int = 3,
                  coalesce_s: float = 0.02) -> None:
         self.client = client
         self.recorder = recorder
