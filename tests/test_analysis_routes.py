@@ -131,6 +131,20 @@ def test_timeline_buckets_and_filters(store, service):
     assert s6 == 400 and "more than 2000 hour buckets" in too_wide["error"] and "bucket=day" in too_wide["error"]
 
 
+def test_timeline_sees_a_run_stored_after_it_was_read(store, service):
+    day = 86_400_000
+    start = (T0 // day) * day
+    store.save_runs([make_run("late-0", "wf-late", start + HOUR)])
+    query = {"bucket": "day", "since_ms": str(start), "until_ms": str(start + 2 * day - 1)}
+    assert [p["runs"] for p in service.timeline(query)["points"]] == [1]
+    late = make_run("late-1", "wf-late", start + day + HOUR, status="failed")
+    store.save_runs([late])
+    service.on_run_stored(late)
+    assert [(p["runs"], p["failed"]) for p in service.timeline(query)["points"]] == [(1, 0), (1, 1)]
+    half = {"bucket": "day", "since_ms": str(start + 2 * HOUR), "until_ms": str(start + 2 * day - 1)}
+    assert [p["runs"] for p in service.timeline(half)["points"]] == [1]  # the cut first day is read, not cached
+
+
 def test_predict_queue_and_accuracy_routes(store, service):
     _seed(store, service)
     prompt = {"3": {"class_type": "KSampler", "inputs": {"steps": 20}}}

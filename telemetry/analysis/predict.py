@@ -84,7 +84,9 @@ class FittedModel:
         return "linear" if self.kept else "constant"
 
     def point(self, workload: Workload) -> float:
-        feats = np.asarray(workload.features(self.metric), dtype=float)
+        return self.point_features(np.asarray(workload.features(self.metric), dtype=float))
+
+    def point_features(self, feats: np.ndarray) -> float:
         x = np.concatenate(([1.0], feats[self.kept] / self.scales)) if self.kept else np.array([1.0])
         return float(max(x @ self.coefficients, 0.0))
 
@@ -117,18 +119,35 @@ def _solve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef
 
 
-def fit(metric: str, workloads: Sequence[Workload], values: Sequence[float], coverage: float = 0.8,
+def feature_matrix(metric: str, workloads: Sequence[Workload]) -> np.ndarray:
+    """One row of `Workload.features(metric)` per workload, computed in bulk."""
+    raw = np.asarray([(w.pixels, w.steps, w.frames, w.batch) for w in workloads], dtype=float).reshape(-1, 4)
+    raw = np.where(np.isfinite(raw) & (raw > 0), raw, 1.0)
+    latent = raw[:, 0] * raw[:, 2] * raw[:, 3]
+    return np.column_stack([latent * raw[:, 1], latent]) if metric == DURATION else latent[:, None]
+
+
+def _usable(values: Sequence[float | None]) -> np.ndarray:
+    y = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    return np.isfinite(y) & (y > 0)
+
+
+def fit(metric: str, workloads: Sequence[Workload], values: Sequence[float | None], coverage: float = 0.8,
         min_runs: int = 5) -> FittedModel | None:
     """A model for `metric` from past runs, or None with fewer than `min_runs` usable (positive) values."""
-    pairs = [(w, float(v)) for w, v in zip(workloads, values, strict=True)
-             if v is not None and math.isfinite(v) and v > 0]
-    if len(pairs) < min_runs:
+    y = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    ok = _usable(values)
+    return fit_arrays(metric, feature_matrix(metric, workloads)[ok], y[ok], coverage, min_runs)
+
+
+def fit_arrays(metric: str, feats: np.ndarray, y: np.ndarray, coverage: float = 0.8,
+               min_runs: int = 5) -> FittedModel | None:
+    """`fit` over a feature matrix and positive values."""
+    if y.size < min_runs:
         return None
-    y = np.asarray([v for _, v in pairs])
-    feats = np.asarray([w.features(metric) for w, _ in pairs], dtype=float)
     kept = [j for j in range(feats.shape[1]) if feats[:, j].max() > 1.01 * feats[:, j].min()]
     # Need a few runs per fitted coefficient, else fall back to the robust location.
-    if len(pairs) < 3 * (len(kept) + 1):
+    if y.size < 3 * (len(kept) + 1):
         kept = []
     scales = feats[:, kept].max(axis=0) if kept else np.ones(0)
     x = np.column_stack([np.ones(len(y))] + [feats[:, j] / scales[i] for i, j in enumerate(kept)])
@@ -157,23 +176,26 @@ def backtest(metric: str, workloads: Sequence[Workload], values: Sequence[float 
     """Rolling-origin backtest over the last `test_runs` points (time order): each is predicted by a model fitted
     on up to `history_runs` points before it (refitted every few points). Returns MAPE (percent), interval
     coverage and how many runs were tested."""
-    pts = [(w, v) for w, v in zip(workloads, values, strict=True) if v is not None and math.isfinite(v) and v > 0]
-    if len(pts) <= min_runs:
+    ok = _usable(values)
+    y = np.asarray([np.nan if v is None else v for v in values], dtype=float)[ok]
+    feats = feature_matrix(metric, workloads)[ok]
+    n = y.size
+    if n <= min_runs:
         return {"runs_tested": 0, "mape_percent": None, "interval_coverage": None}
-    first = max(min_runs, len(pts) - test_runs)
-    refit_every = max(1, (len(pts) - first) // 5)
+    first = max(min_runs, n - test_runs)
+    refit_every = max(1, (n - first) // 5)
     errors, inside = [], []
     model: FittedModel | None = None
-    for i in range(first, len(pts)):
+    for i in range(first, n):
         if model is None or (i - first) % refit_every == 0:
-            train = pts[max(0, i - history_runs):i]
-            model = fit(metric, [w for w, _ in train], [v for _, v in train], coverage, min_runs)
+            start = max(0, i - history_runs)
+            model = fit_arrays(metric, feats[start:i], y[start:i], coverage, min_runs)
         if model is None:
             continue
-        w, actual = pts[i]
-        guess = model.predict(w)
-        errors.append(abs(guess["value"] - actual) / actual)
-        inside.append(guess["low"] <= actual <= guess["high"])
+        value = model.point_features(feats[i])
+        actual = y[i]
+        errors.append(abs(value - actual) / actual)
+        inside.append(value * model.ratio_low <= actual <= value * model.ratio_high)
     if not errors:
         return {"runs_tested": 0, "mape_percent": None, "interval_coverage": None}
     return {"runs_tested": len(errors), "mape_percent": 100.0 * float(np.mean(errors)),

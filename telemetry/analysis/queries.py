@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from peewee import fn
+from peewee import SQL, Case, fn
 
 from ..filters import RunFilters
 from ..model import RunStatus
@@ -94,21 +94,16 @@ def node_series(wf: str, node_type: str, limit: int) -> list[tuple[str, int, str
     return sorted(out, key=lambda r: (r[1], r[0]))
 
 
-def fingerprint_history(fingerprint: str, limit: int) -> list[tuple[str, float | None, int | None, str | None]]:
-    """(run_id, duration_ms, gpu_peak_bytes, parameters JSON) of the fingerprint's latest successful runs,
-    oldest first."""
-    query = (RunRow.select(RunRow.run_id, RunRow.duration_ms, RunRow.gpu_peak_bytes, RunRow.parameters)
+def fingerprint_history(fingerprint: str, limit: int) -> list[tuple[str, float | None, int | None, str | None,
+                                                                    str | None, str | None]]:
+    """(run_id, duration_ms, gpu_peak_bytes, parameters JSON, workflow_key, workflow_name) of the fingerprint's
+    latest successful runs, oldest first."""
+    query = (RunRow.select(RunRow.run_id, RunRow.duration_ms, RunRow.gpu_peak_bytes, RunRow.parameters,
+                           RunRow.workflow_key, RunRow.workflow_name)
              .where(RunRow.fingerprint == fingerprint, RunRow.status == RunStatus.SUCCESS,
                     RunRow.started_at_ms.is_null(False))
              .order_by(RunRow.started_at_ms.desc()).limit(limit))
     return list(reversed(list(query.tuples())))
-
-
-def latest_names(fingerprint: str) -> tuple[str | None, str | None]:
-    """(workflow key, workflow name) of the fingerprint's latest run."""
-    row = (RunRow.select(RunRow.workflow_key, RunRow.workflow_name).where(RunRow.fingerprint == fingerprint)
-           .order_by(RunRow.started_at_ms.desc()).limit(1).tuples().first())
-    return (row[0], row[1]) if row else (None, None)
 
 
 def recent_fingerprints(scan_runs: int) -> list[str]:
@@ -138,13 +133,35 @@ def running_starts(run_ids: list[str]) -> dict[str, int]:
     return {rid: t for rid, t in rows if t is not None}
 
 
-def timeline_rows(store: Store, filters: RunFilters, since_ms: int, until_ms: int | None,
-                  bucket_ms: int) -> list[tuple[int, str, float | None, int | None, int]]:
-    """(bucket start, status, duration_ms, gpu_peak_bytes, frame_count) of the filtered runs in the window."""
-    bucket = (RunRow.started_at_ms / bucket_ms) * bucket_ms
-    query = store.filtered(filters, RunRow.select(bucket, RunRow.status, RunRow.duration_ms, RunRow.gpu_peak_bytes,
-                                                  RunRow.frame_count))
-    query = query.where(RunRow.started_at_ms >= since_ms)
-    if until_ms is not None:
-        query = query.where(RunRow.started_at_ms <= until_ms)
-    return list(query.tuples())
+def timeline_aggregates(store: Store, filters: RunFilters, since_ms: int, until_ms: int,
+                        bucket_ms: int) -> tuple[list[tuple], list[tuple]]:
+    """Per bucket of the filtered runs started in [since_ms, until_ms]: (bucket, runs, success, failed, interrupted,
+    avg duration, max GPU peak, frames), and (bucket, rank, count, duration) for the two durations around the
+    p95 rank of each bucket (ranks k+1 and k+2, k = floor(0.95 (count - 1))). Both are aggregated by the database
+    over the covering index `runs_started_timeline`; nothing per run comes back to Python."""
+    bucket = ((RunRow.started_at_ms / bucket_ms) * bucket_ms).alias("b")
+
+    def count_of(status: str):
+        return fn.SUM(Case(None, [(RunRow.status == status, 1)], 0))
+
+    def windowed(query):
+        query = query.where(RunRow.started_at_ms >= since_ms, RunRow.started_at_ms <= until_ms)
+        return store.filtered(filters, query)
+
+    totals = windowed(RunRow.select(bucket, fn.COUNT(RunRow.run_id), count_of(RunStatus.SUCCESS),
+                                    count_of(RunStatus.FAILED), count_of(RunStatus.INTERRUPTED),
+                                    fn.AVG(RunRow.duration_ms), fn.MAX(RunRow.gpu_peak_bytes),
+                                    fn.SUM(RunRow.frame_count)))
+    sql, params = totals.group_by(SQL("1")).sql()
+    rows = store.db.execute_sql(sql, params).fetchall()
+    part = (RunRow.started_at_ms / bucket_ms) * bucket_ms
+    ranked = windowed(RunRow.select(
+        bucket, RunRow.duration_ms.alias("d"),
+        fn.ROW_NUMBER().over(partition_by=[part], order_by=[RunRow.duration_ms]).alias("rn"),
+        fn.COUNT(RunRow.run_id).over(partition_by=[part]).alias("n"),
+    )).where(RunRow.duration_ms.is_null(False))
+    inner_sql, inner_params = ranked.sql()
+    outer = (f"SELECT w.b, w.rn, w.n, w.d FROM ({inner_sql}) AS w "
+             "WHERE w.rn BETWEEN (95 * (w.n - 1)) / 100 + 1 AND (95 * (w.n - 1)) / 100 + 2")
+    ranks = store.db.execute_sql(outer, inner_params).fetchall()
+    return rows, ranks

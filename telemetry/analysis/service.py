@@ -9,18 +9,20 @@ handlers through `asyncio.to_thread`. Bad input raises `FilterError` (400), unkn
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .. import prompt_info
 from ..filters import FilterError, parse_run_filters
-from ..model import Run
+from ..model import Run, RunStatus
 from ..store.mapping import workflow_key
 from ..store.schema import RecommendationRow
 from ..store.store import Store, now_ms
@@ -83,33 +85,37 @@ class AnalysisService:
         self._write_lock = threading.RLock()
         self._models = _Cache()
         self._accuracy = _Cache()
+        self._timeline = timeline.TimelineCache()
 
     # -- recorder thread ------------------------------------------------------------------------------------
 
     def on_run_stored(self, run: Run) -> list[dict[str, Any]]:
         """Evaluate the rules for the run's workflow; returns the recommendations that opened (JSON-safe)."""
+        self._timeline.forget(run.started_at_ms)
         if run.fingerprint:
             self._models.drop(run.fingerprint)
             self._accuracy.drop(run.fingerprint)
         wf = workflow_key(run)
-        if not wf:
+        if not wf or run.status not in RunStatus.FINAL:
             return []
-        nodes = [(n.class_type, n.status, n.duration_ms) for n in run.nodes] if run.nodes else None
-        return self._evaluate_workflow(wf, nodes)
+        known = {run.run_id: [(n.class_type, n.status, n.duration_ms) for n in run.nodes]} if run.nodes else {}
+        return self._evaluate_workflow(wf, known)
 
-    def _evaluate_workflow(self, wf: str, nodes: list[tuple[str, str, float | None]] | None = None
+    def _evaluate_workflow(self, wf: str, known_nodes: dict[str, list[tuple[str, str, float | None]]] | None = None
                            ) -> list[dict[str, Any]]:
+        """Evaluate one workflow. `known_nodes`: node rows already in hand, by run id (saves a query)."""
         cfg = self.config
         points = queries.workflow_points(wf, max(cfg.history_runs, cfg.success_window_runs))
         if not points:
             return []
         latest_ok = next((p for p in reversed(points) if p.ok), None)
-        if latest_ok is not None and (nodes is None or points[-1].run_id != latest_ok.run_id):
-            nodes = queries.run_nodes(latest_ok.run_id)
+        nodes: list[tuple[str, str, float | None]] = []
+        if latest_ok is not None:
+            nodes = (known_nodes or {}).get(latest_ok.run_id) or queries.run_nodes(latest_ok.run_id)
         latest = points[-1]
         scene = (queries.scene_points(latest.story_title, latest.scene, cfg.retry_min_attempts + 20)
                  if latest.scene else None)
-        evaluation = rules.evaluate_workflow(points, wf, cfg, nodes or [], scene)
+        evaluation = rules.evaluate_workflow(points, wf, cfg, nodes, scene)
         return self._apply(evaluation, wf)
 
     def _apply(self, evaluation: Evaluation, wf: str | None, extra_rows: Sequence[RecommendationRow] = ()
@@ -194,9 +200,17 @@ class AnalysisService:
     def timeline(self, query: Mapping[str, Any]) -> dict[str, Any]:
         bucket = timeline.parse_bucket(query.get("bucket"))
         filters = parse_run_filters(query)
-        since, until = timeline.window(bucket, filters.since_ms, filters.until_ms, now_ms())
-        rows = queries.timeline_rows(self.store, filters, since, until, timeline.BUCKET_MS[bucket])
-        return {"bucket": bucket, "since_ms": since, "until_ms": until, "points": timeline.aggregate(rows)}
+        now = now_ms()
+        since, until = timeline.window(bucket, filters.since_ms, filters.until_ms, now)
+        until = until if until is not None else now
+        window_free = replace(filters, since_ms=None, until_ms=None)
+        key = (json.dumps(window_free.to_dict(), sort_keys=True), bucket)
+
+        def fetch(start: int, end: int) -> tuple[list, list]:
+            return queries.timeline_aggregates(self.store, window_free, start, end, timeline.BUCKET_MS[bucket])
+
+        points = timeline.timeline(self._timeline, fetch, key, bucket, since, until, now)
+        return {"bucket": bucket, "since_ms": since, "until_ms": until, "points": points}
 
     # -- predictions ----------------------------------------------------------------------------------------
 
@@ -212,7 +226,7 @@ class AnalysisService:
         if models is None:
             history = queries.fingerprint_history(fp, cfg.predict_history_runs)
             loads = [pred.Workload.from_parameters(rules.parse_parameters(h[3])) for h in history]
-            wf, name = queries.latest_names(fp) if history else (None, None)
+            wf, name = (history[-1][4], history[-1][5]) if history else (None, None)
             models = {"runs": len(history), "workflow": wf, "workflow_name": name}
             for metric, column in ((pred.DURATION, 1), (pred.GPU_PEAK, 2)):
                 values = [h[column] for h in history]
@@ -287,7 +301,7 @@ class AnalysisService:
         cfg = self.config
         history = queries.fingerprint_history(fp, cfg.predict_history_runs + cfg.backtest_runs)
         loads = [pred.Workload.from_parameters(rules.parse_parameters(h[3])) for h in history]
-        wf, name = queries.latest_names(fp)
+        wf, name = (history[-1][4], history[-1][5]) if history else (None, None)
         entry: dict[str, Any] = {"fingerprint": fp, "workflow": wf, "workflow_name": name, "runs": len(history)}
         for metric, column in ((pred.DURATION, 1), (pred.GPU_PEAK, 2)):
             entry[metric] = pred.backtest(metric, loads, [h[column] for h in history], cfg.backtest_runs,

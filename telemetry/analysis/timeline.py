@@ -8,13 +8,12 @@ that says how to narrow it. `success_rate` is successes over completed runs (suc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from ..filters import FilterError
-from ..model import RunStatus
 
 BUCKET_MS = {"hour": 3_600_000, "day": 86_400_000}
 DEFAULT_SPAN_BUCKETS = {"hour": 48, "day": 30}
@@ -39,40 +38,103 @@ def window(bucket: str, since_ms: int | None, until_ms: int | None, now: int) ->
     return start, until_ms
 
 
-def aggregate(rows: Sequence[tuple[int, str, float | None, int | None, int | None]]) -> list[dict[str, Any]]:
-    """rows: (bucket start, status, duration_ms, gpu_peak_bytes, frame_count). One point per bucket with runs."""
-    if not rows:
-        return []
-    buckets = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    status = np.array([r[1] for r in rows])
-    duration = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float)
-    peak = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
-    frames = np.array([r[4] or 0 for r in rows], dtype=np.int64)
-    order = np.lexsort((duration, buckets))  # by bucket, then duration (NaN last)
-    buckets, status, duration, peak, frames = buckets[order], status[order], duration[order], peak[order], frames[order]
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], buckets.size]
-    points = []
-    for s, e in zip(starts, ends, strict=True):
-        st = status[s:e]
-        ok = int(np.count_nonzero(st == RunStatus.SUCCESS))
-        failed = int(np.count_nonzero(st == RunStatus.FAILED))
-        interrupted = int(np.count_nonzero(st == RunStatus.INTERRUPTED))
+def points(rows: Sequence[tuple], ranks: Sequence[tuple]) -> dict[int, dict[str, Any]]:
+    """Timeline points by bucket start from `queries.timeline_aggregates`. p95 interpolates linearly between the
+    two ranks around it (numpy's default percentile)."""
+    around: dict[int, dict[int, float]] = {}
+    counts: dict[int, int] = {}
+    for b, rank, n, duration in ranks:
+        around.setdefault(int(b), {})[int(rank)] = float(duration)
+        counts[int(b)] = int(n)
+    out = {}
+    for b, runs, ok, failed, interrupted, avg_ms, max_peak, frames in rows:
+        b = int(b)
+        ok, failed, interrupted = int(ok or 0), int(failed or 0), int(interrupted or 0)
         done = ok + failed + interrupted
-        d = duration[s:e]
-        d = d[~np.isnan(d)]  # sorted ascending already
-        p = peak[s:e]
-        p = p[~np.isnan(p)]
-        points.append({
-            "t_ms": int(buckets[s]),
-            "runs": int(e - s),
-            "success": ok,
-            "failed": failed,
-            "interrupted": interrupted,
+        out[b] = {
+            "t_ms": b, "runs": int(runs), "success": ok, "failed": failed, "interrupted": interrupted,
             "success_rate": ok / done if done else None,
-            "avg_duration_ms": float(d.mean()) if d.size else None,
-            "p95_duration_ms": float(np.percentile(d, 95)) if d.size else None,
-            "max_gpu_peak_bytes": int(p.max()) if p.size else None,
-            "frames": int(frames[s:e].sum()),
-        })
-    return points
+            "avg_duration_ms": float(avg_ms) if avg_ms is not None else None,
+            "p95_duration_ms": _p95(around.get(b), counts.get(b)),
+            "max_gpu_peak_bytes": int(max_peak) if max_peak is not None else None,
+            "frames": int(frames or 0),
+        }
+    return out
+
+
+def _p95(values: dict[int, float] | None, n: int | None) -> float | None:
+    if not values or not n:
+        return None
+    position = 0.95 * (n - 1)
+    k = int(position)
+    low = values.get(k + 1)
+    high = values.get(k + 2, low)
+    if low is None:
+        return None
+    return low + (high - low) * (position - k)
+
+
+class TimelineCache:
+    """Points of closed buckets (before the current one) by (filters, bucket size), so a repeated timeline only
+    asks the database for the current bucket. A stored run drops its bucket (`forget`); entries expire after
+    `ttl_s` for runs written by other processes (another instance on the same database, retention)."""
+
+    def __init__(self, ttl_s: float = 300.0, max_keys: int = 64) -> None:
+        self._entries: dict[tuple, tuple[float, dict[int, dict[str, Any] | None]]] = {}
+        self._ttl_s = ttl_s
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict[int, dict[str, Any] | None]:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or time.monotonic() - hit[0] > self._ttl_s:
+                self._entries.pop(key, None)
+                return {}
+            return dict(hit[1])
+
+    def put(self, key: tuple, closed: dict[int, dict[str, Any] | None]) -> None:
+        with self._lock:
+            stamp, known = self._entries.get(key, (time.monotonic(), {}))
+            known.update(closed)
+            self._entries[key] = (stamp, known)
+            while len(self._entries) > self._max_keys:
+                self._entries.pop(next(iter(self._entries)))
+
+    def forget(self, started_at_ms: int | None) -> None:
+        if started_at_ms is None:
+            return
+        with self._lock:
+            for (_filters, bucket), (_stamp, known) in self._entries.items():
+                size = BUCKET_MS[bucket]
+                known.pop(started_at_ms // size * size, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def timeline(cache: TimelineCache, fetch: Callable[[int, int], tuple[list, list]], key: tuple, bucket: str,
+             since_ms: int, until_ms: int, now_ms: int) -> list[dict[str, Any]]:
+    """The points of [since_ms, until_ms] (buckets with runs only): closed buckets from the cache where it has
+    them, the rest from `fetch(start, end)` over one contiguous range."""
+    size = BUCKET_MS[bucket]
+    current = now_ms // size * size
+    first, last = since_ms // size * size, until_ms // size * size
+    known = cache.get(key)
+    starts = range(first, last + 1, size)
+    # A bucket cut by the window's edges is always read (the cache holds whole buckets only).
+    partial = {b for b in (first, last) if b < since_ms or b + size - 1 > until_ms}
+    missing = [b for b in starts if b >= current or b not in known or b in partial]
+    if missing:
+        lo, hi = max(missing[0], since_ms), min(missing[-1] + size - 1, until_ms)
+        fetched = points(*fetch(lo, hi))
+        closed = {}
+        for b in range(missing[0], missing[-1] + 1, size):
+            point = fetched.get(b)
+            if b < current and missing[0] >= first and lo <= b and b + size - 1 <= hi:
+                closed[b] = point  # None: a closed bucket without runs
+            known[b] = point
+        if closed:
+            cache.put(key, closed)
+    return [known[b] for b in starts if known.get(b) is not None]

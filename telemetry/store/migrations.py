@@ -37,9 +37,23 @@ def _analysis_indexes_v2(db: Database) -> None:
         db.execute_sql(statement)
 
 
+# The timeline reads a time window of runs from one covering index; names resolve without a scan.
+_V3_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_started_timeline ON runs "
+    "(started_at_ms, status, duration_ms, gpu_peak_bytes, frame_count)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow_name ON runs (workflow_name)",
+)
+
+
+def _analysis_indexes_v3(db: Database) -> None:
+    for statement in _V3_INDEXES:
+        db.execute_sql(statement)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _analysis_indexes_v2),
+    (3, _analysis_indexes_v3),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
