@@ -169,6 +169,8 @@ async def time_routes(service: AnalysisService, repeat: int, rng: random.Random)
         # Cold first calls (caches empty), reported separately.
         cold_accuracy = await timed("GET", "/telemetry/predict/accuracy")
         cold_predict = await timed("POST", "/telemetry/predict", workflow_prompt(7))
+        cold_timeline = await timed("GET", "/telemetry/stats/timeline?bucket=day")
+        cold_timeline_wf = await timed("GET", "/telemetry/stats/timeline?bucket=day&workflow=wf-49")
         rec_ids = [r["id"] for r in service.recommendations()["recommendations"]] or [0]
         cases = [
             ("GET /telemetry/recommendations", lambda i: ("GET", "/telemetry/recommendations", None)),
@@ -211,6 +213,8 @@ async def time_routes(service: AnalysisService, repeat: int, rng: random.Random)
             results.append((label, [await timed(*make(i)) for i in range(repeat)]))
     results.append(("(cold) GET /telemetry/predict/accuracy, first call", [cold_accuracy]))
     results.append(("(cold) POST /telemetry/predict, first call", [cold_predict]))
+    results.append(("(cold) GET /telemetry/stats/timeline?bucket=day, first call", [cold_timeline]))
+    results.append(("(cold) GET /telemetry/stats/timeline?bucket=day&workflow=wf-49", [cold_timeline_wf]))
     return results
 
 

@@ -50,10 +50,26 @@ def _analysis_indexes_v3(db: Database) -> None:
         db.execute_sql(statement)
 
 
+# The workflow filter (id, name, fingerprint or key) and name lookups read one time range per column: each
+# column gets an index with started_at_ms, so the OR of the four stays an index union over that range.
+_V4_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_workflow_name_started ON runs (workflow_name, started_at_ms)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow_id_started ON runs (workflow_id, started_at_ms)",
+    "CREATE INDEX IF NOT EXISTS runs_fingerprint_started ON runs (fingerprint, started_at_ms)",
+    "DROP INDEX IF EXISTS runs_workflow_name",
+)
+
+
+def _workflow_time_indexes_v4(db: Database) -> None:
+    for statement in _V4_INDEXES:
+        db.execute_sql(statement)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _analysis_indexes_v2),
     (3, _analysis_indexes_v3),
+    (4, _workflow_time_indexes_v4),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
