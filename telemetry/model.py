@@ -6,7 +6,7 @@ serialises it with `to_dict`, and the panel reads exactly that shape. Nothing el
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -138,8 +138,19 @@ class Run:
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         """The JSON shape served over REST and pushed to the panel. `detail=False` drops the per-node,
         per-output and per-sample lists (the runs table and the websocket summary)."""
-        data = asdict(self)
-        if not detail:
-            for key in ("nodes", "outputs", "gpu_samples"):
-                data.pop(key)
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _LIST_FIELDS:
+                if detail:
+                    data[f.name] = [asdict(item) for item in value]
+            elif f.name in ("error", "labels"):
+                data[f.name] = asdict(value) if value is not None else None
+            elif isinstance(value, dict):
+                data[f.name] = dict(value)
+            else:
+                data[f.name] = value
         return data
+
+
+_LIST_FIELDS = frozenset({"nodes", "outputs", "gpu_samples"})

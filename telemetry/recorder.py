@@ -51,10 +51,19 @@ class Recorder:
     def __init__(self, store: Store, *, instance: str | None, queue_max: int = 50_000, buffer_max: int = 10_000,
                  retry_initial_s: float = 1.0, retry_max_s: float = 60.0, batch_max: int = 50,
                  retention: tuple[float | None, int | None] = (None, None),
-                 idle_hook: Callable[[], None] | None = None) -> None:
+                 idle_hook: Callable[[], None] | None = None, source: str = "plugin",
+                 stale_reason: str = CRASH_REASON, busy: Callable[[], bool] | None = None,
+                 defer_max_s: float = 10.0) -> None:
         self.store = store
         self.instance = instance
-        self._queue: queue.Queue[RunJob | None] = queue.Queue(maxsize=queue_max)
+        self.source = source
+        self.stale_reason = stale_reason
+        # While `busy()` (ComfyUI is executing a run), work that can wait is held back, up to `defer_max_s`:
+        # the recorder's Python work would otherwise compete with ComfyUI's worker for the GIL.
+        self._busy_probe = busy
+        self._defer_max_s = defer_max_s
+        self._deferred: deque[tuple[float, RunJob]] = deque()
+        self._queue: queue.Queue[tuple[RunJob, bool] | None] = queue.Queue(maxsize=queue_max)
         self._buffer: deque[Run] = deque()
         self._buffer_max = buffer_max
         self._retry_initial_s = retry_initial_s
@@ -79,10 +88,13 @@ class Recorder:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def submit(self, job: RunJob, reason: str = "run") -> bool:
-        """Hand work to the recorder without ever blocking. False (and counted) when the queue is full."""
+    def submit(self, job: RunJob, reason: str = "run", urgent: bool = False) -> bool:
+        """Hand work to the recorder without ever blocking. False (and counted) when the queue is full.
+
+        `urgent` work (the small `running` record that lets a crash be closed later) is written at once; the rest
+        waits while a run executes."""
         try:
-            self._queue.put_nowait(job)
+            self._queue.put_nowait((job, urgent))
             self.stats.submitted += 1
             return True
         except queue.Full:
@@ -107,7 +119,7 @@ class Recorder:
         """Wait until everything submitted so far is written (tests, shutdown). Never call on the worker."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._queue.unfinished_tasks or self._buffer or self._busy:
+            while self._queue.unfinished_tasks or self._buffer or self._busy or self._deferred:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -131,6 +143,7 @@ class Recorder:
             "last_error_at_ms": s.last_error_at_ms,
             "last_write_at_ms": s.last_write_at_ms,
             "closed_stale_runs": s.closed_stale_runs,
+            "deferred": len(self._deferred),
         }
 
     # -- the thread ------------------------------------------------------------------------------------------
@@ -144,30 +157,60 @@ class Recorder:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
         self.stats.last_error_at_ms = int(time.time() * 1000)
 
+    def _comfy_busy(self) -> bool:
+        if self._busy_probe is None or self._stopping.is_set():
+            return False
+        try:
+            return bool(self._busy_probe())
+        except Exception:
+            return False
+
+    def _take(self, item: tuple[RunJob, bool] | None) -> None:
+        if item is None:
+            return
+        job, urgent = item
+        if urgent or not self._comfy_busy():
+            self._run_job(job)
+        else:
+            self._deferred.append((time.monotonic(), job))
+
+    def _release_deferred(self) -> None:
+        if not self._deferred:
+            return
+        busy = self._comfy_busy()
+        now = time.monotonic()
+        while self._deferred and (not busy or now - self._deferred[0][0] >= self._defer_max_s):
+            self._run_job(self._deferred.popleft()[1])
+
     def _loop(self) -> None:
-        while not self._stopping.is_set() or not self._queue.empty():
-            timeout = 1.0 if not self._buffer else max(0.05, min(1.0, self._next_retry - time.monotonic()))
+        while not self._stopping.is_set() or not self._queue.empty() or self._deferred:
+            if self._deferred:
+                timeout = 0.01
+            elif self._buffer:
+                timeout = max(0.05, min(1.0, self._next_retry - time.monotonic()))
+            else:
+                timeout = 1.0
             try:
-                job = self._queue.get(timeout=timeout)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                job = None
+                item = None
                 got = False
             else:
                 got = True
             with self._idle:
                 self._busy += 1
             try:
-                if job is not None:
-                    self._run_job(job)
+                if item is not None:
+                    self._take(item)
                     # Take whatever else is waiting, so one transaction writes a burst of runs.
                     while len(self._buffer) < self._batch_max:
                         try:
                             more = self._queue.get_nowait()
                         except queue.Empty:
                             break
-                        if more is not None:
-                            self._run_job(more)
+                        self._take(more)
                         self._queue.task_done()
+                self._release_deferred()
                 self._write_buffer()
                 self._maybe_housekeep()
                 if self._idle_hook is not None:
@@ -208,7 +251,8 @@ class Recorder:
             # A local SQLite file is one machine's: any run left running there belongs to a dead process, even
             # if ComfyUI came back on another port. A shared PostgreSQL only closes this instance's runs.
             scope = None if self.store.kind == "sqlite" else self.instance
-            closed = [] if self._stale_closed else self.store.close_stale_running(scope, CRASH_REASON)
+            closed = [] if self._stale_closed else self.store.close_stale_running(scope, self.stale_reason,
+                                                                                  source=self.source)
             self._stale_closed = True
             if closed:
                 self.stats.closed_stale_runs += len(closed)

@@ -13,11 +13,11 @@ import pytest
 
 from telemetry.collector import BuildContext, build_run
 from telemetry.model import RunStatus
-from telemetry.recorder import CRASH_REASON, Recorder
+from telemetry.recorder import Recorder
 from telemetry.store.database import sqlite_url
 from telemetry.store.store import Store
 from telemetry.watch.client import ComfyUnavailable
-from telemetry.watch.watcher import MISSING_REASON, SeenSet, Watcher
+from telemetry.watch.watcher import MISSING_REASON, STALE_REASON, SeenSet, Watcher
 
 INSTANCE = "watch-test:8188"
 CONTEXT = BuildContext(instance=INSTANCE, source="watcher")
@@ -94,7 +94,8 @@ def make_watcher(store):
     recorders: list[Recorder] = []
 
     def make(fake: FakeComfy | None = None, **kwargs) -> tuple[Watcher, FakeComfy]:
-        recorder = Recorder(store, instance=INSTANCE, retry_initial_s=0.05)
+        recorder = Recorder(store, instance=INSTANCE, retry_initial_s=0.05, source="watcher",
+                            stale_reason=STALE_REASON)
         recorder.start()
         recorders.append(recorder)
         fake = fake or FakeComfy()
@@ -245,7 +246,7 @@ def test_a_run_left_running_by_a_stopped_watcher_gets_its_final_record(recorded_
     run = store.get_run(prompt_id)
     assert run.status == "success" and run.interrupted_reason is None
     assert second.recorder.stats.closed_stale_runs == 1  # then history's record replaced it
-    assert run.interrupted_reason != CRASH_REASON
+    assert run.interrupted_reason != STALE_REASON
 
 
 def test_a_history_entry_that_vanished_closes_the_run_as_interrupted(recorded_runs, make_watcher, store):

@@ -71,7 +71,7 @@ class Capture:
             self.current = trace
             self.runs_seen += 1
             context = self.context
-            self.recorder.submit(lambda: [build_started_run(trace, context)], "run start")
+            self.recorder.submit(lambda: [build_started_run(trace, context)], "run start", urgent=True)
             return trace
         except Exception:
             self._hook_failed("run start")

@@ -142,7 +142,8 @@ def _start() -> Plugin:
     recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
                         buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
                         retry_max_s=config.retry_max_s,
-                        retention=(config.retention_days, config.retention_max_runs), idle_hook=idle_hook)
+                        retention=(config.retention_days, config.retention_max_runs), idle_hook=idle_hook,
+                        busy=lambda: bool(capture_ref) and capture_ref[0].current is not None)
 
     sampler = probe = device = downsample = None
     try:
@@ -181,7 +182,8 @@ def _attach_analysis(plugin: Plugin) -> None:
     except Exception:
         return
     try:
-        plugin.analysis = AnalysisService(plugin.store)
+        config_path = os.environ.get("TELEMETRY_CONFIG") or os.path.join(plugin.data_dir, "config.json")
+        plugin.analysis = AnalysisService(plugin.store, config_path=config_path)
     except Exception:
         log.exception("Run Telemetry: analysis is off")
         return

@@ -68,6 +68,7 @@ class Store:
         self.kind = database_kind(self.db)
         self.schema_version: int | None = None
         self._schema_lock = threading.Lock()
+        self._insert_sql: dict[type, str] = {}
         # No I/O: connections open lazily per thread. One Store per process (the proxy is global).
         database_proxy.initialize(self.db)
 
@@ -112,16 +113,37 @@ class Store:
                 for model, rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
                                     (RunOutputRow, mapping.output_rows(run, run_id)),
                                     (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
-                    for start in range(0, len(rows), _BATCH):
-                        model.insert_many(rows[start:start + _BATCH]).execute()
+                    self._insert_rows(model, rows)
 
-    def close_stale_running(self, instance: str | None, reason: str) -> list[str]:
+    def _insert_rows(self, model, rows: list[dict[str, Any]]) -> None:
+        """Child rows through one prepared statement: building peewee's multi-row SQL costs more CPU than the
+        write itself, and that CPU competes with ComfyUI's worker for the GIL."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        sql = self._insert_sql.get(model)
+        if sql is None:
+            opening, closing = self.db.quote[0], self.db.quote[-1]
+
+            def quote(name: str) -> str:
+                return f"{opening}{name}{closing}"
+
+            names = ", ".join(quote(model._meta.fields[c].column_name) for c in columns)
+            marks = ", ".join([self.db.param] * len(columns))
+            sql = self._insert_sql[model] = f"INSERT INTO {quote(model._meta.table_name)} ({names}) VALUES ({marks})"
+        cursor = self.db.cursor()
+        cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+
+    def close_stale_running(self, instance: str | None, reason: str, source: str | None = None) -> list[str]:
         """Runs left `running` by a previous process: closed as interrupted. Returns their ids.
 
-        With `instance`, only that instance's runs (a database shared by a fleet); without, all of them."""
+        With `instance`, only that instance's runs (a database shared by a fleet); with `source`, only runs
+        recorded the same way (a watcher never closes the plugin's runs)."""
         query = RunRow.select(RunRow.run_id).where(RunRow.status == RunStatus.RUNNING)
         if instance is not None:
             query = query.where(RunRow.instance == instance)
+        if source is not None:
+            query = query.where(RunRow.source == source)
         run_ids = [row.run_id for row in query]
         if run_ids:
             with self.db.atomic():

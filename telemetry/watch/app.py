@@ -26,7 +26,7 @@ from ..service import TelemetryService
 from ..store.database import redact_url, sqlite_url
 from ..store.store import Store
 from .client import ComfyClient
-from .watcher import Watcher
+from .watcher import STALE_REASON, Watcher
 
 log = logging.getLogger("run_telemetry.watch")
 
@@ -92,7 +92,8 @@ def build(options: WatchOptions, client: ComfyClient | None = None) -> WatchApp:
     recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
                         buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
                         retry_max_s=config.retry_max_s,
-                        retention=(config.retention_days, config.retention_max_runs))
+                        retention=(config.retention_days, config.retention_max_runs),
+                        source="watcher", stale_reason=STALE_REASON)
     client = client or ComfyClient(options.comfyui_url)
     watcher = Watcher(client, recorder, context, interval_s=options.interval_s,
                       history_items=options.history_items, backfill_items=options.backfill_items)

@@ -29,13 +29,14 @@ from typing import Any
 
 from ..collector import BuildContext, RunTrace, build_run, build_started_run, now_ms
 from ..model import Run, RunStatus
-from ..recorder import CRASH_REASON, Recorder
+from ..recorder import Recorder
 from ..store.store import Store
 from .client import ComfyClient, ComfyUnavailable
 
 log = logging.getLogger("run_telemetry.watch")
 
 MISSING_REASON = "ComfyUI has no history entry for this run (history cleared or deleted, or ComfyUI restarted)"
+STALE_REASON = "the watcher stopped while this run was executing, and its result is no longer in ComfyUI's history"
 
 
 class SeenSet:
@@ -107,7 +108,7 @@ def _stored(store: Store, prompt_id: str) -> Run | None:
 def _is_final(run: Run | None) -> bool:
     # A run closed as interrupted because *our* previous process stopped may still have a true final record in
     # ComfyUI's history: that one wins.
-    return run is not None and run.status in RunStatus.FINAL and run.interrupted_reason != CRASH_REASON
+    return run is not None and run.status in RunStatus.FINAL and run.interrupted_reason != STALE_REASON
 
 
 def _queue_entries(queue: Mapping[str, Any], key: str) -> list[list[Any]]:
