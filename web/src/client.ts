@@ -5,7 +5,7 @@
  */
 
 import type { Filters } from "./filters";
-import { filtersToParams } from "./filters";
+import { filtersToParams, timelineParams } from "./filters";
 import { tableParams, type TableState } from "./paging";
 import type {
   Bucket,
@@ -87,9 +87,7 @@ export class TelemetryClient {
   }
 
   timeline(filters: Filters, bucket: Bucket): Promise<Result<Timeline>> {
-    const params = filtersToParams(filters, this.now());
-    params.set("bucket", bucket);
-    return this.request(withQuery(ROUTES.timeline, params));
+    return this.request(withQuery(ROUTES.timeline, timelineParams(filters, bucket, this.now())));
   }
 
   trends(workflow: string, metric: TrendMetric, filters?: Filters): Promise<Result<Trend>> {

@@ -51,6 +51,40 @@ export function resolveRange(filters: Filters, nowMs: number): { sinceMs: number
   return { sinceMs: since - (since % 60_000), untilMs: null };
 }
 
+/** The backend refuses timelines of more than this many buckets (telemetry/analysis/timeline.py). */
+export const MAX_TIMELINE_BUCKETS = 2000;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/** How long the filters' window is, or null for all time. */
+export function rangeSpanMs(filters: Filters, nowMs: number): number | null {
+  const { sinceMs, untilMs } = resolveRange(filters, nowMs);
+  if (sinceMs === null) return null;
+  return Math.max(0, (untilMs ?? nowMs) - sinceMs);
+}
+
+/** Bucket sizes for the charts: durations and GPU per hour up to a week, else per day; activity (runs per
+ * bucket) per hour up to 30 days, else per day. Never more buckets than the backend allows. */
+export function chooseBuckets(filters: Filters, nowMs: number): { duration: "hour" | "day"; activity: "hour" | "day" } {
+  const span = rangeSpanMs(filters, nowMs);
+  // (an hour of slack: since_ms is rounded down to the minute)
+  const fits = (limit: number) => span !== null && span <= limit + HOUR_MS && span / HOUR_MS < MAX_TIMELINE_BUCKETS;
+  return { duration: fits(7 * DAY_MS) ? "hour" : "day", activity: fits(30 * DAY_MS) ? "hour" : "day" };
+}
+
+/** Timeline parameters: the filters, the bucket, and for an all-time window the oldest start the backend
+ * accepts (it would otherwise show only its default span). */
+export function timelineParams(filters: Filters, bucket: "hour" | "day", nowMs: number): URLSearchParams {
+  const params = filtersToParams(filters, nowMs);
+  params.set("bucket", bucket);
+  if (!params.has("since_ms")) {
+    const size = bucket === "hour" ? HOUR_MS : DAY_MS;
+    const since = nowMs - (MAX_TIMELINE_BUCKETS - 2) * size;
+    params.set("since_ms", String(since - (since % size)));
+  }
+  return params;
+}
+
 /** The query parameters of `/telemetry/runs`, `/stats` and `/stats/timeline` for these filters. Empty fields
  * are left out, so the backend sees only what the user chose. */
 export function filtersToParams(filters: Filters, nowMs: number): URLSearchParams {
@@ -96,9 +130,11 @@ function toNumber(value: unknown): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-/** What a preset stores: the relative range by name, the rest as query fields. */
+/** What a preset stores: the query fields the backend accepts (status, workflow, label, q, instance, and absolute
+ * since_ms/until_ms). A relative range ("last 7 days") is not part of a preset: presets say *which* runs, and the
+ * time range picker says *when*, so applying a preset keeps the range on screen. */
 export function filtersToPreset(filters: Filters): PresetFilters {
-  const out: PresetFilters = { range: filters.range };
+  const out: PresetFilters = {};
   if (filters.range === "custom") {
     if (filters.sinceMs != null) out.since_ms = filters.sinceMs;
     if (filters.untilMs != null) out.until_ms = filters.untilMs;
@@ -111,22 +147,22 @@ export function filtersToPreset(filters: Filters): PresetFilters {
   return out;
 }
 
-/** Filters from a saved preset. Presets written by other clients may carry only absolute bounds; unknown keys are
- * ignored. */
-export function presetToFilters(preset: PresetFilters, fallbackRange: RangeKey = "all"): Filters {
-  const filters = defaultFilters(fallbackRange);
+/** Filters from a saved preset, keeping `currentRange` unless the preset has absolute bounds (or names a range,
+ * as presets written by other clients may). `status` may be a list or a comma-separated string; unknown keys
+ * are ignored. */
+export function presetToFilters(preset: PresetFilters, currentRange: RangeKey = "all"): Filters {
+  const filters = defaultFilters(currentRange === "custom" ? "all" : currentRange);
   const since = toNumber(preset.since_ms);
   const until = toNumber(preset.until_ms);
-  if (isRangeKey(preset.range) && preset.range !== "custom") {
-    filters.range = preset.range;
-  } else if (since !== null || until !== null) {
+  if (since !== null || until !== null) {
     filters.range = "custom";
     filters.sinceMs = since;
     filters.untilMs = until;
-  } else if (preset.range !== undefined) {
-    filters.range = "all";
+  } else if (isRangeKey(preset.range) && preset.range !== "custom") {
+    filters.range = preset.range;
   }
-  filters.statuses = parseStatuses(typeof preset.status === "string" ? preset.status : null);
+  const status = Array.isArray(preset.status) ? preset.status.join(",") : preset.status;
+  filters.statuses = parseStatuses(typeof status === "string" ? status : null);
   filters.workflow = typeof preset.workflow === "string" ? preset.workflow : "";
   filters.label = typeof preset.label === "string" ? preset.label : "";
   filters.q = typeof preset.q === "string" ? preset.q : "";
@@ -135,14 +171,19 @@ export function presetToFilters(preset: PresetFilters, fallbackRange: RangeKey =
 }
 
 export function filtersEqual(a: Filters, b: Filters): boolean {
-  return JSON.stringify(filtersToPreset(a)) === JSON.stringify(filtersToPreset(b));
+  return a.range === b.range && JSON.stringify(filtersToPreset(a)) === JSON.stringify(filtersToPreset(b));
 }
 
 /** Whether a run pushed over the websocket belongs in the current table (the same rules the server applies,
  * as far as the panel can tell from a summary: label and text search match case-insensitively anywhere). */
 export function runMatchesFilters(run: RunSummary, filters: Filters, nowMs: number): boolean {
   if (filters.statuses.length > 0 && !filters.statuses.includes(run.status)) return false;
-  if (filters.workflow && (run.workflow_name ?? run.workflow_id ?? "") !== filters.workflow) return false;
+  if (
+    filters.workflow &&
+    ![run.workflow_id, run.workflow_name, run.fingerprint].some((v) => v != null && v === filters.workflow)
+  ) {
+    return false;
+  }
   if (filters.instance && (run.instance ?? "") !== filters.instance) return false;
   const { sinceMs, untilMs } = resolveRange(filters, nowMs);
   const t = run.started_at_ms ?? run.queued_at_ms ?? null;
@@ -162,13 +203,14 @@ export function runMatchesFilters(run: RunSummary, filters: Filters, nowMs: numb
   return true;
 }
 
-/** A one-line description of active filters, for the table caption and the preset name suggestion. */
-export function describeFilters(filters: Filters): string {
+/** A one-line description of active filters, for the table caption and the preset name suggestion.
+ * `workflowLabel` turns the workflow filter (a key) into its name. */
+export function describeFilters(filters: Filters, workflowLabel: (key: string) => string = (k) => k): string {
   const parts: string[] = [];
   const range = RANGES.find((r) => r.key === filters.range);
   parts.push(range ? range.label : "Custom range");
   if (filters.statuses.length > 0) parts.push(filters.statuses.join("/"));
-  if (filters.workflow) parts.push(filters.workflow);
+  if (filters.workflow) parts.push(workflowLabel(filters.workflow));
   if (filters.label.trim()) parts.push(`label "${filters.label.trim()}"`);
   if (filters.q.trim()) parts.push(`"${filters.q.trim()}"`);
   if (filters.instance.trim()) parts.push(`on ${filters.instance.trim()}`);

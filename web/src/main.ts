@@ -43,8 +43,20 @@ function getPanel(): TelemetryPanel {
   return panel;
 }
 
-function onRun(run: RunSummary): void {
-  if (!run || typeof run.run_id !== "string") return;
+/** A run pushed before the backend applied the reported name still carries a name derived from its nodes; the
+ * backend renames it moments later, so the panel shows the reported name right away. */
+function withReportedName(run: RunSummary): RunSummary {
+  const source = run.workflow_name_source;
+  const name = reporter.nameFor(run.workflow_id);
+  if (name && name !== run.workflow_name && (source == null || source === "derived")) {
+    return { ...run, workflow_name: name };
+  }
+  return run;
+}
+
+function onRun(pushed: RunSummary): void {
+  if (!pushed || typeof pushed.run_id !== "string") return;
+  const run = withReportedName(pushed);
   recentRuns.push(run);
   if (recentRuns.length > MAX_PENDING_RUNS) recentRuns.splice(0, recentRuns.length - MAX_PENDING_RUNS);
   panel?.handleRun(run);
@@ -67,11 +79,17 @@ function onRecommendation(rec: Recommendation): void {
   if (toast && settings().toasts) {
     showToast({
       severity: rec.severity === "critical" ? "error" : "warn",
-      summary: `Telemetry: ${rec.severity}${rec.workflow ? ` · ${rec.workflow}` : ""}`,
+      summary: `Telemetry: ${rec.severity}${workflowSuffix(rec.workflow)}`,
       detail: rec.message.slice(0, 300),
       life: 8000,
     });
   }
+}
+
+/** " · name" for a recommendation's workflow key when the panel knows its name (keys are ids or hashes). */
+function workflowSuffix(key: string | null | undefined): string {
+  const name = key ? panel?.state.workflows.find((w) => w.key === key)?.name : null;
+  return name ? ` · ${name}` : "";
 }
 
 function reportActiveWorkflow(): void {
@@ -88,6 +106,9 @@ app.registerExtension({
     target.addEventListener("telemetry.recommendation", (e) => onRecommendation((e as CustomEvent<Recommendation>).detail));
     target.addEventListener("status", () => panel?.handleQueueChanged());
     target.addEventListener("promptQueued", () => reportActiveWorkflow());
+    // Fired by the change tracker when the graph (or the active workflow) changes; reporting is deduplicated,
+    // so this costs a property read unless the id or name changed.
+    target.addEventListener("graphChanged", () => reportActiveWorkflow());
 
     extensionManager()?.registerSidebarTab({
       id: SIDEBAR_TAB_ID,

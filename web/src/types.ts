@@ -43,6 +43,8 @@ export interface RunSummary {
   queue_wait_ms?: number | null;
   workflow_id?: string | null;
   workflow_name?: string | null;
+  /** Where the name came from: "ui" (reported by this panel), "label", or "derived" from the graph. */
+  workflow_name_source?: string | null;
   fingerprint?: string | null;
   node_count?: number;
   executed_node_count?: number;
@@ -107,8 +109,11 @@ export interface RunsPage {
   offset: number;
 }
 
+/** One workflow in `/telemetry/stats`: `workflow` is its key (the UI workflow id, else the graph fingerprint),
+ * which the `workflow=` filter accepts; `workflow_name` is what to show. */
 export interface WorkflowStats {
   workflow: string | null;
+  workflow_name?: string | null;
   runs: number;
   success_rate: number | null;
   avg_duration_ms: number | null;
@@ -160,7 +165,7 @@ export interface Trend {
 
 /** The filter fields the runs, stats and timeline routes accept (as saved in a preset). */
 export interface PresetFilters {
-  status?: string;
+  status?: string | string[];
   workflow?: string;
   since_ms?: string | number;
   until_ms?: string | number;

@@ -80,8 +80,8 @@ function clampPct(pct: number): number {
   return Math.min(100, Math.max(0, pct));
 }
 
-/** Up to about five round tick positions (ms) from 0 to `spanMs`, e.g. 0, 500, 1000, 1500 for 1.8 s. */
-export function niceTicks(spanMs: number, target = 4): number[] {
+/** About four round tick positions (ms) from 0 to `spanMs`, e.g. 0, 500, 1000, 1500 for 1.8 s. */
+export function niceTicks(spanMs: number, target = 3): number[] {
   if (!(spanMs > 0)) return [0];
   const raw = spanMs / target;
   const magnitude = 10 ** Math.floor(Math.log10(raw));

@@ -67,6 +67,12 @@ export class WorkflowNameReporter {
     this.maxRemembered = maxRemembered;
   }
 
+  /** The name last reported for a workflow id (the panel shows it on live runs that arrive before the backend
+   * has applied it). */
+  nameFor(id: string | null | undefined): string | null {
+    return id ? (this.sent.get(id) ?? null) : null;
+  }
+
   /** Sends the pair unless this exact pair was sent before. A failed send is retried next time. */
   async report(ref: WorkflowRef | null): Promise<boolean> {
     if (!ref) return false;

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import {
+  chooseBuckets,
   defaultFilters,
+  MAX_TIMELINE_BUCKETS,
+  timelineParams,
   describeFilters,
   filtersEqual,
   filtersToParams,
@@ -67,23 +70,29 @@ describe("filtersToParams", () => {
 });
 
 describe("presets", () => {
-  it("keep relative ranges relative", () => {
+  it("hold the query fields the backend accepts, not the relative range", () => {
     const preset = filtersToPreset(filters({ range: "7d", statuses: ["failed"], q: "oom" }));
-    expect(preset).toEqual({ range: "7d", status: "failed", q: "oom" });
-    const back = presetToFilters(preset);
+    expect(preset).toEqual({ status: "failed", q: "oom" });
+    const back = presetToFilters(preset, "7d");
     expect(filtersEqual(back, filters({ range: "7d", statuses: ["failed"], q: "oom" }))).toBe(true);
   });
 
-  it("accept presets written by scripts with absolute bounds", () => {
-    const f = presetToFilters({ since_ms: "1700000000000", status: "success,failed" });
+  it("keep the range on screen when applied", () => {
+    expect(presetToFilters({ workflow: "x" }, "30d").range).toBe("30d");
+    expect(presetToFilters({ workflow: "x" }, "custom").range).toBe("all");
+  });
+
+  it("accept absolute bounds and status lists as the backend returns them", () => {
+    const f = presetToFilters({ since_ms: 1_700_000_000_000, status: ["success", "failed"] }, "7d");
     expect(f.range).toBe("custom");
     expect(f.sinceMs).toBe(1_700_000_000_000);
     expect(f.statuses).toEqual(["success", "failed"]);
+    expect(filtersToPreset(f)).toEqual({ since_ms: 1_700_000_000_000, status: "success,failed" });
   });
 
-  it("fall back when a preset has no range", () => {
-    expect(presetToFilters({ workflow: "x" }, "30d").range).toBe("30d");
-    expect(presetToFilters({ range: "nonsense" }).range).toBe("all");
+  it("accept a named range from other clients and ignore nonsense", () => {
+    expect(presetToFilters({ range: "24h" }, "7d").range).toBe("24h");
+    expect(presetToFilters({ range: "nonsense" }, "7d").range).toBe("7d");
   });
 });
 
@@ -100,6 +109,7 @@ describe("runMatchesFilters", () => {
     expect(runMatchesFilters(run, filters(), NOW)).toBe(true);
     expect(runMatchesFilters(run, filters({ statuses: ["success"] }), NOW)).toBe(false);
     expect(runMatchesFilters(run, filters({ workflow: "Other" }), NOW)).toBe(false);
+    expect(runMatchesFilters({ ...run, workflow_id: "wf-9" }, filters({ workflow: "wf-9" }), NOW)).toBe(true);
     expect(runMatchesFilters(run, filters({ label: "DRAFT" }), NOW)).toBe(true);
     expect(runMatchesFilters(run, filters({ label: "final" }), NOW)).toBe(false);
     expect(runMatchesFilters(run, filters({ q: "out of memory" }), NOW)).toBe(true);
@@ -107,9 +117,30 @@ describe("runMatchesFilters", () => {
   });
 });
 
+describe("timeline buckets", () => {
+  it("uses hours for short ranges and days for long ones", () => {
+    expect(chooseBuckets(filters({ range: "24h" }), NOW)).toEqual({ duration: "hour", activity: "hour" });
+    expect(chooseBuckets(filters({ range: "30d" }), NOW)).toEqual({ duration: "day", activity: "hour" });
+    expect(chooseBuckets(filters({ range: "90d" }), NOW)).toEqual({ duration: "day", activity: "day" });
+    expect(chooseBuckets(filters({ range: "all" }), NOW)).toEqual({ duration: "day", activity: "day" });
+    const custom = filters({ range: "custom", sinceMs: NOW - 3 * 3_600_000, untilMs: NOW });
+    expect(chooseBuckets(custom, NOW).duration).toBe("hour");
+  });
+  it("bounds an all-time timeline by the backend's bucket limit", () => {
+    const params = timelineParams(filters({ range: "all" }), "day", NOW);
+    const since = Number(params.get("since_ms"));
+    expect(params.get("bucket")).toBe("day");
+    expect((NOW - since) / 86_400_000).toBeLessThan(MAX_TIMELINE_BUCKETS);
+    expect(since % 86_400_000).toBe(0);
+    expect(timelineParams(filters({ range: "24h" }), "hour", NOW).get("since_ms")).toBe(
+      filtersToParams(filters({ range: "24h" }), NOW).get("since_ms"),
+    );
+  });
+});
+
 describe("describeFilters", () => {
   it("summarises the active filters", () => {
-    expect(describeFilters(filters({ statuses: ["failed"], workflow: "Portrait", q: "oom" }))).toBe(
+    expect(describeFilters(filters({ statuses: ["failed"], workflow: "wf-1", q: "oom" }), () => "Portrait")).toBe(
       'Last 24 hours · failed · Portrait · "oom"',
     );
   });

@@ -26,9 +26,12 @@ function backendWithRuns(): FakeBackend {
     .on("GET", /^\/telemetry\/stats$/, {
       total_runs: 3, success_rate: 2 / 3, total_frames: 2, avg_duration_ms: 2000, p50_duration_ms: 2000, p95_duration_ms: 2000,
       max_gpu_peak_bytes: 3 * 1024 ** 3, by_status: { success: 2, failed: 1 },
-      by_workflow: [{ workflow: "Portrait", runs: 1, success_rate: 1, avg_duration_ms: 2000 }, { workflow: XSS_NAME, runs: 1, success_rate: 1, avg_duration_ms: 2000 }],
+      by_workflow: [
+        { workflow: "wf-1", workflow_name: "Portrait", runs: 1, success_rate: 1, avg_duration_ms: 2000 },
+        { workflow: "wf-xss", workflow_name: XSS_NAME, runs: 1, success_rate: 1, avg_duration_ms: 2000 },
+      ],
     })
-    .on("GET", /^\/telemetry\/presets$/, { presets: [{ id: 1, name: "Failures this week", filters: { range: "7d", status: "failed" } }] });
+    .on("GET", /^\/telemetry\/presets$/, { presets: [{ id: 1, name: "Failures this week", filters: { status: ["failed"] } }] });
 }
 
 function mount(backend: FakeBackend, options: Parameters<typeof fakeEnv>[1] = {}) {
@@ -131,7 +134,7 @@ describe("runs table", () => {
     buttonNamed(host, "Save preset").click();
     await settle();
     const post = backend.requests.find((r) => r.method === "POST")!;
-    expect(post.body).toEqual({ name: "Mine", filters: { range: "7d", status: "failed" } });
+    expect(post.body).toEqual({ name: "Mine", filters: { status: "failed" } });
 
     const select = host.querySelector<HTMLSelectElement>("select[aria-label='Saved filter presets']")!;
     select.value = "1";
@@ -271,6 +274,29 @@ describe("lifecycle and missing routes", () => {
     await settle();
     expect(panel.state.route.view).toBe("runs");
     expect(buttonNamed(host, "failed").getAttribute("aria-pressed")).toBe("true");
+  });
+
+  it("the overview's workflow table filters by the workflow's key and shows its name", async () => {
+    const backend = backendWithRuns();
+    const { panel, host } = mount(backend);
+    panel.mount(host);
+    await settle();
+    buttonNamed(host, "Portrait").click();
+    await settle();
+    expect(panel.state.filters.workflow).toBe("wf-1");
+    const picker = host.querySelector<HTMLSelectElement>("select[aria-label=Workflow]")!;
+    expect(picker.value).toBe("wf-1");
+    expect(picker.selectedOptions[0].textContent).toBe("Portrait");
+    expect(backend.paths().filter((p) => p.startsWith("/telemetry/stats?")).pop()).toContain("workflow=wf-1");
+  });
+
+  it("a live run of a new workflow joins the workflow picker", async () => {
+    const { panel, host } = mount(backendWithRuns());
+    panel.mount(host);
+    await settle();
+    panel.handleRun(summary("run-new", { workflow_id: "wf-new", workflow_name: "Fresh" }));
+    const options = [...host.querySelectorAll<HTMLOptionElement>("select[aria-label=Workflow] option")];
+    expect(options.map((o) => [o.value, o.textContent])).toContainEqual(["wf-new", "Fresh"]);
   });
 
   it("an overview without analysis routes degrades to notices", async () => {

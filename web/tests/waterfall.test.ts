@@ -44,8 +44,10 @@ describe("layoutWaterfall", () => {
 
 describe("niceTicks", () => {
   it("picks round steps", () => {
-    expect(niceTicks(1800)).toEqual([0, 500, 1000, 1500]);
-    expect(niceTicks(10_000)).toEqual([0, 2500, 5000, 7500, 10_000]);
+    expect(niceTicks(1800)).toEqual([0, 1000]);
+    expect(niceTicks(1800, 4)).toEqual([0, 500, 1000, 1500]);
+    expect(niceTicks(10_000)).toEqual([0, 5000, 10_000]);
+    expect(niceTicks(4)).toEqual([0, 2, 4]);
     expect(niceTicks(0)).toEqual([0]);
   });
 });

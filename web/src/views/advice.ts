@@ -4,7 +4,7 @@ import { button, h, setChildren } from "../dom";
 import { formatRelative, shortId } from "../format";
 import { sortRecommendations, upsertRecommendation } from "../recommendations";
 import type { Recommendation, RecommendationState } from "../types";
-import type { View, ViewContext } from "./context";
+import { workflowName, type View, type ViewContext } from "./context";
 import { loading, notice, severityBadge } from "./widgets";
 
 const MAX_EVIDENCE_BUTTONS = 5;
@@ -143,7 +143,7 @@ export class AdviceView implements View {
         { class: "rt-rec-head" },
         severityBadge(rec.severity),
         h("span", { class: "rt-small rt-muted" }, rec.kind.replace(/_/g, " ")),
-        rec.workflow ? h("span", { class: "rt-small" }, rec.workflow) : null,
+        rec.workflow ? h("span", { class: "rt-small", title: rec.workflow }, workflowName(this.ctx.state, rec.workflow)) : null,
         h("span", { class: "rt-small rt-muted" }, formatRelative(rec.updated_at_ms ?? rec.created_at_ms, now)),
       ),
       h("p", { class: "rt-rec-msg" }, rec.message),

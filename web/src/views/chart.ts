@@ -27,6 +27,8 @@ export interface ChartSpec {
   xTime?: boolean;
   yMin?: number;
   yMax?: number;
+  /** Half-width of the x range when all points share one x (a single bucket), in x units. */
+  xPad?: number;
   height?: number;
   emptyText?: string;
 }
@@ -101,7 +103,9 @@ export class Chart {
             points: { show: false },
           };
         }
-        return { ...base, points: { show: false } };
+        // Sparse lines (a few buckets) get their points drawn, or a single bucket would show nothing.
+        const sparse = (this.spec.data[0]?.length ?? 0) <= 12;
+        return { ...base, points: { show: sparse, size: 5, stroke: s.color, fill: s.color } };
       }),
     ];
     const opts: uPlot.Options = {
@@ -109,7 +113,19 @@ export class Chart {
       height: this.spec.height ?? 150,
       series,
       scales: {
-        x: { time: this.spec.xTime !== false },
+        x: {
+          time: this.spec.xTime !== false,
+          // uPlot widens a single time point by 86400 / ms (1000 days for seconds); pad it by one bucket instead.
+          range: (_u, min, max) => {
+            const xs = this.spec.data[0];
+            const single = xs.length > 0 && xs[0] === xs[xs.length - 1];
+            if (single) {
+              const pad = this.spec.xPad ?? (this.spec.xTime === false ? 1 : 3600);
+              return [xs[0] - pad, xs[0] + pad];
+            }
+            return [min ?? 0, max ?? 1];
+          },
+        },
         y: {
           range: (_u, min, max) => [
             this.spec.yMin ?? Math.min(0, min ?? 0),

@@ -103,7 +103,7 @@ export class CompareView implements View {
             h(
               "td",
               { class: "rt-num" },
-              typeof row.a === "number" && typeof row.b === "number" ? formatChange(row.a, row.b) : row.changed ? "changed" : "",
+              typeof row.a === "number" && typeof row.b === "number" ? formatChange(row.a, row.b) : row.changed ? "≠" : "",
             ),
           ),
         ),

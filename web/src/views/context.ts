@@ -40,9 +40,36 @@ export interface PanelState {
   table: TableState;
   selected: string[];
   adviceState: RecommendationState;
-  workflows: string[];
+  /** Workflows to pick from (by key, with their names), from the last stats answer. */
+  workflows: WorkflowChoice[];
   /** Run ids pushed while the tab was closed: flashed once when the table is next shown. */
   unseen: Set<string>;
+}
+
+export interface WorkflowChoice {
+  key: string;
+  name: string;
+}
+
+/** The name of a workflow key, as far as the panel knows it; an unknown id or hash is shortened. */
+export function workflowName(state: PanelState, key: string): string {
+  const known = state.workflows.find((w) => w.key === key)?.name;
+  if (known) return known;
+  return key.length > 16 ? `workflow ${key.slice(0, 8)}` : key;
+}
+
+/** Keeps the workflow choices current from a run pushed live (a new workflow, or a new name for one). */
+export function noteWorkflow(state: PanelState, key: string | null | undefined, name: string | null | undefined): boolean {
+  if (!key) return false;
+  const label = name || key;
+  const index = state.workflows.findIndex((w) => w.key === key);
+  if (index >= 0) {
+    if (state.workflows[index].name === label || !name) return false;
+    state.workflows[index] = { key, name: label };
+    return true;
+  }
+  state.workflows.push({ key, name: label });
+  return true;
 }
 
 export interface ViewContext {

@@ -7,6 +7,7 @@ import { gpuSamplesData } from "../chartdata";
 import { orderParameterKeys } from "../compare";
 import { button, h, setChildren, type Child } from "../dom";
 import {
+  EMPTY,
   formatBytes,
   formatCount,
   formatDateTime,
@@ -96,7 +97,14 @@ export class DetailView implements View {
       ),
       h("p", { class: "rt-muted rt-small rt-mono" }, run.run_id),
       labelTags(run.labels).length > 0 ? h("p", null, labelTags(run.labels)) : null,
-      kv([
+    );
+    // The error first: it is why one opens a failed run.
+    if (run.error) parts.push(this.errorBox(run));
+    if (run.status === "interrupted") {
+      parts.push(notice(`Interrupted${run.interrupted_reason ? `: ${run.interrupted_reason}` : ""}`));
+    }
+    parts.push(
+      kvShown([
         ["Started", formatDateTime(run.started_at_ms, true)],
         ["Duration", formatDuration(run.duration_ms)],
         ["Queue wait", formatDuration(run.queue_wait_ms)],
@@ -114,17 +122,12 @@ export class DetailView implements View {
       ]),
     );
 
-    if (run.error) parts.push(this.errorBox(run));
-    if (run.status === "interrupted") {
-      parts.push(notice(`Interrupted${run.interrupted_reason ? `: ${run.interrupted_reason}` : ""}`));
-    }
-
     parts.push(h("h3", null, "Nodes"), this.waterfall(run));
 
-    parts.push(h("h3", null, "GPU memory over the run"));
     const samples = run.gpu_samples ?? [];
+    const shaped = gpuSamplesData(samples, run.started_at_ms, units);
+    parts.push(h("h3", null, shaped.hasGpu || samples.length < 2 ? "GPU memory over the run" : "Memory over the run (no GPU)"));
     if (samples.length >= 2) {
-      const shaped = gpuSamplesData(samples, run.started_at_ms, units);
       const series = [
         { label: "GPU used", color: PALETTE.purple, kind: "line" as const },
         { label: "Process RAM", color: PALETTE.grey, kind: "line" as const, dash: [4, 3] },
@@ -315,6 +318,12 @@ export class DetailView implements View {
   get current(): RunDetail | null {
     return this.run;
   }
+}
+
+/** Key-value rows without the ones that have nothing to say (a CPU run has no GPU figures). */
+function kvShown(rows: [string, string][]): HTMLElement {
+  const always = new Set(["Started", "Duration"]);
+  return kv(rows.filter(([k, v]) => always.has(k) || (v !== EMPTY && v !== `${EMPTY}`)));
 }
 
 export function compareLabel(run: RunSummary): string {

@@ -13,11 +13,11 @@ import {
 } from "../chartdata";
 import type { Result } from "../client";
 import { button, h, setChildren } from "../dom";
-import { RANGES } from "../filters";
+import { chooseBuckets } from "../filters";
 import { formatBytes, formatCount, formatDuration, formatPercent } from "../format";
 import type { Stats, Timeline, Trend } from "../types";
 import { Chart, PALETTE } from "./chart";
-import type { View, ViewContext } from "./context";
+import { workflowName, type View, type ViewContext, type WorkflowChoice } from "./context";
 import { card, loading, notice } from "./widgets";
 
 const LIVE_REFRESH_MS = 1500;
@@ -61,19 +61,15 @@ export class OverviewView implements View {
     this.charts = [];
   }
 
-  private bucketForDuration(): "hour" | "day" {
-    const range = RANGES.find((r) => r.key === this.ctx.state.filters.range);
-    return range && range.ms !== null && range.ms <= 7 * 86_400_000 ? "hour" : "day";
-  }
-
   async load(): Promise<void> {
     const generation = ++this.generation;
     const { client } = this.ctx.env;
     const filters = this.ctx.state.filters;
     const workflow = filters.workflow;
+    const buckets = chooseBuckets(filters, this.ctx.env.now());
     const [stats, hourly, daily, trend] = await Promise.all([
       client.stats(filters),
-      client.timeline(filters, "hour"),
+      buckets.activity === "hour" || buckets.duration === "hour" ? client.timeline(filters, "hour") : Promise.resolve(null),
       client.timeline(filters, "day"),
       workflow ? client.trends(workflow, "duration_ms", filters) : Promise.resolve(null),
     ]);
@@ -83,7 +79,7 @@ export class OverviewView implements View {
 
   private render(
     stats: Result<Stats>,
-    hourly: Result<Timeline>,
+    hourly: Result<Timeline> | null,
     daily: Result<Timeline>,
     trend: Result<Trend> | null,
   ): void {
@@ -109,23 +105,26 @@ export class OverviewView implements View {
         ),
         statusBar(s),
       );
-      const names = (s.by_workflow ?? []).map((w) => w.workflow).filter((w): w is string => !!w);
-      if (names.length > 0 && !this.ctx.state.filters.workflow) this.ctx.state.workflows = names;
+      const choices = workflowChoices(s);
+      if (choices.length > 0 && !this.ctx.state.filters.workflow) this.ctx.state.workflows = choices;
     } else if (stats.missing) {
       parts.push(notice("This server does not serve statistics yet (/telemetry/stats)."));
     } else {
       parts.push(notice(`Could not load statistics: ${stats.error}`, "error"));
     }
 
-    const durationBucket = this.bucketForDuration();
-    const durationTimeline = durationBucket === "hour" ? hourly : daily;
+    const buckets = chooseBuckets(this.ctx.state.filters, this.ctx.env.now());
+    const durationBucket = hourly && buckets.duration === "hour" ? "hour" : "day";
+    const durationTimeline = durationBucket === "hour" && hourly ? hourly : daily;
+    const activityBucket = hourly && buckets.activity === "hour" ? "hour" : "day";
+    const activity = activityBucket === "hour" && hourly ? hourly : daily;
     let trendText: string | null = null;
     if (trend && trend.ok && trend.data.points.length > 0) {
       const t = trend.data;
       trendText = describeTrend(t, (perDay) => (perDay >= 0 ? "+" : "") + formatDuration(perDay));
       this.charts.push(
         new Chart({
-          title: `Duration of ${this.ctx.state.filters.workflow}`,
+          title: `Duration of ${workflowName(this.ctx.state, this.ctx.state.filters.workflow)}`,
           data: durationTrendData(t),
           series: [
             { label: "Run", color: PALETTE.blue, kind: "points", value: secondsText },
@@ -133,6 +132,7 @@ export class OverviewView implements View {
             { label: "p95", color: PALETTE.orange, kind: "line", dash: [4, 3], value: secondsText },
           ],
           yFormat: axisSeconds,
+          xPad: 3600,
         }),
       );
     } else if (durationTimeline.ok) {
@@ -145,17 +145,20 @@ export class OverviewView implements View {
             { label: "p95", color: PALETTE.orange, kind: "line", dash: [4, 3], value: secondsText },
           ],
           yFormat: axisSeconds,
+          xPad: bucketSeconds(durationBucket) / 2,
         }),
       );
     }
     if (durationTimeline.ok) {
       const gpu = gpuPeakData(durationTimeline.data.points, units);
+      const measured = durationTimeline.data.points.some((p) => (p.max_gpu_peak_bytes ?? 0) > 0);
       this.charts.push(
         new Chart({
-          title: `GPU peak per ${durationBucket} (${gpu.unit})`,
+          title: `GPU peak per ${durationBucket}${measured ? ` (${gpu.unit})` : ""}`,
           data: gpu.data,
           series: [{ label: "Max peak", color: PALETTE.purple, kind: "line", value: (v) => numberText(v, gpu.unit) }],
           yFormat: (v) => trimNumber(v),
+          xPad: bucketSeconds(durationBucket) / 2,
           emptyText: "No GPU measurements in this range",
         }),
       );
@@ -169,19 +172,21 @@ export class OverviewView implements View {
           yFormat: (v) => `${trimNumber(v)}%`,
           yMin: 0,
           yMax: 100,
+          xPad: bucketSeconds("day") / 2,
         }),
       );
     }
-    if (hourly.ok) {
+    if (activity.ok) {
       this.charts.push(
         new Chart({
-          title: "Runs per hour",
-          data: timelineData(hourly.data.points, ["runs", "failed"]),
+          title: `Runs per ${activityBucket}`,
+          data: timelineData(activity.data.points, ["runs", "failed"]),
           series: [
             { label: "Runs", color: PALETTE.blue, kind: "bars", value: (v) => numberText(v, "") },
             { label: "Failed", color: PALETTE.red, kind: "bars", value: (v) => numberText(v, "") },
           ],
           yFormat: (v) => (Number.isInteger(v) ? String(v) : ""),
+          xPad: bucketSeconds(activityBucket) / 2,
         }),
       );
     }
@@ -189,7 +194,7 @@ export class OverviewView implements View {
       parts.push(h("h3", null, "Charts"));
       if (trendText) parts.push(h("p", { class: "rt-muted rt-small", "data-testid": "trend" }, trendText));
       parts.push(h("div", { class: "rt-charts" }, this.charts.map((c) => c.el)));
-    } else if (!hourly.ok && hourly.missing) {
+    } else if (!daily.ok && daily.missing) {
       parts.push(notice("This server does not serve the timeline yet (/telemetry/stats/timeline)."));
     }
 
@@ -234,11 +239,12 @@ export class OverviewView implements View {
                 "td",
                 { class: "rt-cell-wf" },
                 w.workflow
-                  ? button(w.workflow, () => this.ctx.setFilters({ ...this.ctx.state.filters, workflow: w.workflow ?? "" }), {
-                      class: "rt-link",
-                      title: `Show only ${w.workflow}`,
-                    })
-                  : h("span", { class: "rt-muted" }, "Unnamed"),
+                  ? button(
+                      w.workflow_name || w.workflow,
+                      () => this.ctx.setFilters({ ...this.ctx.state.filters, workflow: w.workflow ?? "" }),
+                      { class: "rt-link", title: `Show only ${w.workflow_name || w.workflow}` },
+                    )
+                  : h("span", { class: "rt-muted" }, w.workflow_name || "Unnamed"),
               ),
               h("td", { class: "rt-num" }, formatCount(w.runs)),
               h("td", { class: "rt-num" }, formatPercent(w.success_rate)),
@@ -249,6 +255,17 @@ export class OverviewView implements View {
       ),
     );
   }
+}
+
+/** The workflow picker's choices from a stats answer: key and display name. */
+export function workflowChoices(stats: Stats): WorkflowChoice[] {
+  return (stats.by_workflow ?? [])
+    .filter((w): w is typeof w & { workflow: string } => typeof w.workflow === "string" && w.workflow.length > 0)
+    .map((w) => ({ key: w.workflow, name: w.workflow_name || w.workflow }));
+}
+
+function bucketSeconds(bucket: "hour" | "day"): number {
+  return bucket === "hour" ? 3600 : 86_400;
 }
 
 function statusLine(s: Stats): string {
@@ -288,8 +305,9 @@ function trimNumber(v: number): string {
   return Math.abs(v) >= 100 ? String(Math.round(v)) : String(Math.round(v * 10) / 10);
 }
 
+/** Duration axes are in seconds; ticks read "250 ms", "1.5 s", "2 m 00 s". */
 function axisSeconds(v: number): string {
-  return `${trimNumber(v)}s`;
+  return v === 0 ? "0" : formatDuration(v * 1000);
 }
 
 function secondsText(v: number | null): string {

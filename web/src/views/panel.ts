@@ -14,9 +14,9 @@ import type { PanelSettings } from "../settings";
 import type { Recommendation, RunSummary } from "../types";
 import { AdviceView } from "./advice";
 import { CompareView } from "./compare";
-import type { PanelEnv, PanelState, Route, View, ViewContext } from "./context";
+import { noteWorkflow, type PanelEnv, type PanelState, type Route, type View, type ViewContext } from "./context";
 import { DetailView } from "./detail";
-import { OverviewView } from "./overview";
+import { OverviewView, workflowChoices } from "./overview";
 import { RunsView } from "./runs";
 
 const TABS = [
@@ -27,6 +27,16 @@ const TABS = [
 
 const QUEUE_REFRESH_DELAY_MS = 400;
 const ETA_TICK_MS = 5000;
+
+/** Scrolls the panel's scrolling ancestor (ComfyUI's sidebar container) back to the top. */
+function scrollToTop(el: HTMLElement): void {
+  for (let node: HTMLElement | null = el; node; node = node.parentElement) {
+    if (node.scrollHeight > node.clientHeight && /(auto|scroll)/.test(getComputedStyle(node).overflowY)) {
+      node.scrollTop = 0;
+      return;
+    }
+  }
+}
 
 export function createPanelState(settings: PanelSettings): PanelState {
   return {
@@ -159,6 +169,8 @@ export class TelemetryPanel {
   // Live events (only called while mounted) --------------------------------------------------------------------
 
   handleRun(run: RunSummary): void {
+    const changed = noteWorkflow(this.state, run.workflow_id ?? run.fingerprint, run.workflow_name);
+    if (changed && this.mounted) this.fillToolbar();
     if (!this.mounted) {
       this.state.unseen.add(run.run_id);
       return;
@@ -192,7 +204,7 @@ export class TelemetryPanel {
     if (route.view === "overview" || route.view === "runs" || route.view === "advice") this.state.lastTab = route.view;
     this.state.route = route;
     this.showRoute();
-    this.body?.parentElement?.scrollTo?.({ top: 0 });
+    if (this.root) scrollToTop(this.root);
   }
 
   private refresh(): void {
@@ -281,13 +293,13 @@ export class TelemetryPanel {
     }
     if (this.workflowSelect) {
       const current = this.state.filters.workflow;
-      const names = [...new Set([...this.state.workflows, ...(current ? [current] : [])])].sort((a, b) =>
-        a.localeCompare(b),
-      );
+      const choices = [...this.state.workflows];
+      if (current && !choices.some((w) => w.key === current)) choices.push({ key: current, name: current });
+      choices.sort((a, b) => a.name.localeCompare(b.name));
       setChildren(
         this.workflowSelect,
         h("option", { value: "" }, "All workflows"),
-        names.map((n) => h("option", { value: n }, n)),
+        choices.map((w) => h("option", { value: w.key }, w.name)),
       );
       this.workflowSelect.value = current;
     }
@@ -296,9 +308,7 @@ export class TelemetryPanel {
   private async loadWorkflows(): Promise<void> {
     const result = await this.env.client.stats(defaultFilters(this.state.filters.range === "custom" ? "all" : this.state.filters.range));
     if (!this.mounted || !result.ok) return;
-    this.state.workflows = (result.data.by_workflow ?? [])
-      .map((w) => w.workflow)
-      .filter((w): w is string => typeof w === "string" && w.length > 0);
+    this.state.workflows = workflowChoices(result.data);
     this.fillToolbar();
   }
 

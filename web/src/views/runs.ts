@@ -24,7 +24,7 @@ import {
   type SortColumn,
 } from "../paging";
 import { RUN_STATUSES, type Preset, type RunStatus, type RunSummary } from "../types";
-import type { View, ViewContext } from "./context";
+import { workflowName, type View, type ViewContext } from "./context";
 import { labelsList, notice, statusBadge, workflowLabel } from "./widgets";
 
 const TYPING_DELAY_MS = 350;
@@ -39,6 +39,7 @@ export class RunsView implements View {
   private typingGeneration = 0;
   private presets: Preset[] = [];
   private presetsAvailable = true;
+  /** Rows to highlight as new: pushed live since the page was loaded, or while the tab was closed. */
   private readonly flash = new Set<string>();
 
   private readonly qInput: HTMLInputElement;
@@ -148,6 +149,10 @@ export class RunsView implements View {
     this.destroyed = true;
   }
 
+  private describe(): string {
+    return describeFilters(this.ctx.state.filters, (key) => workflowName(this.ctx.state, key));
+  }
+
   // Filters ---------------------------------------------------------------------------------------------------
 
   private typed(): void {
@@ -209,7 +214,7 @@ export class RunsView implements View {
   private applyPreset(): void {
     const preset = this.selectedPreset();
     if (!preset) return;
-    const filters = presetToFilters(preset.filters ?? {}, this.ctx.env.settings().defaultRange);
+    const filters = presetToFilters(preset.filters ?? {}, this.ctx.state.filters.range);
     this.presetMessage.textContent = `Applied “${preset.name}”`;
     // The toolbar (range, workflow) is part of the shell: let the panel rebuild with the new filters.
     this.ctx.setFilters(filters);
@@ -217,7 +222,7 @@ export class RunsView implements View {
 
   private async savePreset(): Promise<void> {
     if (!this.presetsAvailable) return;
-    const name = this.presetName.value.trim() || describeFilters(this.ctx.state.filters);
+    const name = this.presetName.value.trim() || this.describe();
     const result = await this.ctx.env.client.savePreset(name, filtersToPreset(this.ctx.state.filters));
     if (this.destroyed) return;
     if (!result.ok) {
@@ -259,6 +264,8 @@ export class RunsView implements View {
     this.total = result.data.total ?? this.rows.length;
     this.loaded = true;
     this.renderTable();
+    // Runs pushed while closed flash once; after a reload (filter, page) nothing is new any more.
+    this.flash.clear();
   }
 
   onRun(run: RunSummary): void {
@@ -266,7 +273,7 @@ export class RunsView implements View {
     const matches = runMatchesFilters(run, this.ctx.state.filters, this.ctx.env.now());
     const merged = mergeLiveRun(this.rows, this.total, this.ctx.state.table, run, matches);
     if (!merged) {
-      if (matches) this.caption.textContent = `${describeFilters(this.ctx.state.filters)} · new runs arrived (first page)`;
+      if (matches) this.caption.textContent = `${this.describe()} · new runs arrived (first page)`;
       return;
     }
     if (!this.rows.some((r) => r.run_id === run.run_id)) this.flash.add(run.run_id);
@@ -287,13 +294,12 @@ export class RunsView implements View {
   private renderTable(): void {
     const state = this.ctx.state;
     const info = pageInfo(state.table, this.rows.length, this.total);
-    this.caption.textContent = `${describeFilters(state.filters)} · ${formatCount(this.total)} run${this.total === 1 ? "" : "s"}`;
+    this.caption.textContent = `${this.describe()} · ${formatCount(this.total)} run${this.total === 1 ? "" : "s"}`;
     if (this.rows.length === 0) {
       setChildren(this.tableHost, h("div", { class: "rt-empty" }, "No runs match these filters."));
     } else {
       setChildren(this.tableHost, this.table());
     }
-    this.flash.clear();
     setChildren(
       this.pager,
       button("‹ Prev", () => this.page(prevPage(state.table)), { disabled: !info.hasPrev, "aria-label": "Previous page" }),
@@ -334,6 +340,8 @@ export class RunsView implements View {
     const body = h("tbody");
     for (const run of this.rows) {
       const labels = labelsList(run.labels);
+      const started = formatShortTime(run.started_at_ms ?? run.queued_at_ms, now);
+      const startedFull = formatDateTime(run.started_at_ms ?? run.queued_at_ms, true);
       const checkbox = h("input", {
         type: "checkbox",
         "aria-label": `Select run ${run.run_id} for compare`,
@@ -358,9 +366,14 @@ export class RunsView implements View {
         },
         h("td", null, checkbox),
         h("td", null, statusBadge(run.status)),
-        h("td", { class: "rt-cell-wf", title: workflowLabel(run) }, workflowLabel(run)),
+        h(
+          "td",
+          { class: "rt-cell-wf", title: `${workflowLabel(run)} · ${startedFull}` },
+          workflowLabel(run),
+          h("div", { class: "rt-narrow-only rt-small rt-muted" }, started),
+        ),
         h("td", { class: "rt-cell-labels rt-col-labels", title: labels.join(", ") }, labels.join(", ")),
-        h("td", { title: formatDateTime(run.started_at_ms ?? run.queued_at_ms, true) }, formatShortTime(run.started_at_ms ?? run.queued_at_ms, now)),
+        h("td", { class: "rt-col-started", title: startedFull }, started),
         h("td", { class: "rt-num" }, formatDuration(run.duration_ms)),
         h("td", { class: "rt-num rt-col-frames" }, formatCount(run.frame_count ?? 0)),
         h("td", { class: "rt-num rt-col-gpu" }, formatBytes(run.gpu_peak_bytes, units)),
@@ -380,7 +393,7 @@ export class RunsView implements View {
           h("th", { scope: "col" }, "Status"),
           h("th", { scope: "col" }, "Workflow"),
           h("th", { scope: "col", class: "rt-col-labels" }, "Labels"),
-          this.sortHeader("Started", "started_at_ms", ""),
+          this.sortHeader("Started", "started_at_ms", "rt-col-started"),
           this.sortHeader("Duration", "duration_ms", "rt-num"),
           h("th", { scope: "col", class: "rt-num rt-col-frames" }, "Frames"),
           h("th", { scope: "col", class: "rt-num rt-col-gpu" }, "GPU peak"),

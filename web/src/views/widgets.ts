@@ -17,7 +17,7 @@ export function severityBadge(severity: string): HTMLElement {
 export function card(label: string, value: string, sub?: string | null, title?: string): HTMLElement {
   return h(
     "div",
-    { class: "rt-card", title: title ?? null },
+    { class: "rt-card", title: title ?? `${label}: ${value}${sub ? ` (${sub})` : ""}` },
     h("div", { class: "rt-card-label" }, label),
     h("div", { class: "rt-card-value" }, value),
     sub ? h("div", { class: "rt-card-sub" }, sub) : null,

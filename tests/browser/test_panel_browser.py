@@ -1,0 +1,279 @@
+"""The Telemetry panel in a real browser against a real ComfyUI: what a user sees and does.
+
+Each test saves a screenshot of the view it checks (see `screenshots_dir`). Tests share one page and build on
+runs queued earlier in the module; each still creates what it needs when run alone (the `_runs` cache).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from panel_page import CORE_RESOURCE_ERRORS, CORE_STARTUP_ERROR, PanelPage, ui_workflow
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.comfyui, pytest.mark.timeout(300)]
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+_runs: dict[str, Any] = {}
+
+
+def queue_and_store(ui: PanelPage, key: str, workflow: dict[str, Any], name: str, count: int = 1) -> dict[str, Any]:
+    info = ui.queue_workflow(workflow, name)
+    runs = ui.wait_stored(info["id"], count=count)
+    if runs[0]["status"] == "failed":
+        ui.close_error_dialog()
+    _runs[key] = {"workflow_id": info["id"], "path": info["path"], "run": runs[0], "workflow": workflow}
+    return _runs[key]
+
+
+def portrait(ui: PanelPage) -> dict[str, Any]:
+    if "portrait" not in _runs:
+        queue_and_store(ui, "portrait", ui_workflow(width=64), "Portrait upscale")
+    return _runs["portrait"]
+
+
+def broken(ui: PanelPage) -> dict[str, Any]:
+    if "broken" not in _runs:
+        queue_and_store(ui, "broken", ui_workflow("failing"), "Broken")
+    return _runs["broken"]
+
+
+def open_detail_by_keyboard(ui: PanelPage, run_id: str) -> None:
+    ui.show("runs")
+    row = ui.row(run_id)
+    row.wait_for()
+    row.focus()
+    ui.page.keyboard.press("Enter")
+    ui.panel.locator(".rt-detail h2").wait_for()
+
+
+def test_tab_opens_on_the_overview(ui: PanelPage) -> None:
+    ui.open_tab()
+    cards = ui.panel.locator(".rt-card")
+    cards.first.wait_for()
+    labels = ui.panel.locator(".rt-card-label").all_text_contents()
+    assert labels == ["Runs", "Success rate", "Frames", "Avg duration", "GPU peak"]
+    ui.shot("overview-empty")
+
+
+def test_a_run_queued_in_the_ui_appears_live_with_its_workflow_name(ui: PanelPage) -> None:
+    ui.show("runs")
+    ui.panel.locator(".rt-pager").wait_for()
+    url_before = ui.page.url
+    info = ui.queue_workflow(ui_workflow(width=64), "Portrait upscale")
+    assert info["path"] == "workflows/Portrait upscale.json"
+    # The row arrives over the websocket: no reload, no navigation.
+    row = ui.panel.locator("tr.rt-row", has_text="Portrait upscale").first
+    row.wait_for(timeout=30_000)
+    assert ui.page.url == url_before
+    run = ui.wait_stored(info["id"])[0]
+    _runs["portrait"] = {"workflow_id": info["id"], "run": run}
+    assert run["workflow_name"] == "Portrait upscale"
+    assert run["status"] == "success"
+    expect(ui.row(run["run_id"])).to_have_attribute("data-status", "success")
+    expect(ui.row(run["run_id"])).to_have_class(re.compile(r"\brt-new\b"))
+    ui.shot("runs-live")
+
+
+def test_run_detail_shows_the_waterfall_outputs_and_parameters(ui: PanelPage) -> None:
+    run = portrait(ui)["run"]
+    open_detail_by_keyboard(ui, run["run_id"])
+    detail = ui.panel.locator(".rt-detail")
+    assert detail.locator("[data-testid=detail-title]").inner_text() == "Portrait upscale"
+    waterfall = detail.locator("[data-testid=waterfall] .rt-wf-row")
+    assert waterfall.count() == 3
+    assert {waterfall.nth(i).get_attribute("data-node-id") for i in range(3)} == {"1", "2", "3"}
+    assert detail.locator(".rt-wf-bar").count() >= 1
+    thumbnail = detail.locator(".rt-outputs img").first
+    thumbnail.scroll_into_view_if_needed()  # thumbnails load lazily
+    ui.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
+    text = detail.inner_text()
+    assert "Parameters" in text and "width" in text
+    ui.shot("detail")
+    ui.shot("detail-nodes", focus="[data-testid=waterfall]")
+
+
+def test_failed_run_shows_its_error_and_selects_the_node_on_the_canvas(ui: PanelPage) -> None:
+    ui.show("runs")
+    b = broken(ui)
+    run = b["run"]
+    assert run["status"] == "failed"
+    open_detail_by_keyboard(ui, run["run_id"])
+    box = ui.panel.locator("[data-testid=error-box]")
+    assert "RuntimeError" in box.inner_text()
+    assert "can't allocate memory" in box.inner_text()
+    failed_node = run["error"]["node_id"]
+    assert ui.panel.locator(".rt-wf-row.rt-highlight").get_attribute("data-node-id") == failed_node
+    select = box.locator("[data-testid=select-node]")
+    assert select.is_enabled()
+    select.click()
+    selected = ui.page.evaluate("() => Object.keys(window.app.canvas.selected_nodes || {})")
+    assert selected == [str(failed_node)]
+    ui.shot("error")
+
+
+def test_filters_and_a_saved_preset(ui: PanelPage) -> None:
+    portrait(ui)
+    broken(ui)
+    ui.show("runs")
+    panel = ui.panel
+    panel.locator("button.rt-status-toggle[data-status=failed]").click()
+    panel.locator("tr.rt-row").first.wait_for()
+    ui.page.wait_for_function(
+        "() => [...document.querySelectorAll('tr.rt-row')].every(r => r.dataset.status === 'failed')")
+    panel.locator("input[aria-label='Name for the new preset']").fill("Failures this week")
+    panel.locator("[data-testid=preset-save]").click()
+    panel.get_by_text("Saved “Failures this week”").wait_for()
+    presets = ui.server.get("/telemetry/presets")["presets"]
+    saved = next(p for p in presets if p["name"] == "Failures this week")
+    assert saved["filters"]["status"] in ("failed", ["failed"])
+    ui.shot("runs-preset")
+
+    # Clear the filter, then apply the preset: only failed runs again.
+    panel.locator("button.rt-status-toggle[data-status=failed]").click()
+    ui.page.wait_for_function(
+        "() => [...document.querySelectorAll('tr.rt-row')].some(r => r.dataset.status === 'success')")
+    panel.locator("select[aria-label='Saved filter presets']").select_option(str(saved["id"]))
+    panel.locator("[data-testid=preset-apply]").click()
+    ui.page.wait_for_function(
+        "() => { const rows = [...document.querySelectorAll('tr.rt-row')];"
+        " return rows.length > 0 && rows.every(r => r.dataset.status === 'failed'); }")
+    assert panel.locator("button.rt-status-toggle[data-status=failed]").get_attribute("aria-pressed") == "true"
+    panel.locator("button.rt-status-toggle[data-status=failed]").click()
+
+
+def test_compare_two_runs(ui: PanelPage) -> None:
+    first = portrait(ui)["run"]
+    second = queue_and_store(ui, "portrait-wide", ui_workflow(width=96), "Portrait upscale wide")["run"]
+    ui.show("runs")
+    for run in (first, second):
+        ui.row(run["run_id"]).locator("input[type=checkbox]").check()
+    ui.panel.locator("[data-testid=compare]").click()
+    compare = ui.panel.locator(".rt-compare")
+    compare.locator("h2", has_text="Compare runs").wait_for()
+    width_row = compare.locator("tr[data-param=width]")
+    assert "rt-changed" in (width_row.get_attribute("class") or "")
+    assert re.search(r"width\s+64\s+96", width_row.inner_text())
+    assert compare.locator("table[aria-label='Node times'] tbody tr").count() == 3
+    ui.shot("compare")
+    ui.shot("compare-nodes", focus="table[aria-label='Parameters']")
+
+
+def test_a_recommendation_appears_and_is_dismissed(ui: PanelPage) -> None:
+    status, _ = ui.server.request("GET", "/telemetry/recommendations?state=open")
+    if status == 404:
+        pytest.fail("GET /telemetry/recommendations is not served by the backend (404)")
+    b = broken(ui)
+    ui.show("advice")
+    # A second out-of-memory failure of the same workflow makes the backend recommend something.
+    ui.queue_workflow(b["workflow"], "Broken")
+    ui.wait_stored(b["workflow_id"], count=2)
+    ui.close_error_dialog()
+    item = ui.panel.locator(".rt-rec").first
+    item.wait_for(timeout=30_000)
+    rec_id = item.get_attribute("data-rec-id")
+    assert item.locator(".rt-badge").inner_text() in {"Info", "Warning", "Critical"}
+    assert item.locator("button", has_text=re.compile(r"^Run ")).count() >= 1
+    ui.shot("advice")
+    item.locator("[data-testid=dismiss]").click()
+    ui.panel.locator(f".rt-rec[data-rec-id='{rec_id}']").wait_for(state="detached")
+    dismissed = ui.server.get("/telemetry/recommendations?state=dismissed")["recommendations"]
+    assert any(str(r["id"]) == rec_id for r in dismissed)
+
+
+def test_a_hostile_workflow_name_renders_as_text(ui: PanelPage) -> None:
+    ui.show("runs")
+    entry = queue_and_store(ui, "xss", ui_workflow(width=80), XSS_NAME)
+    row = ui.row(entry["run"]["run_id"])
+    row.wait_for()
+    assert XSS_NAME in row.inner_text()
+    assert ui.wait_named(entry["run"]["run_id"], XSS_NAME)["workflow_name"] == XSS_NAME
+    assert ui.page.locator("img[src='x']").count() == 0
+    ui.show("overview")
+    ui.panel.locator(".rt-card").first.wait_for()
+    ui.panel.locator(".rt-overview .rt-table").get_by_text(XSS_NAME).wait_for()
+    option = ui.panel.locator("select[aria-label=Workflow] option", has_text=XSS_NAME)
+    assert option.count() == 1 and option.inner_text() == XSS_NAME
+    assert ui.page.locator("img[src='x']").count() == 0
+    assert ui.dialogs == []
+    ui.panel.locator(".rt-charts canvas").first.wait_for()
+    ui.shot("overview")
+    ui.shot("overview-charts", focus=".rt-charts")
+
+
+def test_units_setting_changes_how_memory_reads(ui: PanelPage) -> None:
+    run = portrait(ui)["run"]
+    if not run.get("ram_peak_bytes"):
+        pytest.skip("this run recorded no RAM peak to show")
+    open_detail_by_keyboard(ui, run["run_id"])
+    assert re.search(r"RAM peak\s+[\d.]+ (MiB|GiB)", ui.panel.inner_text())
+    ui.page.evaluate("() => window.app.extensionManager.setting.set('RunTelemetry.Units', 'decimal')")
+    try:
+        ui.page.wait_for_function(
+            "() => /RAM peak\\s+[\\d.]+ (MB|GB)/.test(document.querySelector('.rt-detail')?.innerText || '')")
+    finally:
+        ui.page.evaluate("() => window.app.extensionManager.setting.set('RunTelemetry.Units', 'binary')")
+
+
+def test_light_theme(ui: PanelPage) -> None:
+    ui.show("overview")
+    ui.panel.locator(".rt-card").first.wait_for()
+    ui.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.ColorPalette', 'light')")
+    try:
+        ui.page.wait_for_timeout(500)
+        colors = ui.page.evaluate(
+            "() => { const s = getComputedStyle(document.querySelector('.rt-panel'));"
+            " return [s.color, s.backgroundColor]; }")
+        fg, bg = (_luminance(c) for c in colors)
+        assert bg > fg, f"light palette should give dark text on a light background, got {colors}"
+        ui.shot("overview-light")
+    finally:
+        ui.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.ColorPalette', 'dark')")
+
+
+def test_closing_the_tab_removes_the_panel_and_reopening_shows_new_runs(ui: PanelPage) -> None:
+    ui.show("runs")
+    ui.close_tab()
+    assert ui.page.locator(".rt-panel").count() == 0
+    entry = queue_and_store(ui, "while-closed", ui_workflow(width=72), "Queued while closed")
+    assert ui.page.locator(".rt-panel").count() == 0
+    ui.open_tab()
+    row = ui.row(entry["run"]["run_id"])
+    row.wait_for()
+    assert "rt-new" in (row.get_attribute("class") or "")
+
+
+def test_narrow_sidebar_keeps_the_table_usable(ui: PanelPage) -> None:
+    ui.show("runs")
+    ui.panel.locator("tr.rt-row").first.wait_for()
+    width = ui.page.evaluate("() => document.querySelector('.rt-panel').getBoundingClientRect().width")
+    overflow = ui.page.evaluate(
+        "() => { const w = document.querySelector('.rt-table-wrap'); return w.scrollWidth - w.clientWidth; }")
+    assert width < 420, f"the default sidebar is narrow ({width}px); this test checks that case"
+    assert overflow <= 2, f"the runs table overflows the narrow sidebar by {overflow}px"
+    ui.shot("runs")
+
+
+def test_no_console_errors(ui: PanelPage) -> None:
+    time.sleep(0.5)
+    ours = [e for e in ui.startup_errors if "telemetry" in e.lower()]
+    assert ours == [], f"errors from the pack while ComfyUI loaded: {ours}"
+    unexpected = [
+        e for e in ui.console_errors
+        if not (e.startswith("Failed to load resource") and any(p in e for p in CORE_RESOURCE_ERRORS))
+        and CORE_STARTUP_ERROR not in e
+    ]
+    assert unexpected == [], f"console errors: {unexpected}"
+    assert ui.page_errors == [], f"uncaught errors: {ui.page_errors}"
+    assert ui.telemetry_failures == [], f"telemetry requests that failed: {ui.telemetry_failures}"
+    assert ui.dialogs == []
+
+
+def _luminance(css_color: str) -> float:
+    parts = [float(x) for x in re.findall(r"[\d.]+", css_color)[:3]]
+    r, g, b = (parts + [0, 0, 0])[:3]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
