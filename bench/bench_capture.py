@@ -332,7 +332,7 @@ class DrainingRecorder:
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
-    def submit(self, job: Any, reason: str = "run", urgent: bool = False) -> bool:
+    def submit(self, job: Any, reason: str = "run", **kwargs: Any) -> bool:
         self._queue.put_nowait(job)
         return True
 

@@ -47,6 +47,14 @@ RunJob = Callable[[], "list[Run]"]
 Listener = Callable[[Run], None]
 
 
+@dataclass
+class _Work:
+    job: RunJob
+    max_delay_s: float | None  # None: the recorder's default; 0: never held back
+    key: str | None
+    replaces: str | None
+
+
 class Recorder:
     def __init__(self, store: Store, *, instance: str | None, queue_max: int = 50_000, buffer_max: int = 10_000,
                  retry_initial_s: float = 1.0, retry_max_s: float = 60.0, batch_max: int = 50,
@@ -62,8 +70,8 @@ class Recorder:
         # the recorder's Python work would otherwise compete with ComfyUI's worker for the GIL.
         self._busy_probe = busy
         self._defer_max_s = defer_max_s
-        self._deferred: deque[tuple[float, RunJob]] = deque()
-        self._queue: queue.Queue[tuple[RunJob, bool] | None] = queue.Queue(maxsize=queue_max)
+        self._deferred: list[tuple[float, _Work]] = []
+        self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=queue_max)
         self._buffer: deque[Run] = deque()
         self._buffer_max = buffer_max
         self._retry_initial_s = retry_initial_s
@@ -88,13 +96,15 @@ class Recorder:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def submit(self, job: RunJob, reason: str = "run", urgent: bool = False) -> bool:
+    def submit(self, job: RunJob, reason: str = "run", *, max_delay_s: float | None = None, key: str | None = None,
+               replaces: str | None = None) -> bool:
         """Hand work to the recorder without ever blocking. False (and counted) when the queue is full.
 
-        `urgent` work (the small `running` record that lets a crash be closed later) is written at once; the rest
-        waits while a run executes."""
+        While a run executes, work waits up to `max_delay_s` (default: the recorder's `defer_max_s`). Work that
+        `replaces` a key drops the still-waiting work of that key: a run's start record is not written once
+        its final record is already there."""
         try:
-            self._queue.put_nowait((job, urgent))
+            self._queue.put_nowait(_Work(job, max_delay_s, key, replaces))
             self.stats.submitted += 1
             return True
         except queue.Full:
@@ -165,22 +175,27 @@ class Recorder:
         except Exception:
             return False
 
-    def _take(self, item: tuple[RunJob, bool] | None) -> None:
-        if item is None:
+    def _take(self, work: _Work | None) -> None:
+        if work is None:
             return
-        job, urgent = item
-        if urgent or not self._comfy_busy():
-            self._run_job(job)
+        if work.replaces is not None and self._deferred:
+            self._deferred = [(t, w) for t, w in self._deferred if w.key != work.replaces]
+        delay = self._defer_max_s if work.max_delay_s is None else work.max_delay_s
+        if delay <= 0 or not self._comfy_busy():
+            self._run_job(work.job)
         else:
-            self._deferred.append((time.monotonic(), job))
+            self._deferred.append((time.monotonic() + delay, work))
 
     def _release_deferred(self) -> None:
         if not self._deferred:
             return
         busy = self._comfy_busy()
         now = time.monotonic()
-        while self._deferred and (not busy or now - self._deferred[0][0] >= self._defer_max_s):
-            self._run_job(self._deferred.popleft()[1])
+        due = [w for t, w in self._deferred if not busy or t <= now]
+        if due:
+            self._deferred = [(t, w) for t, w in self._deferred if busy and t > now]
+            for work in due:
+                self._run_job(work.job)
 
     def _loop(self) -> None:
         while not self._stopping.is_set() or not self._queue.empty() or self._deferred:

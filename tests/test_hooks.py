@@ -14,7 +14,7 @@ class FakeRecorder:
     def __init__(self, fail=False):
         self.jobs, self.fail = [], fail
 
-    def submit(self, job, reason="run", urgent=False):
+    def submit(self, job, reason="run", **kwargs):
         if self.fail:
             raise RuntimeError("recorder exploded")
         self.jobs.append(job)

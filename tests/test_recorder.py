@@ -109,3 +109,22 @@ def test_odd_values_are_stored_not_rejected(tmp_path):
     stored = store.get_run("x" * 128)
     assert stored.gpu_peak_bytes is None and len(stored.nodes[0].class_type) == 256
     assert stored.parameters["pixels"] == 10**40  # the JSON keeps the original value
+
+
+def test_work_waits_while_comfyui_executes_and_a_final_record_supersedes_its_start(tmp_path):
+    busy = {"on": True}
+    store = Store(sqlite_url(str(tmp_path / "d.db")))
+    recorder = Recorder(store, instance=None, busy=lambda: busy["on"], defer_max_s=30)
+    written = []
+    recorder.add_listener(lambda run: written.append((run.run_id, run.status)))
+    recorder.start()
+    recorder.submit(lambda: [Run("long", "running")], max_delay_s=0.2, key="start:long")
+    recorder.submit(lambda: [Run("short", "running")], max_delay_s=0.2, key="start:short")
+    recorder.submit(lambda: [Run("short", "success")], replaces="start:short")
+    assert _wait(lambda: written == [("long", "running")], timeout=5)  # only the start record is due
+    time.sleep(0.3)
+    assert recorder.health()["deferred"] == 1  # the final record waits for ComfyUI to be idle
+    busy["on"] = False
+    assert recorder.flush()
+    assert written == [("long", "running"), ("short", "success")]
+    recorder.stop()

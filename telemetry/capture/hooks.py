@@ -28,6 +28,7 @@ log = logging.getLogger("run_telemetry.capture")
 MARK = "__run_telemetry_wrapped__"
 HANDLER_NAME = "run_telemetry"
 ORPHAN_AFTER_S = 5.0
+START_RECORD_DELAY_S = 0.3
 
 
 class Capture:
@@ -71,7 +72,10 @@ class Capture:
             self.current = trace
             self.runs_seen += 1
             context = self.context
-            self.recorder.submit(lambda: [build_started_run(trace, context)], "run start", urgent=True)
+            # Evidence for a crash: written if the run is still executing after START_RECORD_DELAY_S (short runs
+            # never pay for it: their final record supersedes it).
+            self.recorder.submit(lambda: [build_started_run(trace, context)], "run start",
+                                 max_delay_s=START_RECORD_DELAY_S, key="start:" + trace.prompt_id)
             return trace
         except Exception:
             self._hook_failed("run start")
@@ -141,7 +145,7 @@ class Capture:
                 run.gpu_samples = self.downsample(run.gpu_samples, self.samples_per_run)
             return [run]
 
-        self.recorder.submit(job, "run end")
+        self.recorder.submit(job, "run end", replaces="start:" + pid)
 
     # -- node level (worker thread, through the progress handler) --------------------------------------------
 

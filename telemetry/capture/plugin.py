@@ -134,10 +134,13 @@ def _start() -> Plugin:
                            frame_counter=make_frame_counter(comfy_directory_resolver()))
 
     capture_ref: list[hooks.Capture] = []
+    plugin_ref: list[Plugin] = []
 
     def idle_hook() -> None:
         if capture_ref:
             capture_ref[0].flush_orphans()
+        if plugin_ref:
+            _check_queue_memory(plugin_ref[0])
 
     recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
                         buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
@@ -168,6 +171,7 @@ def _start() -> Plugin:
 
     service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance)
     plugin = Plugin(config, data_dir, store, recorder, capture, service, installed)
+    plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
     _attach_analysis(plugin)
     _add_routes(plugin)
@@ -195,6 +199,37 @@ def _attach_analysis(plugin: Plugin) -> None:
             push(RECOMMENDATION_EVENT, recommendation)
 
     plugin.recorder.add_listener(on_stored)
+
+
+_QUEUE_MEMORY_EVERY_S = 5.0
+_last_queue_memory_check = [0.0]
+
+
+def free_gpu_bytes(device: Any) -> int | None:
+    """Free memory on ComfyUI's device as ComfyUI counts it (driver free + free inside torch's cache)."""
+    if getattr(device, "backend", "cpu") not in ("cuda", "rocm", "xpu"):
+        return None
+    try:
+        import comfy.model_management as mm
+
+        return int(mm.get_free_memory(mm.get_torch_device()))
+    except Exception:
+        return None
+
+
+def _check_queue_memory(plugin: Plugin) -> None:
+    """Recorder thread, every few seconds: warn about queued runs predicted to need more GPU memory than is free."""
+    import time
+
+    if plugin.analysis is None or time.monotonic() - _last_queue_memory_check[0] < _QUEUE_MEMORY_EVERY_S:
+        return
+    _last_queue_memory_check[0] = time.monotonic()
+    items = pending_queue()
+    free = free_gpu_bytes(plugin.capture.device) if items else None
+    if free is None:
+        return
+    for recommendation in plugin.analysis.check_queue_memory(items, free) or []:
+        push(RECOMMENDATION_EVENT, recommendation)
 
 
 def _add_routes(plugin: Plugin) -> None:

@@ -9,7 +9,7 @@ import json
 
 import aiohttp
 import pytest
-from comfy_harness import failing_workflow, image_workflow, new_client_id
+from comfy_harness import failing_workflow, image_workflow, new_client_id, slow_workflow
 
 pytestmark = pytest.mark.comfyui
 
@@ -65,7 +65,8 @@ def test_each_stored_run_is_pushed_to_browsers_as_json(comfy):
     async def scenario():
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(f"{comfy.url}/ws?clientId={new_client_id()}") as ws:
-                prompt_id = await asyncio.to_thread(comfy.submit, image_workflow(prefix="push", color=99))
+                # long enough that its `running` record is written (short runs only get their final record)
+                prompt_id = await asyncio.to_thread(comfy.submit, slow_workflow(blurs=4, size=512, batch=2))
                 seen = []
                 async with asyncio.timeout(30):
                     async for message in ws:
