@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .errors import NotFoundError
 from .filters import FILTER_KEYS, FilterError, filters_from_preset, parse_page, parse_run_filters
 from .jsonsafe import json_safe
 from .metrics import RunMetrics
@@ -25,10 +26,6 @@ EXPORT_COLUMNS = (
     "error_message", "interrupted_reason", "gpu_name", "gpu_total_bytes", "gpu_peak_bytes", "gpu_used_peak_bytes",
     "ram_peak_bytes", "story_title", "scene", "tags", "instance", "parameters",
 )
-
-
-class NotFoundError(LookupError):
-    pass
 
 
 class TelemetryService:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import prompt_info
+from ..errors import NotFoundError
 from ..filters import FilterError, parse_run_filters
 from ..model import Run, RunStatus
 from ..store.mapping import workflow_key
@@ -43,7 +44,7 @@ _EVALUATE_DAYS = 7
 _EVALUATE_MAX_WORKFLOWS = 200
 
 
-class AnalysisNotFound(LookupError):
+class AnalysisNotFound(NotFoundError):
     """An unknown recommendation or workflow (served as a 404)."""
 
 

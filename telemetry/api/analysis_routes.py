@@ -12,53 +12,18 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
-from ..analysis.service import AnalysisNotFound, AnalysisService
-from ..filters import FilterError
-from ..jsonsafe import json_safe
+from ..analysis.service import AnalysisService
+from .routes import guarded as _guarded
+from .routes import json_response as _json
+from .routes import read_json as _body
 
 log = logging.getLogger("run_telemetry.api")
 
 PREFIX = "/telemetry"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(json_safe(data), status=status,
-                             dumps=lambda d: json.dumps(d, ensure_ascii=False, allow_nan=False))
-
-
-async def _body(request: web.Request) -> Any:
-    if not request.can_read_body:
-        raise FilterError("the request has no body; send JSON")
-    try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FilterError(f"the body is not valid JSON ({exc})") from None
-
-
-def _guarded(handler: Handler) -> Handler:
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except FilterError as exc:
-            return _error(400, str(exc))
-        except AnalysisNotFound as exc:
-            return _error(404, str(exc.args[0]) if exc.args else "not found")
-        except web.HTTPException:
-            raise
-        except Exception as exc:
-            log.exception("telemetry analysis route %s failed", request.path)
-            return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:500])
-    wrapper.__name__ = handler.__name__
-    return wrapper
 
 
 def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], AnalysisService | None],

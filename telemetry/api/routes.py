@@ -15,9 +15,10 @@ from typing import Any
 from aiohttp import web
 from peewee import DatabaseError, InterfaceError
 
+from ..errors import NotFoundError
 from ..filters import FilterError
 from ..jsonsafe import json_safe
-from ..service import NotFoundError, TelemetryService
+from ..service import TelemetryService
 
 log = logging.getLogger("run_telemetry.api")
 
@@ -51,7 +52,7 @@ def guarded(handler: Handler) -> Handler:
         except FilterError as exc:
             return error_response(400, str(exc))
         except NotFoundError as exc:
-            return error_response(404, str(exc).strip("'\""))
+            return error_response(404, str(exc))
         except web.HTTPException:
             raise
         except (DatabaseError, InterfaceError) as exc:
