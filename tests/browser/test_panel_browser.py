@@ -258,6 +258,33 @@ def test_narrow_sidebar_keeps_the_table_usable(ui: PanelPage) -> None:
     ui.shot("runs")
 
 
+def test_queue_eta_appears_while_predicted_prompts_wait(ui: PanelPage) -> None:
+    from comfy_harness import slow_workflow
+
+    def prompt(color: int) -> dict[str, Any]:  # a new colour each time, or ComfyUI serves the run from its cache
+        p = slow_workflow(blurs=3, size=384, batch=2)
+        p["1"]["inputs"]["color"] = color
+        return p
+
+    for color in range(5):  # the predictor needs five runs of a workflow before it guesses
+        ui.server.run_and_wait(prompt(color))
+    ui.show("overview")
+    eta = ui.panel.locator("[data-testid=queue-eta]")
+    for color in range(10, 14):
+        ui.server.submit(prompt(color))
+    try:
+        expect(eta).to_be_visible(timeout=15_000)
+        expect(eta).to_contain_text("Queue:")
+        expect(eta.locator("li").first).to_contain_text("~")
+        ui.shot("queue-eta")
+    finally:
+        deadline = time.monotonic() + 60
+        while ui.server.get("/queue")["queue_pending"] or ui.server.get("/queue")["queue_running"]:
+            assert time.monotonic() < deadline, "the queue did not drain"
+            time.sleep(0.2)
+    expect(eta).to_be_hidden(timeout=15_000)
+
+
 def test_no_console_errors(ui: PanelPage) -> None:
     time.sleep(0.5)
     ours = [e for e in ui.startup_errors if "telemetry" in e.lower()]

@@ -25,13 +25,18 @@ export function etaLines(eta: QueueEta | null, nowMs: number): EtaLine[] {
       position: item.position,
       workflow: item.workflow_name || "Unnamed workflow",
       duration: formatDuration(item.predicted_duration_ms),
-      starts: item.position <= 0 ? "running" : formatRelative(item.predicted_start_ms, nowMs),
+      starts: isRunning(item) ? "running" : formatRelative(item.predicted_start_ms, nowMs),
       finishes: formatRelative(item.predicted_finish_ms, nowMs),
       interval:
         item.interval_ms && item.interval_ms.length === 2
           ? `${formatDuration(item.interval_ms[0])}–${formatDuration(item.interval_ms[1])}`
           : null,
     }));
+}
+
+/** Backends that send `running` say so; older answers only had the position (0 = executing). */
+function isRunning(item: EtaItem): boolean {
+  return typeof item.running === "boolean" ? item.running : item.position <= 0;
 }
 
 /** When the whole queue is predicted to be done. */

@@ -202,6 +202,8 @@ export interface Recommendation {
 export interface EtaItem {
   prompt_id: string;
   position: number;
+  /** The item executing now (its start is when it started). */
+  running?: boolean;
   workflow_name?: string | null;
   predicted_duration_ms?: number | null;
   predicted_start_ms?: number | null;

@@ -109,6 +109,8 @@ describe("queue ETA", () => {
     expect(lines[0]).toMatchObject({ workflow: "Unnamed workflow", starts: "running", interval: null });
     expect(lines[1]).toMatchObject({ starts: "in 20 s", duration: "30 s", interval: "20 s–40 s" });
     expect(queueFinishMs(eta)).toBe(now + 50_000);
+    const waiting = etaLines({ ...eta, items: [{ ...eta.items[0], position: 0, running: false }] }, now);
+    expect(waiting[0].starts).toBe("in 20 s");
   });
 });
 

@@ -82,7 +82,7 @@ export class Chart {
     });
     const yFormat = this.spec.yFormat;
     const series: uPlot.Series[] = [
-      { label: this.spec.xTime === false ? "s" : "Time" },
+      { label: this.spec.xTime === false ? "Time (s)" : "Time" },
       ...this.spec.series.map((s): uPlot.Series => {
         const base: uPlot.Series = {
           label: s.label,
