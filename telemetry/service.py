@@ -53,8 +53,8 @@ class TelemetryService:
         if run is None:
             raise NotFoundError(f"no run with id {run_id!r}")
         data = run.to_dict(detail=True)
-        data["node_types"] = _node_type_totals(data["nodes"])
-        data["subgraphs"] = _subgraph_totals(data["nodes"])
+        data["node_types"] = _totals_by(data["nodes"], "class_type")
+        data["subgraphs"] = _totals_by(data["nodes"], "parent_node_id")
         return json_safe(data)
 
     def stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,28 +179,14 @@ def _csv_chunks(runs) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def _node_type_totals(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _totals_by(nodes: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Nodes grouped by `key` (class_type, or parent_node_id for subgraphs): count, summed time, peak memory."""
     totals: dict[str, dict[str, Any]] = {}
     for node in nodes:
-        entry = totals.setdefault(node["class_type"], {"class_type": node["class_type"], "count": 0,
-                                                       "duration_ms": 0.0, "gpu_peak_bytes": None})
-        entry["count"] += 1
-        entry["duration_ms"] += node.get("duration_ms") or 0.0
-        peak = node.get("gpu_peak_bytes")
-        if peak is not None:
-            entry["gpu_peak_bytes"] = max(entry["gpu_peak_bytes"] or 0, peak)
-    return sorted(totals.values(), key=lambda e: -e["duration_ms"])
-
-
-def _subgraph_totals(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Time and memory summed per subgraph (nodes that share a parent node)."""
-    totals: dict[str, dict[str, Any]] = {}
-    for node in nodes:
-        parent = node.get("parent_node_id")
-        if not parent:
+        group = node.get(key)
+        if not group:
             continue
-        entry = totals.setdefault(parent, {"parent_node_id": parent, "nodes": 0, "duration_ms": 0.0,
-                                           "gpu_peak_bytes": None})
+        entry = totals.setdefault(group, {key: group, "nodes": 0, "duration_ms": 0.0, "gpu_peak_bytes": None})
         entry["nodes"] += 1
         entry["duration_ms"] += node.get("duration_ms") or 0.0
         peak = node.get("gpu_peak_bytes")

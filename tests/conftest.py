@@ -102,3 +102,17 @@ def pg_schema_url(pg_url):
     yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
     conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
     conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """An opened Store on a real SQLite file, and again on the real PostgreSQL server (a fresh schema)."""
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.store import Store
+
+    url = sqlite_url(str(tmp_path / "telemetry.db")) if request.param == "sqlite" else request.getfixturevalue(
+        "pg_schema_url")
+    opened = Store(url)
+    opened.open()
+    yield opened
+    opened.close()

@@ -12,7 +12,7 @@ from telemetry import prompt_info
 from telemetry.analysis import predict as pred
 from telemetry.filters import FilterError
 
-store, service = support.store, support.service
+service = support.service  # fixture; `store` (SQLite file and PostgreSQL) comes from conftest
 
 SIDES = (512, 640, 768, 896, 1024, 1152)
 STEPS = (10, 20, 30, 40)

@@ -17,7 +17,7 @@ from telemetry.analysis.config import AnalysisConfig, ConfigError, load_config, 
 from telemetry.analysis.service import AnalysisService
 from telemetry.api.analysis_routes import add_analysis_routes
 
-store, service = support.store, support.service
+service = support.service  # fixture; `store` (SQLite file and PostgreSQL) comes from conftest
 
 
 def call(service: AnalysisService | None, requests: list[tuple[str, str, object]], queue: list | None = None

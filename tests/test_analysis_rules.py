@@ -70,7 +70,7 @@ def _noise(wf: str, seed: int) -> list:
 
 
 # workflow -> (runs, the kinds that must be recommended, and nothing else)
-store, service = support.store, support.service  # fixtures: a real Store (SQLite file / PostgreSQL) and the service
+service = support.service  # fixture; `store` (SQLite file and PostgreSQL) comes from conftest
 
 LABELLED = {
     "healthy": (lambda wf: _steady(wf), set()),

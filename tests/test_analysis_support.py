@@ -7,23 +7,12 @@ import pytest
 
 from telemetry.analysis.service import AnalysisService
 from telemetry.model import ErrorKind, NodeRun, Run, RunError, RunLabels
-from telemetry.store.database import sqlite_url
 from telemetry.store.store import Store
 
 GIB = 1024**3
 T0 = 1_760_000_000_000  # a fixed start (ms)
 HOUR = 3_600_000
 MINUTE = 60_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    url = sqlite_url(str(tmp_path / "analysis.db")) if request.param == "sqlite" else request.getfixturevalue(
-        "pg_schema_url")
-    s = Store(url)
-    s.open()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from telemetry.analysis import trends
 from telemetry.analysis.service import AnalysisNotFound
 from telemetry.filters import FilterError
 
-store, service = support.store, support.service
+service = support.service  # fixture; `store` (SQLite file and PostgreSQL) comes from conftest
 
 DAY = 86_400_000.0
 

@@ -7,19 +7,7 @@ import pytest
 from telemetry.collector import build_run
 from telemetry.filters import FilterError, Page, parse_page, parse_run_filters
 from telemetry.model import Run, RunLabels
-from telemetry.store.database import sqlite_url
 from telemetry.store.migrations import LATEST_VERSION
-from telemetry.store.store import Store
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    url = sqlite_url(str(tmp_path / "t.db")) if request.param == "sqlite" else request.getfixturevalue(
-        "pg_schema_url")
-    s = Store(url)
-    s.open()
-    yield s
-    s.close()
 
 
 def _runs(recorded_runs) -> list[Run]:
