@@ -18,7 +18,9 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is running, asyncio.run() fails in this thread ("cannot be
+# called from a running event loop"), so the browser must be gone before the rest of the suite runs.
+@pytest.fixture(scope="module")
 def chromium_browser():
     try:
         from playwright.sync_api import sync_playwright
@@ -41,7 +43,7 @@ def panel_dist() -> Path:
     return bundle
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_comfy(comfy_available, panel_dist, tmp_path_factory) -> ComfyServer:
     """A ComfyUI of its own for the browser tests, so the runs they see are only theirs. The first-run template
     dialog is switched off through the user's settings file, as a returning user would have it."""

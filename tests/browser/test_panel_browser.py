@@ -285,6 +285,30 @@ def test_queue_eta_appears_while_predicted_prompts_wait(ui: PanelPage) -> None:
     expect(eta).to_be_hidden(timeout=15_000)
 
 
+def test_choosing_a_workflow_shows_its_duration_trend(ui: PanelPage) -> None:
+    from comfy_harness import slow_workflow
+
+    runs = ui.server.get("/telemetry/runs?limit=500")["runs"]
+    node_count = len(slow_workflow(blurs=3, size=384, batch=2))  # the ETA test's workflow: five or more runs
+    keyed = [r for r in runs if r["node_count"] == node_count and r["status"] == "success"]
+    if len(keyed) < 3:
+        for color in range(20, 25):
+            prompt = slow_workflow(blurs=3, size=384, batch=2)
+            prompt["1"]["inputs"]["color"] = color
+            ui.server.run_and_wait(prompt)
+        runs = ui.server.get("/telemetry/runs?limit=500")["runs"]
+        keyed = [r for r in runs if r["node_count"] == node_count and r["status"] == "success"]
+    key = keyed[0]["workflow_id"] or keyed[0]["fingerprint"]
+    ui.show("overview")
+    ui.panel.locator("select[aria-label=Workflow]").select_option(key)
+    title = ui.panel.locator(".rt-chart-title", has_text="Duration of")
+    expect(title).to_be_visible()
+    expect(ui.panel.locator("[data-testid=trend]")).to_contain_text(re.compile(r"trend|slower|faster"))
+    expect(ui.panel.locator(".rt-card-value").first).to_have_text(re.compile(r"^\d+$"))
+    ui.shot("overview-workflow-trend", focus=".rt-charts")
+    ui.panel.locator("select[aria-label=Workflow]").select_option("")
+
+
 def test_no_console_errors(ui: PanelPage) -> None:
     time.sleep(0.5)
     ours = [e for e in ui.startup_errors if "telemetry" in e.lower()]

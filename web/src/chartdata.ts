@@ -101,6 +101,20 @@ export function hasData(data: Aligned): boolean {
   return data.slice(1).some((ys) => (ys as (number | null)[]).some((v) => v !== null));
 }
 
+/** One line per change point (the last `max`): "2025-03-05 14:02: 1.2 s → 2.4 s". */
+export function describeChangePoints(
+  trend: Trend,
+  formatValue: (v: number) => string,
+  formatTime: (ms: number) => string,
+  max = 3,
+): string[] {
+  return trend.change_points.slice(-max).map((cp) => {
+    const before = typeof cp.before === "number" ? formatValue(cp.before) : "?";
+    const after = typeof cp.after === "number" ? formatValue(cp.after) : "?";
+    return `Changed ${formatTime(cp.t_ms)}: ${before} → ${after}`;
+  });
+}
+
 /** The trend sentence under the duration chart: "Getting slower: +1.2 s per day (p = 0.01)". */
 export function describeTrend(trend: Trend, formatDelta: (perDay: number) => string): string | null {
   const mk = trend.mann_kendall;

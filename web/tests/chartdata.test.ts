@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   alignSeries,
+  describeChangePoints,
   describeTrend,
   durationTimelineData,
   durationTrendData,
@@ -66,6 +67,14 @@ describe("trends", () => {
   };
   it("shapes per-run points with rolling percentiles in seconds", () => {
     expect(durationTrendData(trend)).toEqual([[1, 2], [2, 4], [null, 3], [null, 3.9]]);
+  });
+  it("lists the last change points", () => {
+    const withChanges = { ...trend, change_points: [1, 2, 3, 4].map((i) => ({ run_id: `r${i}`, t_ms: i, before: i * 1000, after: i * 2000 })) };
+    expect(describeChangePoints(withChanges, (v) => `${v / 1000} s`, (t) => `t${t}`)).toEqual([
+      "Changed t2: 2 s → 4 s",
+      "Changed t3: 3 s → 6 s",
+      "Changed t4: 4 s → 8 s",
+    ]);
   });
   it("describes the trend in words", () => {
     expect(describeTrend(trend, (d) => `+${d / 1000} s`)).toBe("Getting slower ⚠: +1.5 s per day (p = 0.010)");

@@ -4,6 +4,7 @@
  */
 
 import {
+  describeChangePoints,
   describeTrend,
   durationTimelineData,
   durationTrendData,
@@ -14,7 +15,7 @@ import {
 import type { Result } from "../client";
 import { button, h, setChildren } from "../dom";
 import { chooseBuckets } from "../filters";
-import { formatBytes, formatCount, formatDuration, formatPercent } from "../format";
+import { formatBytes, formatCount, formatDateTime, formatDuration, formatPercent } from "../format";
 import type { Stats, Timeline, Trend } from "../types";
 import { Chart, PALETTE } from "./chart";
 import { workflowName, type View, type ViewContext, type WorkflowChoice } from "./context";
@@ -119,9 +120,11 @@ export class OverviewView implements View {
     const activityBucket = hourly && buckets.activity === "hour" ? "hour" : "day";
     const activity = activityBucket === "hour" && hourly ? hourly : daily;
     let trendText: string | null = null;
+    let changeLines: string[] = [];
     if (trend && trend.ok && trend.data.points.length > 0) {
       const t = trend.data;
       trendText = describeTrend(t, (perDay) => (perDay >= 0 ? "+" : "") + formatDuration(perDay));
+      changeLines = describeChangePoints(t, formatDuration, (ms) => formatDateTime(ms));
       this.charts.push(
         new Chart({
           title: `Duration of ${workflowName(this.ctx.state, this.ctx.state.filters.workflow)}`,
@@ -193,6 +196,9 @@ export class OverviewView implements View {
     if (this.charts.length > 0) {
       parts.push(h("h3", null, "Charts"));
       if (trendText) parts.push(h("p", { class: "rt-muted rt-small", "data-testid": "trend" }, trendText));
+      if (changeLines.length > 0) {
+        parts.push(h("ul", { class: "rt-small rt-changes", "aria-label": "Change points" }, changeLines.map((l) => h("li", null, l))));
+      }
       parts.push(h("div", { class: "rt-charts" }, this.charts.map((c) => c.el)));
     } else if (!daily.ok && daily.missing) {
       parts.push(notice("This server does not serve the timeline yet (/telemetry/stats/timeline)."));
