@@ -102,6 +102,8 @@ def test_failed_run_shows_its_error_and_selects_the_node_on_the_canvas(ui: Panel
     b = broken(ui)
     run = b["run"]
     assert run["status"] == "failed"
+    # The toasts setting is on by default: a failed run raises one.
+    expect(ui.page.locator(".p-toast-message", has_text="Run failed").first).to_be_visible()
     open_detail_by_keyboard(ui, run["run_id"])
     box = ui.panel.locator("[data-testid=error-box]")
     assert "RuntimeError" in box.inner_text()
