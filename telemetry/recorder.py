@@ -200,7 +200,10 @@ class Recorder:
     def _loop(self) -> None:
         while not self._stopping.is_set() or not self._queue.empty() or self._deferred:
             if self._deferred:
-                timeout = 0.01
+                # Sleep until the earliest deadline: no polling while ComfyUI executes. A run's end wakes us
+                # anyway, since its final record arrives on the queue.
+                earliest = min(t for t, _ in self._deferred)
+                timeout = max(0.005, min(1.0, earliest - time.monotonic()))
             elif self._buffer:
                 timeout = max(0.05, min(1.0, self._next_retry - time.monotonic()))
             else:
