@@ -343,21 +343,23 @@ def _prompt_of(body: Any) -> Mapping[str, Any]:
 
 
 def _series(wf: str, metric: str, node_type: str | None, limit: int) -> list[tuple[str, int, float]]:
-    """(run_id, t_ms, value) oldest first."""
+    """(run_id, t_ms, value) oldest first. Per node type, a node counts as a success unless it failed, and failed
+    nodes give no duration, memory or fps point."""
+    rows = queries.node_series(wf, node_type, limit) if node_type else queries.metric_series(wf, metric, limit)
     out: list[tuple[str, int, float]] = []
-    if node_type:
-        for run_id, t, status, duration, peak, frames in queries.node_series(wf, node_type, limit):
-            if metric == "success_rate":
-                out.append((run_id, t, 0.0 if status == "failed" else 1.0))
-            elif status == "failed":
-                continue
-            elif metric == "duration_ms" and duration is not None:
-                out.append((run_id, t, float(duration)))
-            elif metric == "gpu_peak_bytes" and peak is not None:
-                out.append((run_id, t, float(peak)))
-            elif metric == "fps" and duration and frames:
-                out.append((run_id, t, frames / (duration / 1000.0)))
-        return out
+    for run_id, t, status, duration, peak, frames in rows:
+        if metric == "success_rate":
+            ok = status != "failed" if node_type else status == "success"
+            out.append((run_id, t, 1.0 if ok else 0.0))
+        elif node_type and status == "failed":
+            continue
+        elif metric == "duration_ms" and duration is not None:
+            out.append((run_id, t, float(duration)))
+        elif metric == "gpu_peak_bytes" and peak is not None:
+            out.append((run_id, t, float(peak)))
+        elif metric == "fps" and duration and frames:
+            out.append((run_id, t, frames / (duration / 1000.0)))
+    return out
     for run_id, t, status, duration, peak, frames in queries.metric_series(wf, metric, limit):
         if metric == "success_rate":
             out.append((run_id, t, 1.0 if status == "success" else 0.0))
