@@ -59,10 +59,11 @@ class TelemetryService:
 
     def stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()
-        filters = parse_run_filters(query)
-        data = self.store.stats(filters)
-        data["by_node_type"] = self.store.node_type_stats(filters)
-        return json_safe(data)
+        return json_safe(self.store.stats(parse_run_filters(query)))
+
+    def node_type_stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        self.store.ensure_schema()
+        return json_safe({"node_types": self.store.node_type_stats(parse_run_filters(query))})
 
     def health(self) -> dict[str, Any]:
         db: dict[str, Any] = {"kind": self.store.kind, "url": redact_url(self.store.url),

@@ -88,6 +88,11 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     async def stats(request: web.Request) -> web.Response:
         return json_response(await asyncio.to_thread(service().stats, dict(request.query)))
 
+    @routes.get(PREFIX + "/stats/node_types")
+    @guarded
+    async def node_type_stats(request: web.Request) -> web.Response:
+        return json_response(await asyncio.to_thread(service().node_type_stats, dict(request.query)))
+
     @routes.get(PREFIX + "/health")
     @guarded
     async def health(request: web.Request) -> web.Response:

@@ -32,22 +32,12 @@ _V2_INDEXES = (
 )
 
 
-def _analysis_indexes_v2(db: Database) -> None:
-    for statement in _V2_INDEXES:
-        db.execute_sql(statement)
-
-
 # The timeline reads a time window of runs from one covering index; names resolve without a scan.
 _V3_INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_started_timeline ON runs "
     "(started_at_ms, status, duration_ms, gpu_peak_bytes, frame_count)",
     "CREATE INDEX IF NOT EXISTS runs_workflow_name ON runs (workflow_name)",
 )
-
-
-def _analysis_indexes_v3(db: Database) -> None:
-    for statement in _V3_INDEXES:
-        db.execute_sql(statement)
 
 
 # The workflow filter (id, name, fingerprint or key) and name lookups read one time range per column: each
@@ -60,16 +50,18 @@ _V4_INDEXES = (
 )
 
 
-def _workflow_time_indexes_v4(db: Database) -> None:
-    for statement in _V4_INDEXES:
-        db.execute_sql(statement)
+def _statements(*statements: str) -> Callable[[Database], None]:
+    def step(db: Database) -> None:
+        for statement in statements:
+            db.execute_sql(statement)
+    return step
 
 
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
-    (2, _analysis_indexes_v2),
-    (3, _analysis_indexes_v3),
-    (4, _workflow_time_indexes_v4),
+    (2, _statements(*_V2_INDEXES)),
+    (3, _statements(*_V3_INDEXES)),
+    (4, _statements(*_V4_INDEXES)),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

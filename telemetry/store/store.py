@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import JOIN, Database, fn
+from peewee import Database, fn
 
 from ..filters import Page, RunFilters
 from ..model import Run, RunStatus
@@ -40,6 +40,11 @@ _SORT_FIELDS = {
     "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
 }
 _BATCH = 200
+_PERCENTILE_IN_MEMORY_MAX = 20_000
+
+
+def _max(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def now_ms() -> int:
@@ -256,67 +261,78 @@ class Store:
         return RunRow.select().where(RunRow.run_id == run_id).exists()
 
     def stats(self, filters: RunFilters) -> dict[str, Any]:
-        base = self.filtered(filters)
-        totals = self.filtered(filters, RunRow.select(
-            fn.COUNT(RunRow.run_id).alias("runs"),
-            fn.SUM(RunRow.frame_count).alias("frames"),
-            fn.AVG(RunRow.duration_ms).alias("avg_ms"),
-            fn.MAX(RunRow.gpu_peak_bytes).alias("gpu_peak"),
-            fn.MAX(RunRow.ram_peak_bytes).alias("ram_peak"),
-        )).dicts().get()
-        by_status = {s: 0 for s in sorted(RunStatus.ALL)}
-        for row in self.filtered(filters, RunRow.select(RunRow.status, fn.COUNT(RunRow.run_id).alias("n"))
-                                 ).group_by(RunRow.status).dicts():
-            by_status[row["status"]] = row["n"]
-        finished = sum(by_status[s] for s in RunStatus.FINAL)
-        by_workflow = []
-        workflow_query = self.filtered(filters, RunRow.select(
+        """Totals, by status and by workflow from one grouped scan of the matching runs, plus percentiles."""
+        grouped = self.filtered(filters, RunRow.select(
             RunRow.workflow_key,
+            RunRow.status,
             fn.MAX(RunRow.workflow_name).alias("name"),
             fn.COUNT(RunRow.run_id).alias("runs"),
-            fn.SUM((RunRow.status == RunStatus.SUCCESS).cast("integer")).alias("ok"),
-            fn.SUM(RunRow.status.in_(list(RunStatus.FINAL)).cast("integer")).alias("finished"),
-            fn.AVG(RunRow.duration_ms).alias("avg_ms"),
             fn.SUM(RunRow.frame_count).alias("frames"),
-        )).group_by(RunRow.workflow_key).order_by(fn.COUNT(RunRow.run_id).desc()).limit(100)
-        for row in workflow_query.dicts():
-            done = row["finished"] or 0
-            by_workflow.append({
-                "workflow": row["workflow_key"],
-                "workflow_name": row["name"],
-                "runs": row["runs"],
-                "success_rate": (row["ok"] or 0) / done if done else None,
-                "avg_duration_ms": row["avg_ms"],
-                "total_frames": row["frames"] or 0,
-            })
+            fn.SUM(RunRow.duration_ms).alias("duration_sum"),
+            fn.COUNT(RunRow.duration_ms).alias("durations"),
+            fn.MAX(RunRow.gpu_peak_bytes).alias("gpu_peak"),
+            fn.MAX(RunRow.ram_peak_bytes).alias("ram_peak"),
+        )).group_by(RunRow.workflow_key, RunRow.status)
+        by_status = {s: 0 for s in sorted(RunStatus.ALL)}
+        workflows: dict[Any, dict[str, Any]] = {}
+        frames = durations = 0
+        duration_sum = 0.0
+        gpu_peak = ram_peak = None
+        for row in grouped.dicts():
+            by_status[row["status"]] = by_status.get(row["status"], 0) + row["runs"]
+            frames += row["frames"] or 0
+            duration_sum += row["duration_sum"] or 0.0
+            durations += row["durations"] or 0
+            gpu_peak = _max(gpu_peak, row["gpu_peak"])
+            ram_peak = _max(ram_peak, row["ram_peak"])
+            entry = workflows.setdefault(row["workflow_key"], {
+                "workflow": row["workflow_key"], "workflow_name": row["name"], "runs": 0, "ok": 0, "finished": 0,
+                "duration_sum": 0.0, "durations": 0, "total_frames": 0})
+            entry["workflow_name"] = entry["workflow_name"] or row["name"]
+            entry["runs"] += row["runs"]
+            entry["ok"] += row["runs"] if row["status"] == RunStatus.SUCCESS else 0
+            entry["finished"] += row["runs"] if row["status"] in RunStatus.FINAL else 0
+            entry["duration_sum"] += row["duration_sum"] or 0.0
+            entry["durations"] += row["durations"] or 0
+            entry["total_frames"] += row["frames"] or 0
+        top = sorted(workflows.values(), key=lambda e: -e["runs"])[:100]
+        by_workflow = [{
+            "workflow": e["workflow"], "workflow_name": e["workflow_name"], "runs": e["runs"],
+            "success_rate": e["ok"] / e["finished"] if e["finished"] else None,
+            "avg_duration_ms": e["duration_sum"] / e["durations"] if e["durations"] else None,
+            "total_frames": e["total_frames"],
+        } for e in top]
+        finished = sum(by_status[s] for s in RunStatus.FINAL)
+        p50, p95 = self._duration_percentiles(filters, durations, (0.50, 0.95))
         return {
-            "total_runs": totals["runs"] or 0,
+            "total_runs": sum(by_status.values()),
             "success_rate": by_status[RunStatus.SUCCESS] / finished if finished else None,
-            "total_frames": totals["frames"] or 0,
-            "avg_duration_ms": totals["avg_ms"],
-            "p50_duration_ms": self._duration_percentile(base, 0.50),
-            "p95_duration_ms": self._duration_percentile(base, 0.95),
-            "max_gpu_peak_bytes": totals["gpu_peak"],
-            "max_ram_peak_bytes": totals["ram_peak"],
+            "total_frames": frames,
+            "avg_duration_ms": duration_sum / durations if durations else None,
+            "p50_duration_ms": p50,
+            "p95_duration_ms": p95,
+            "max_gpu_peak_bytes": gpu_peak,
+            "max_ram_peak_bytes": ram_peak,
             "by_status": by_status,
             "by_workflow": by_workflow,
         }
 
-    def _duration_percentile(self, base, q: float) -> float | None:
-        with_duration = base.where(RunRow.duration_ms.is_null(False))
-        count = with_duration.count()
+    def _duration_percentiles(self, filters: RunFilters, count: int, qs: tuple[float, ...]) -> list[float | None]:
+        """Nearest-rank percentiles of duration. A bounded set is fetched through the filter's own index and
+        ranked here; a large one is ranked by the database along the duration index (OFFSET)."""
         if not count:
-            return None
-        index = min(count - 1, int(round(q * (count - 1))))
-        row = (with_duration.select(RunRow.duration_ms).order_by(RunRow.duration_ms.asc())
-               .limit(1).offset(index).first())
-        return row.duration_ms if row else None
-
-    def instances(self) -> list[dict[str, Any]]:
-        rows = (RunRow.select(RunRow.instance, fn.COUNT(RunRow.run_id).alias("runs"),
-                              fn.MAX(RunRow.started_at_ms).alias("last"))
-                .group_by(RunRow.instance).dicts())
-        return [{"instance": r["instance"], "runs": r["runs"], "last_started_at_ms": r["last"]} for r in rows]
+            return [None for _ in qs]
+        with_duration = self.filtered(filters, RunRow.select(RunRow.duration_ms)).where(
+            RunRow.duration_ms.is_null(False))
+        indexes = [min(count - 1, int(round(q * (count - 1)))) for q in qs]
+        if count <= _PERCENTILE_IN_MEMORY_MAX:
+            values = sorted(v for (v,) in with_duration.tuples())
+            return [values[min(i, len(values) - 1)] if values else None for i in indexes]
+        result = []
+        for index in indexes:
+            row = with_duration.order_by(RunRow.duration_ms.asc()).limit(1).offset(index).tuples().first()
+            result.append(row[0] if row else None)
+        return result
 
     def node_type_stats(self, filters: RunFilters, limit: int = 50) -> list[dict[str, Any]]:
         runs = self.filtered(filters, RunRow.select(RunRow.run_id))
@@ -324,11 +340,16 @@ class Store:
                                    fn.COUNT(NodeRunRow.id).alias("n"),
                                    fn.AVG(NodeRunRow.duration_ms).alias("avg_ms"),
                                    fn.MAX(NodeRunRow.gpu_peak_bytes).alias("gpu_peak"))
-                 .join(RunRow, JOIN.INNER, on=(NodeRunRow.run == RunRow.run_id))
                  .where(NodeRunRow.status == "executed", NodeRunRow.run.in_(runs))
                  .group_by(NodeRunRow.class_type).order_by(fn.AVG(NodeRunRow.duration_ms).desc()).limit(limit))
         return [{"class_type": r["class_type"], "executions": r["n"], "avg_duration_ms": r["avg_ms"],
                  "max_gpu_peak_bytes": r["gpu_peak"]} for r in query.dicts()]
+
+    def instances(self) -> list[dict[str, Any]]:
+        rows = (RunRow.select(RunRow.instance, fn.COUNT(RunRow.run_id).alias("runs"),
+                              fn.MAX(RunRow.started_at_ms).alias("last"))
+                .group_by(RunRow.instance).dicts())
+        return [{"instance": r["instance"], "runs": r["runs"], "last_started_at_ms": r["last"]} for r in rows]
 
     # -- presets ---------------------------------------------------------------------------------------------
 
