@@ -91,6 +91,8 @@ class RunTrace:
     exception: tuple[str, str] | None = None
     # Batch size of the IMAGE input feeding each animation/video output node (frames it was given).
     output_input_frames: dict[str, int] = field(default_factory=dict)
+    # node id -> (class type, display node id, parent node id), read when the run is built (recorder thread).
+    node_info: Callable[[str], tuple[str | None, str | None, str | None]] | None = None
     gpu_name: str | None = None
     gpu_total_bytes: int | None = None
     gpu_peak_bytes: int | None = None
@@ -350,6 +352,13 @@ def build_nodes(prompt: Any, statuses: Mapping[str, str], item: Mapping[str, Any
         node_meta = meta.get(node_id) if isinstance(meta.get(node_id), Mapping) else {}
         node.display_node_id = node_meta.get("display_node") if isinstance(node_meta.get("display_node"), str) else None
         node.parent_node_id = node_meta.get("parent_node") if isinstance(node_meta.get("parent_node"), str) else None
+        if node_trace is not None and trace is not None and trace.node_info is not None:
+            info_class, info_display, info_parent = trace.node_info(node_id)
+            node_trace.class_type = node_trace.class_type or info_class
+            node_trace.display_node_id = node_trace.display_node_id or info_display
+            node_trace.parent_node_id = node_trace.parent_node_id or info_parent
+            if node.class_type == "unknown" and info_class:
+                node.class_type = info_class
         if node_trace is not None:
             node.display_node_id = node_trace.display_node_id or node.display_node_id
             node.parent_node_id = node_trace.parent_node_id or node.parent_node_id

@@ -26,6 +26,7 @@ log = logging.getLogger("run_telemetry.recorder")
 
 CRASH_REASON = "ComfyUI stopped while the run was executing (crash, kill or restart)"
 _RETENTION_EVERY_S = 3600.0
+_IDLE_CHECK_S = 0.2  # while work waits, how often to look whether ComfyUI became idle
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Recorder:
         self._busy_probe = busy
         self._defer_max_s = defer_max_s
         self._deferred: list[tuple[float, _Work]] = []
+        self._quiet: deque[_Work] = deque()  # handed over without waking the thread (see submit)
+        self._queue_max = queue_max
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=queue_max)
         self._buffer: deque[Run] = deque()
         self._buffer_max = buffer_max
@@ -97,14 +100,23 @@ class Recorder:
         self._listeners.append(listener)
 
     def submit(self, job: RunJob, reason: str = "run", *, max_delay_s: float | None = None, key: str | None = None,
-               replaces: str | None = None) -> bool:
+               replaces: str | None = None, wake: bool = True) -> bool:
         """Hand work to the recorder without ever blocking. False (and counted) when the queue is full.
 
         While a run executes, work waits up to `max_delay_s` (default: the recorder's `defer_max_s`). Work that
         `replaces` a key drops the still-waiting work of that key: a run's start record is not written once
-        its final record is already there."""
+        its final record is already there. `wake=False` does not wake the recorder thread, which then takes the
+        work on its next tick (within a second): waking it would take the GIL from ComfyUI's worker mid-run."""
+        work = _Work(job, max_delay_s, key, replaces)
+        if not wake:
+            if len(self._quiet) + self._queue.qsize() >= self._queue_max:
+                self._count_drop(f"queue full ({reason})")
+                return False
+            self._quiet.append(work)
+            self.stats.submitted += 1
+            return True
         try:
-            self._queue.put_nowait(_Work(job, max_delay_s, key, replaces))
+            self._queue.put_nowait(work)
             self.stats.submitted += 1
             return True
         except queue.Full:
@@ -129,7 +141,7 @@ class Recorder:
         """Wait until everything submitted so far is written (tests, shutdown). Never call on the worker."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._queue.unfinished_tasks or self._buffer or self._busy or self._deferred:
+            while self._queue.unfinished_tasks or self._buffer or self._busy or self._deferred or self._quiet:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -140,7 +152,7 @@ class Recorder:
         s = self.stats
         return {
             "database_ready": self._db_ready,
-            "queue_depth": self._queue.qsize(),
+            "queue_depth": self._queue.qsize() + len(self._quiet),
             "buffered": len(self._buffer),
             "buffer_max": self._buffer_max,
             "submitted": s.submitted,
@@ -197,52 +209,65 @@ class Recorder:
             for work in due:
                 self._run_job(work.job)
 
+    def _next_timeout(self) -> float:
+        if self._quiet:
+            return 0.005
+        if self._deferred:
+            # Look every _IDLE_CHECK_S whether ComfyUI became idle, or sleep until the earliest deadline.
+            earliest = min(t for t, _ in self._deferred)
+            return max(0.005, min(_IDLE_CHECK_S, earliest - time.monotonic()))
+        if self._buffer:
+            return max(0.05, min(1.0, self._next_retry - time.monotonic()))
+        return 1.0
+
     def _loop(self) -> None:
-        while not self._stopping.is_set() or not self._queue.empty() or self._deferred:
-            if self._deferred:
-                # Sleep until the earliest deadline: no polling while ComfyUI executes. A run's end wakes us
-                # anyway, since its final record arrives on the queue.
-                earliest = min(t for t, _ in self._deferred)
-                timeout = max(0.005, min(1.0, earliest - time.monotonic()))
-            elif self._buffer:
-                timeout = max(0.05, min(1.0, self._next_retry - time.monotonic()))
-            else:
-                timeout = 1.0
+        while not self._stopping.is_set() or not self._queue.empty() or self._deferred or self._quiet:
             try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-                got = False
-            else:
-                got = True
-            with self._idle:
-                self._busy += 1
-            try:
-                if item is not None:
-                    self._take(item)
-                    # Take whatever else is waiting, so one transaction writes a burst of runs.
-                    while len(self._buffer) < self._batch_max:
-                        try:
-                            more = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        self._take(more)
-                        self._queue.task_done()
-                self._release_deferred()
-                self._write_buffer()
-                self._maybe_housekeep()
-                if self._idle_hook is not None:
-                    try:
-                        self._idle_hook()
-                    except Exception as exc:  # a hook must never stop the recorder
-                        log.debug("recorder idle hook failed: %s", exc)
-            finally:
-                if got:
-                    self._queue.task_done()
-                with self._idle:
-                    self._busy -= 1
-                    self._idle.notify_all()
+                self._iteration()
+            except Exception as exc:  # the recorder must outlive any bug of its own: telemetry stops otherwise
+                self._note_error(exc)
+                log.exception("telemetry recorder iteration failed; continuing")
+                time.sleep(0.1)
         self._write_buffer(force=True)
+
+    def _iteration(self) -> None:
+        timeout = self._next_timeout()
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            item = None
+            got = False
+        else:
+            got = True
+        with self._idle:
+            self._busy += 1
+        try:
+            while self._quiet:
+                self._take(self._quiet.popleft())
+            if item is not None:
+                self._take(item)
+                # Take whatever else is waiting, so one transaction writes a burst of runs.
+                while len(self._buffer) < self._batch_max:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._take(more)
+                    self._queue.task_done()
+            self._release_deferred()
+            self._write_buffer()
+            self._maybe_housekeep()
+            if self._idle_hook is not None:
+                try:
+                    self._idle_hook()
+                except Exception as exc:  # a hook must never stop the recorder
+                    log.debug("recorder idle hook failed: %s", exc)
+        finally:
+            if got:
+                self._queue.task_done()
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
 
     def _run_job(self, job: RunJob) -> None:
         try:

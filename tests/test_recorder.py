@@ -128,3 +128,15 @@ def test_work_waits_while_comfyui_executes_and_a_final_record_supersedes_its_sta
     assert recorder.flush()
     assert written == [("long", "running"), ("short", "success")]
     recorder.stop()
+
+
+def test_work_handed_over_quietly_is_taken_on_the_next_tick(tmp_path):
+    store = Store(sqlite_url(str(tmp_path / "q.db")))
+    recorder = Recorder(store, instance=None)
+    recorder.start()
+    assert recorder.submit(lambda: [Run("quiet", "success")], wake=False)
+    assert _wait(lambda: recorder.health()["stored"] == 1, timeout=5)
+    assert recorder.submit(lambda: [Run("quiet2", "success")], wake=False)
+    assert recorder.flush() and store.run_exists("quiet2")
+    assert recorder._thread.is_alive() and recorder.health()["last_error"] is None
+    recorder.stop()

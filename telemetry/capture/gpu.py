@@ -320,25 +320,29 @@ _psutil_process: Any | None = None
 _psutil_checked = False
 
 
+_STATM_FD: int | None = None
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def read_process_rss_bytes() -> int | None:
-    """Resident set size of this process: psutil when installed, else /proc/self/statm, else None. The psutil
-    import is tried once, so a missing psutil costs no module search per call."""
-    global _psutil_process, _psutil_checked
+    """Resident set size of this process. On Linux one pread of a /proc/self/statm descriptor kept open (a single
+    cheap syscall, safe on the worker thread); elsewhere psutil when installed (imported once); else None."""
+    global _psutil_process, _psutil_checked, _STATM_FD
     try:
+        if _STATM_FD is None and os.path.exists("/proc/self/statm"):
+            _STATM_FD = os.open("/proc/self/statm", os.O_RDONLY)
+        if _STATM_FD is not None:
+            return int(os.pread(_STATM_FD, 128, 0).split()[1]) * _PAGE_SIZE
         if not _psutil_checked:
             _psutil_checked = True
             import psutil
 
             _psutil_process = psutil.Process()
-    except Exception:
-        _psutil_process = None
-    try:
         if _psutil_process is not None:
             return int(_psutil_process.memory_info().rss)
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except Exception:
         return None
+    return None
 
 
 def _wall_clock_ms() -> int:
@@ -467,7 +471,6 @@ class ResourceSampler:
                 self._run = run
                 self._idle.clear()
                 self._active.set()
-            self._tick.set()
         except Exception:
             logger.warning("run_started failed", exc_info=True)
 
@@ -544,6 +547,10 @@ class ResourceSampler:
         if run is None:
             # `_active` is clear exactly while no run is current: this blocks until run_started() or close().
             self._active.wait()
+            # run_started() took a RAM reading on the worker; the first sample here comes one interval in, so a
+            # short run never wakes this thread (each wake-up takes the GIL from ComfyUI's worker).
+            self._tick.clear()
+            self._tick.wait(self._interval_s)
             return
         used, util, temp, power = reader.read() if reader is not None else (None, None, None, None)
         sample = GpuSample(t_ms, used, util, temp, power, self._read_rss())

@@ -40,19 +40,24 @@ class Capture:
         self.recorder = recorder
         self.context = context
         self.sampler = sampler
-        self.probe = probe
+        # Torch keeps no peak counters for CPU: no probe calls at all there.
+        self.probe = probe if getattr(device, "backend", None) not in ("cpu",) else None
         self.device = device
         self.samples_per_run = samples_per_run
         self.downsample = downsample
         self.current: RunTrace | None = None
+        self.last_finished_monotonic = 0.0
         self._awaiting_history: dict[str, tuple[RunTrace, float]] = {}
         self._lock = threading.Lock()  # held only for dict operations, never around I/O
         self.hook_errors = 0
         self.runs_seen = 0
+        # Time spent in our hooks on ComfyUI's worker thread: the pack's own overhead, reported by /health.
+        self.worker_ns = 0
 
     # -- run level (worker thread) ---------------------------------------------------------------------------
 
     def run_started(self, prompt: Any, prompt_id: Any, extra_data: Any, execute_outputs: Any) -> RunTrace | None:
+        began = time.perf_counter_ns()
         try:
             trace = RunTrace(
                 prompt_id=str(prompt_id),
@@ -72,18 +77,21 @@ class Capture:
             self.current = trace
             self.runs_seen += 1
             context = self.context
-            # Evidence for a crash: written if the run is still executing after START_RECORD_DELAY_S (short runs
-            # never pay for it: their final record supersedes it).
+            # Evidence for a crash: written once the run has executed START_RECORD_DELAY_S, on the recorder's next
+            # tick (within about a second). Short runs never pay for it: their final record supersedes it.
             self.recorder.submit(lambda: [build_started_run(trace, context)], "run start",
-                                 max_delay_s=START_RECORD_DELAY_S, key="start:" + trace.prompt_id)
+                                 max_delay_s=START_RECORD_DELAY_S, key="start:" + trace.prompt_id, wake=False)
             return trace
         except Exception:
             self._hook_failed("run start")
             return None
+        finally:
+            self.worker_ns += time.perf_counter_ns() - began
 
     def run_finished(self, executor: Any, trace: RunTrace | None, exception: BaseException | None) -> None:
         if trace is None:
             return
+        began = time.perf_counter_ns()
         try:
             trace.finished_perf = time.perf_counter()
             trace.finished_at_ms = now_ms()
@@ -103,6 +111,7 @@ class Capture:
                 trace.ram_peak_bytes = summary.ram_peak_bytes
                 trace.gpu_samples = summary.samples
             self.current = None
+            self.last_finished_monotonic = time.monotonic()
             if exception is not None:
                 # The worker thread is about to die with this exception: task_done will never come.
                 self._submit_final(trace, None)
@@ -111,8 +120,11 @@ class Capture:
                     self._awaiting_history[trace.prompt_id] = (trace, time.monotonic())
         except Exception:
             self._hook_failed("run end")
+        finally:
+            self.worker_ns += time.perf_counter_ns() - began
 
     def history_written(self, prompt_id: Any, history_item: Any) -> None:
+        began = time.perf_counter_ns()
         try:
             with self._lock:
                 entry = self._awaiting_history.pop(str(prompt_id), None)
@@ -120,6 +132,8 @@ class Capture:
             self._submit_final(trace, history_item, str(prompt_id))
         except Exception:
             self._hook_failed("task_done")
+        finally:
+            self.worker_ns += time.perf_counter_ns() - began
 
     def flush_orphans(self, max_age_s: float = ORPHAN_AFTER_S) -> int:
         """Finish runs whose history record never came (hosts without PromptQueue). Recorder thread."""
@@ -145,7 +159,7 @@ class Capture:
                 run.gpu_samples = self.downsample(run.gpu_samples, self.samples_per_run)
             return [run]
 
-        self.recorder.submit(job, "run end", replaces="start:" + pid)
+        self.recorder.submit(job, "run end", replaces="start:" + pid, wake=False)
 
     # -- node level (worker thread, through the progress handler) --------------------------------------------
 
@@ -153,29 +167,23 @@ class Capture:
         trace = self.current
         if trace is None or trace.prompt_id != str(prompt_id):
             return
+        began = time.perf_counter_ns()
         try:
-            node_id = str(node_id)
-            class_type = display = parent = None
-            dynprompt = getattr(registry, "dynprompt", None)
-            if dynprompt is not None:
-                try:
-                    class_type = dynprompt.get_node(node_id).get("class_type")
-                    display = dynprompt.get_display_node_id(node_id)
-                    parent = dynprompt.get_parent_node_id(node_id)
-                except Exception:
-                    pass
+            if trace.node_info is None and registry is not None:
+                trace.node_info = _node_info_reader(getattr(registry, "dynprompt", None))
             if self.probe is not None:
                 self.probe.reset_peak()
-            trace.node_started(node_id, time.perf_counter(), now_ms(), class_type,
-                               str(display) if display is not None else None,
-                               str(parent) if parent is not None else None)
+            trace.node_started(str(node_id), time.perf_counter(), now_ms())
         except Exception:
             self._hook_failed("node start")
+        finally:
+            self.worker_ns += time.perf_counter_ns() - began
 
     def node_finished(self, node_id: Any, prompt_id: Any) -> None:
         trace = self.current
         if trace is None or trace.prompt_id != str(prompt_id):
             return
+        began = time.perf_counter_ns()
         try:
             node_id = str(node_id)
             peak = None
@@ -185,10 +193,31 @@ class Capture:
             trace.node_finished(node_id, time.perf_counter(), peak)
         except Exception:
             self._hook_failed("node finish")
+        finally:
+            self.worker_ns += time.perf_counter_ns() - began
 
     def _hook_failed(self, where: str) -> None:
         self.hook_errors += 1
         log.exception("run telemetry hook failed at %s (ComfyUI is not affected)", where)
+
+
+def _node_info_reader(dynprompt: Any) -> Any:
+    """Class type, display node and parent node of a node id, read from ComfyUI's DynamicPrompt later, on the
+    recorder thread (subgraph expansions live only there). None when the prompt has no such object."""
+    if dynprompt is None:
+        return None
+
+    def read(node_id: str) -> tuple[str | None, str | None, str | None]:
+        try:
+            class_type = dynprompt.get_node(node_id).get("class_type")
+            display = dynprompt.get_display_node_id(node_id)
+            parent = dynprompt.get_parent_node_id(node_id)
+        except Exception:
+            return None, None, None
+        return (class_type, str(display) if display is not None else None,
+                str(parent) if parent is not None else None)
+
+    return read
 
 
 _VIDEO_UI_KEYS = ("gifs", "video", "videos")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,18 @@ def _push_run(run: Run) -> None:
     push(RUN_EVENT, run.to_dict(detail=False))
 
 
+SETTLE_S = 0.05
+
+
+def comfy_busy(capture: hooks.Capture) -> bool:
+    """True while ComfyUI executes a run, has prompts waiting, or has just finished one (it is still answering
+    its clients): the recorder's work waits for a quiet moment, bounded by its maximum delay."""
+    if capture.current is not None or time.monotonic() - capture.last_finished_monotonic < SETTLE_S:
+        return True
+    queue = getattr(prompt_server(), "prompt_queue", None)
+    return bool(getattr(queue, "queue", None))
+
+
 def pending_queue() -> list:
     """ComfyUI's running and pending queue items, running first (for ETA predictions)."""
     server = prompt_server()
@@ -146,7 +159,7 @@ def _start() -> Plugin:
                         buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
                         retry_max_s=config.retry_max_s,
                         retention=(config.retention_days, config.retention_max_runs), idle_hook=idle_hook,
-                        busy=lambda: bool(capture_ref) and capture_ref[0].current is not None)
+                        busy=lambda: bool(capture_ref) and comfy_busy(capture_ref[0]))
 
     sampler = probe = device = downsample = None
     try:
@@ -166,7 +179,9 @@ def _start() -> Plugin:
     installed = hooks.install(capture) if config.enabled else {}
 
     def hook_report() -> dict[str, Any]:
+        per_run = capture.worker_ns / 1e6 / capture.runs_seen if capture.runs_seen else None
         return {**installed, "hook_errors": capture.hook_errors, "runs_seen": capture.runs_seen,
+                "worker_ms_total": round(capture.worker_ns / 1e6, 3), "worker_ms_per_run": per_run,
                 "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None)}
 
     service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance)
@@ -219,8 +234,6 @@ def free_gpu_bytes(device: Any) -> int | None:
 
 def _check_queue_memory(plugin: Plugin) -> None:
     """Recorder thread, every few seconds: warn about queued runs predicted to need more GPU memory than is free."""
-    import time
-
     if plugin.analysis is None or time.monotonic() - _last_queue_memory_check[0] < _QUEUE_MEMORY_EVERY_S:
         return
     _last_queue_memory_check[0] = time.monotonic()

@@ -173,6 +173,7 @@ def test_health_reports_hooks_and_database(comfy):
     health = comfy.get("/telemetry/health")
     assert health["hooks"]["executor"] and health["hooks"]["task_done"] and health["hooks"]["progress_handler"]
     assert health["hooks"]["hook_errors"] == 0
+    assert health["hooks"]["runs_seen"] >= 1 and health["hooks"]["worker_ms_per_run"] > 0
     assert health["database"]["kind"] == "sqlite" and health["database"]["state"] == "ok"
     assert health["dropped"] == 0
 
