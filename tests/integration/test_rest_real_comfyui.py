@@ -65,8 +65,8 @@ def test_each_stored_run_is_pushed_to_browsers_as_json(comfy):
     async def scenario():
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(f"{comfy.url}/ws?clientId={new_client_id()}") as ws:
-                # long enough that its `running` record is written (short runs only get their final record)
-                prompt_id = await asyncio.to_thread(comfy.submit, slow_workflow(blurs=4, size=512, batch=2))
+                # a few seconds: its `running` record is written (runs under about a second only get their final one)
+                prompt_id = await asyncio.to_thread(comfy.submit, slow_workflow(blurs=10, size=768, batch=2))
                 seen = []
                 async with asyncio.timeout(30):
                     async for message in ws:
