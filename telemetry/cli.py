@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             normalize_base_url(args.comfyui)
         except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            sys.stderr.write(f"error: {exc}\n")  # a usage error, before logging is of any use
             return 2
         try:
             return asyncio.run(run_watch(watch_options(args)))

@@ -360,13 +360,3 @@ def _series(wf: str, metric: str, node_type: str | None, limit: int) -> list[tup
         elif metric == "fps" and duration and frames:
             out.append((run_id, t, frames / (duration / 1000.0)))
     return out
-    for run_id, t, status, duration, peak, frames in queries.metric_series(wf, metric, limit):
-        if metric == "success_rate":
-            out.append((run_id, t, 1.0 if status == "success" else 0.0))
-        elif metric == "duration_ms" and duration is not None:
-            out.append((run_id, t, float(duration)))
-        elif metric == "gpu_peak_bytes" and peak is not None:
-            out.append((run_id, t, float(peak)))
-        elif metric == "fps" and duration and frames:
-            out.append((run_id, t, frames / (duration / 1000.0)))
-    return out
