@@ -92,6 +92,7 @@ class Recorder:
         self._last_retention = 0.0
         self._idle = threading.Condition()
         self._busy = 0
+        self._unlogged_drops = 0
         self.stats = RecorderStats()
 
     # -- called from any thread ------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ class Recorder:
         work = _Work(job, max_delay_s, key, replaces)
         if not wake:
             if len(self._quiet) + self._queue.qsize() >= self._queue_max:
-                self._count_drop(f"queue full ({reason})")
+                self._count_drop(f"queue full ({reason})", log_now=False)
                 return False
             self._quiet.append(work)
             self.stats.submitted += 1
@@ -120,7 +121,7 @@ class Recorder:
             self.stats.submitted += 1
             return True
         except queue.Full:
-            self._count_drop(f"queue full ({reason})")
+            self._count_drop(f"queue full ({reason})", log_now=False)
             return False
 
     def start(self) -> None:
@@ -170,10 +171,18 @@ class Recorder:
 
     # -- the thread ------------------------------------------------------------------------------------------
 
-    def _count_drop(self, reason: str, n: int = 1) -> None:
+    def _count_drop(self, reason: str, n: int = 1, log_now: bool = True) -> None:
         self.stats.dropped += n
         self.stats.dropped_reasons[reason] = self.stats.dropped_reasons.get(reason, 0) + n
-        log.warning("telemetry dropped %d run record(s): %s", n, reason)
+        if log_now:
+            log.warning("telemetry dropped %d run record(s): %s", n, reason)
+        else:  # on ComfyUI's worker thread: no I/O there, the recorder thread logs it
+            self._unlogged_drops += n
+
+    def _log_worker_drops(self) -> None:
+        if self._unlogged_drops:
+            n, self._unlogged_drops = self._unlogged_drops, 0
+            log.warning("telemetry dropped %d run record(s): the recorder's queue was full", n)
 
     def _note_error(self, exc: BaseException) -> None:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -254,6 +263,7 @@ class Recorder:
                         break
                     self._take(more)
                     self._queue.task_done()
+            self._log_worker_drops()
             self._release_deferred()
             self._write_buffer()
             self._maybe_housekeep()
