@@ -229,3 +229,12 @@ def test_queued_run_over_free_memory_is_warned_and_resolved_when_it_leaves_the_q
     service.check_queue_memory(items[:1], free_bytes=12 * GIB)
     (row,) = RecommendationRow.select().where(RecommendationRow.kind == "queue_memory")
     assert row.state == "resolved"
+
+
+def test_oom_without_a_gpu_is_called_memory_and_gets_no_gpu_advice():
+    from telemetry.analysis.advice import memory_advice
+
+    assert "--lowvram" in memory_advice({"batch": 4}, "EmptyImage")
+    text = memory_advice({"batch": 4}, "EmptyImage", on_gpu=False)
+    assert text.startswith("To fit in memory (EmptyImage)") and "--lowvram" not in text
+    assert "lower the batch size from 4 to 2" in text

@@ -32,7 +32,9 @@ def describe_size(params: Mapping[str, Any]) -> str:
     return (" at " + ", ".join(parts)) if parts else ""
 
 
-def memory_advice(params: Mapping[str, Any], node_type: str | None) -> str:
+def memory_advice(params: Mapping[str, Any], node_type: str | None, on_gpu: bool = True) -> str:
+    """Concrete steps drawn from the run. `on_gpu=False` (a run with no GPU recorded: it ran out of system RAM)
+    drops the GPU-only steps."""
     steps = []
     batch, frames = _int(params, "batch"), _int(params, "frames")
     width, height = _int(params, "width"), _int(params, "height")
@@ -46,9 +48,12 @@ def memory_advice(params: Mapping[str, Any], node_type: str | None) -> str:
         steps.append(f"split the {frames} frames into shorter scenes (e.g. {max(1, frames // 2)} frames each)")
     if width and height and width * height > 1024 * 1024:
         steps.append(f"render at a lower resolution than {width}x{height} and upscale afterwards")
-    steps.append("start ComfyUI with --lowvram (or --reserve-vram) so weights are offloaded")
+    if on_gpu:
+        steps.append("start ComfyUI with --lowvram (or --reserve-vram) so weights are offloaded")
+    else:
+        steps.append("free system RAM (close other programs) or add RAM or swap")
     where = f" ({node_type})" if node_type else ""
-    return f"To fit in GPU memory{where}: " + "; ".join(steps) + "."
+    return f"To fit in {'GPU memory' if on_gpu else 'memory'}{where}: " + "; ".join(steps) + "."
 
 
 def speed_advice(params: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ Rules (thresholds in `AnalysisConfig`):
 - duration_above_baseline: ... over `baseline_factor` x the p95 of the successful runs before them.
 - retry: the latest run is the `retry_min_attempts`-th (or later) re-run after failures, each started within
   `retry_gap_ms` of the failure; by labelled scene (story + scene) when the run has one, else by workflow.
-- oom: one of the last `recent_window_runs` runs failed out of GPU memory; advice from that run.
+- oom: one of the last `recent_window_runs` runs failed out of memory (GPU, or RAM without a GPU); advice from that run.
 - dominant_node: in the latest successful run (at least `dominant_node_min_run_ms`) one node type took over
   `dominant_node_fraction` of the time.
 - regression: duration or GPU peak of runs with the latest run's parameters rose by `regression_min_change`,
@@ -255,11 +255,12 @@ def oom(points: Sequence[RunPoint], wf: str, cfg: AnalysisConfig) -> Finding | N
     params = latest.parameters
     name = _name(points, wf)
     node = latest.error_node_type or "an unknown node"
+    on_gpu = latest.gpu_total_bytes is not None  # no GPU recorded: the run ran out of system RAM
     return Finding(
         "oom", f"oom:{wf}", Severity.CRITICAL, wf, name, [p.run_id for p in hits],
-        f"{name}: {len(hits)} of the last {min(len(points), cfg.recent_window_runs)} runs ran out of GPU memory "
-        f"in {node}{advice.describe_size(params)}.",
-        advice.memory_advice(params, latest.error_node_type),
+        f"{name}: {len(hits)} of the last {min(len(points), cfg.recent_window_runs)} runs ran out of "
+        f"{'GPU memory' if on_gpu else 'memory'} in {node}{advice.describe_size(params)}.",
+        advice.memory_advice(params, latest.error_node_type, on_gpu),
         float(len(hits)), {"node_type": latest.error_node_type, "node_id": latest.error_node_id,
                            "parameters": {k: params.get(k) for k in ("width", "height", "batch", "frames")}},
     )
