@@ -1,9 +1,11 @@
 """The recorder thread: the only writer to the database.
 
-ComfyUI's worker thread hands over work with `submit()` (a non-blocking put on a bounded queue). The recorder
-builds Runs from traces (`collector.build_run`), writes them in batches, and then tells listeners (websocket push,
-analysis). When the database is unavailable it keeps runs in a bounded buffer and retries with backoff; what
-cannot be kept is counted as dropped and reported by `health()`. Nothing is dropped silently.
+ComfyUI's worker thread hands over work with `submit()` (non-blocking, bounded; `wake=False` leaves the thread
+asleep until its next tick). While ComfyUI is busy (`busy()`), work waits, up to each job's maximum delay, so
+the recorder's Python never competes with ComfyUI's worker for the GIL mid-run. The recorder builds Runs from
+traces (`collector.build_run`), writes them in batches, and then tells listeners (websocket push, analysis).
+When the database is unavailable it keeps runs in a bounded buffer and retries with backoff; what cannot be kept
+is counted as dropped and reported by `health()`. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ class Recorder:
         self.instance = instance
         self.source = source
         self.stale_reason = stale_reason
-        # While `busy()` (ComfyUI is executing a run), work that can wait is held back, up to `defer_max_s`:
-        # the recorder's Python work would otherwise compete with ComfyUI's worker for the GIL.
+        # While `busy()` (the plugin: a run executes, prompts are queued, or one just ended), work that can wait
+        # is held back, up to its maximum delay (default `defer_max_s`).
         self._busy_probe = busy
         self._defer_max_s = defer_max_s
         self._deferred: list[tuple[float, _Work]] = []
