@@ -116,3 +116,13 @@ def store(request, tmp_path):
     opened.open()
     yield opened
     opened.close()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault report (tests/fault_report.py): one table of every fault injected and what was lost."""
+    from fault_report import write_report
+
+    table = write_report()
+    if table:
+        terminalreporter.section("fault report")
+        terminalreporter.write_line(table)
