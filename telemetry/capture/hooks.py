@@ -102,14 +102,17 @@ class Capture:
                 trace.output_input_frames = animation_input_frames(executor, trace.prompt, trace.history_result)
             else:
                 trace.exception = (type(exception).__name__, str(exception)[:5000])
-            if self.probe is not None:
-                allocated, reserved = self.probe.read_peak()
-                trace.gpu_peak_bytes, trace.gpu_reserved_peak_bytes = allocated, reserved
-            if self.sampler is not None:
-                summary = self.sampler.run_finished()
-                trace.gpu_used_peak_bytes = summary.gpu_used_peak_bytes
-                trace.ram_peak_bytes = summary.ram_peak_bytes
-                trace.gpu_samples = summary.samples
+            try:  # a failing probe or sampler costs the run its resource figures, never its record
+                if self.probe is not None:
+                    allocated, reserved = self.probe.read_peak()
+                    trace.gpu_peak_bytes, trace.gpu_reserved_peak_bytes = allocated, reserved
+                if self.sampler is not None:
+                    summary = self.sampler.run_finished()
+                    trace.gpu_used_peak_bytes = summary.gpu_used_peak_bytes
+                    trace.ram_peak_bytes = summary.ram_peak_bytes
+                    trace.gpu_samples = summary.samples
+            except Exception:
+                self._hook_failed("run end (resources)")
             self.current = None
             self.last_finished_monotonic = time.monotonic()
             if exception is not None:
@@ -260,6 +263,15 @@ def animation_input_frames(executor: Any, prompt: Any, history_result: Any) -> d
 # -- installing the wrappers ---------------------------------------------------------------------------------
 
 
+def _guarded(capture: Capture, where: str, method: Callable[..., Any], *args: Any) -> None:
+    """Call a Capture method from a hook. The methods catch their own errors; this is the last line, so that
+    nothing of ours (a bug, a patched method) can ever fail ComfyUI's node or run: counted in hook_errors."""
+    try:
+        method(*args)
+    except Exception:
+        capture._hook_failed(where)
+
+
 def _is_wrapped(func: Any) -> bool:
     return bool(getattr(func, MARK, False))
 
@@ -279,9 +291,9 @@ def _wrap_execute(original: Callable[..., Any], capture: Capture) -> Callable[..
         try:
             result = original(self, *args, **kwargs)
         except BaseException as exc:
-            capture.run_finished(self, trace, exc)
+            _guarded(capture, "run end", capture.run_finished, self, trace, exc)
             raise
-        capture.run_finished(self, trace, None)
+        _guarded(capture, "run end", capture.run_finished, self, trace, None)
         return result
 
     setattr(execute, MARK, True)
@@ -320,14 +332,15 @@ def make_progress_handler_class(base: type, capture: Capture) -> type:
             super().__init__(HANDLER_NAME)
 
         def start_handler(self, node_id: str, state: Any, prompt_id: str) -> None:
-            capture.node_started(getattr(self, "registry", None), node_id, prompt_id)
+            _guarded(capture, "node start", capture.node_started, getattr(self, "registry", None), node_id,
+                     prompt_id)
 
         def update_handler(self, node_id: str, value: float, max_value: float, state: Any, prompt_id: str,
                            image: Any = None) -> None:
             return None
 
         def finish_handler(self, node_id: str, state: Any, prompt_id: str) -> None:
-            capture.node_finished(node_id, prompt_id)
+            _guarded(capture, "node finish", capture.node_finished, node_id, prompt_id)
 
     return TelemetryProgressHandler
 
