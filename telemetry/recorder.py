@@ -23,6 +23,7 @@ from peewee import InterfaceError, OperationalError
 
 from .model import Run
 from .store.store import Store
+from .store.write_health import root_cause
 
 log = logging.getLogger("run_telemetry.recorder")
 
@@ -187,6 +188,7 @@ class Recorder:
             log.warning("telemetry dropped %d run record(s): the recorder's queue was full", n)
 
     def _note_error(self, exc: BaseException) -> None:
+        exc = root_cause(exc)
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
         self.stats.last_error_at_ms = int(time.time() * 1000)
 
@@ -353,7 +355,8 @@ class Recorder:
                 except Exception:
                     pass
                 self._schedule_retry()
-                log.warning("telemetry write failed (%s); %d run(s) buffered for retry", exc, len(self._buffer))
+                log.warning("telemetry write failed (%s); %d run(s) buffered for retry", root_cause(exc),
+                            len(self._buffer))
                 return
             for _ in batch:
                 self._buffer.popleft()

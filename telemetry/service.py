@@ -18,6 +18,7 @@ from .metrics import RunMetrics
 from .recorder import Recorder
 from .store.database import redact_url
 from .store.store import Store
+from .store.write_health import apply_write_problem
 
 EXPORT_COLUMNS = (
     "run_id", "status", "workflow_id", "workflow_name", "fingerprint", "queued_at_ms", "started_at_ms",
@@ -75,6 +76,7 @@ class TelemetryService:
             db["state"] = "unavailable"
             db["error"] = f"{type(exc).__name__}: {exc}"[:300]
         recorder = self.recorder.health() if self.recorder else {}
+        apply_write_problem(db, recorder)
         return json_safe({
             "status": "ok" if db["state"] == "ok" and not recorder.get("buffered") else "degraded",
             "source": self.source,

@@ -37,8 +37,9 @@ def test_a_full_sqlite_database_buffers_runs_says_so_in_health_and_writes_them_o
     assert status == 200
     ids: list[str] = []
     health = server.get("/telemetry/health")
-    for i in range(8):  # the first runs may still fit into free pages of the file
-        ids.append(server.submit(image_workflow(prefix=f"full{i}", color=i)))
+    for i in range(8):  # the first runs may still fit into free space of the file's pages: 3 KB of tags each
+        tags = [f"run {i} tag {k} " + "x" * 80 for k in range(30)]
+        ids.append(server.submit(image_workflow(prefix=f"full{i}", color=i), extra_data={"telemetry": {"tags": tags}}))
         health = wait_health(server, lambda h: h["buffered"] >= 1, timeout=3 if i < 7 else 30)
         if health["buffered"] >= 1 and len(ids) >= 3:
             break
