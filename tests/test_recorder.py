@@ -111,22 +111,65 @@ def test_odd_values_are_stored_not_rejected(tmp_path):
     assert stored.parameters["pixels"] == 10**40  # the JSON keeps the original value
 
 
-def test_work_waits_while_comfyui_executes_and_a_final_record_supersedes_its_start(tmp_path):
+def test_a_finished_run_is_committed_at_once_while_comfyui_stays_busy(tmp_path):
+    """Durable at once: a busy queue never holds a finished run back; only its start record and analysis wait."""
     busy = {"on": True}
     store = Store(sqlite_url(str(tmp_path / "d.db")))
-    recorder = Recorder(store, instance=None, busy=lambda: busy["on"], defer_max_s=30)
-    written = []
+    recorder = Recorder(store, instance=None, busy=lambda: busy["on"])
+    written, analysed = [], []
     recorder.add_listener(lambda run: written.append((run.run_id, run.status)))
+    recorder.add_listener(lambda run: analysed.append(run.run_id), when_idle=True)
     recorder.start()
-    recorder.submit(lambda: [Run("long", "running")], max_delay_s=0.2, key="start:long")
-    recorder.submit(lambda: [Run("short", "running")], max_delay_s=0.2, key="start:short")
-    recorder.submit(lambda: [Run("short", "success")], replaces="start:short")
-    assert _wait(lambda: written == [("long", "running")], timeout=5)  # only the start record is due
-    time.sleep(0.3)
-    assert recorder.health()["deferred"] == 1  # the final record waits for ComfyUI to be idle
+    recorder.submit(lambda: [Run("long", "running")], max_delay_s=0.2, key="start:long", wake=False)
+    recorder.submit(lambda: [Run("short", "running")], max_delay_s=0.2, key="start:short", wake=False)
+    handed_over = time.monotonic()
+    recorder.submit(lambda: [Run("short", "success")], replaces="start:short", wake=False)
+    assert _wait(lambda: ("short", "success") in written, timeout=5)
+    assert time.monotonic() - handed_over < 0.5
+    assert _wait(lambda: ("long", "running") in written, timeout=5)  # its start record, once due
+    other = Store(sqlite_url(str(tmp_path / "d.db")))  # what a process opening the file after a kill sees
+    assert other.get_run("short").status == "success" and other.get_run("long").status == "running"
+    assert ("short", "running") not in written  # superseded by its final record
+    assert analysed == [] and recorder.health()["deferred"] == 2  # analysis waits for an idle ComfyUI
     busy["on"] = False
     assert recorder.flush()
-    assert written == [("long", "running"), ("short", "success")]
+    assert analysed == ["short", "long"]
+    recorder.stop()
+
+
+def test_two_stores_in_one_process_stay_apart(tmp_path):
+    a, b = Store(sqlite_url(str(tmp_path / "a.db"))), Store(sqlite_url(str(tmp_path / "b.db")))
+    ra, rb = Recorder(a, instance="a"), Recorder(b, instance="b")
+    ra.start()
+    rb.start()
+    for i in range(10):
+        ra.submit(lambda i=i: [Run(f"a{i}", "success", started_at_ms=i)])
+        rb.submit(lambda i=i: [Run(f"b{i}", "success", started_at_ms=i)])
+    assert ra.flush() and rb.flush()
+    a.save_preset("only in a", {})
+    from telemetry.filters import Page, parse_run_filters
+
+    ids_a = {r.run_id for r in a.query_runs(parse_run_filters({}), Page(limit=100))[0]}
+    ids_b = {r.run_id for r in b.query_runs(parse_run_filters({}), Page(limit=100))[0]}
+    assert ids_a == {f"a{i}" for i in range(10)} and ids_b == {f"b{i}" for i in range(10)}
+    assert [p.name for p in a.list_presets()] == ["only in a"] and b.list_presets() == []
+    assert b.executor.submit(b.run_exists, "a1").result() is False  # b's REST pool reads b
+    assert a.executor.submit(a.run_exists, "a1").result() is True
+    ra.stop()
+    rb.stop()
+    a.shutdown()
+    b.shutdown()
+
+
+def test_retention_prunes_in_batches_between_writes(tmp_path):
+    store = Store(sqlite_url(str(tmp_path / "ret.db")))
+    store.open()
+    store.save_runs([Run(f"old{i}", "success", started_at_ms=i) for i in range(300)])
+    recorder = Recorder(store, instance=None, retention=(None, 50))
+    recorder.start()
+    recorder.submit(lambda: [Run("new", "success", started_at_ms=10**13)])
+    assert _wait(lambda: recorder.health()["retention_deleted"] == 251, timeout=10)
+    assert store.run_exists("new") and not store.run_exists("old0") and store.run_exists("old299")
     recorder.stop()
 
 

@@ -3,12 +3,12 @@ prediction accuracy and the analysis config. Mountable on any `RouteTableDef` (t
 or the standalone server's app).
 
 Every response is JSON made safe (NaN/inf become null); errors are `{"error": "..."}` with 400 (what is wrong),
-404 (what is missing) or 503 (analysis not running). Database work runs in a worker thread.
+404 (what is missing) or 503 (analysis not running). Database work runs on the store's own thread pool
+(`db_executor.run_db`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..analysis.service import AnalysisService
+from .db_executor import run_db
 from .routes import guarded as _guarded
 from .routes import json_response as _json
 from .routes import read_json as _body
@@ -37,52 +38,54 @@ def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], Ana
                                              content_type="application/json")
         return svc
 
+    async def call(method: str, *args: object) -> object:
+        svc = service()
+        return await run_db(svc.store, getattr(svc, method), *args)
+
     @routes.get(PREFIX + "/recommendations")
     @_guarded
     async def list_recommendations(request: web.Request) -> web.Response:
         q = request.query
-        return _json(await asyncio.to_thread(service().recommendations, q.get("state"), q.get("severity"),
-                                             q.get("workflow")))
+        return _json(await call("recommendations", q.get("state"), q.get("severity"), q.get("workflow")))
 
     @routes.post(PREFIX + "/recommendations/evaluate")
     @_guarded
     async def evaluate_recommendations(request: web.Request) -> web.Response:
-        return _json(await asyncio.to_thread(service().evaluate, request.query.get("workflow")))
+        return _json(await call("evaluate", request.query.get("workflow")))
 
     @routes.post(PREFIX + "/recommendations/{rec_id}/dismiss")
     @_guarded
     async def dismiss_recommendation(request: web.Request) -> web.Response:
-        return _json(await asyncio.to_thread(service().dismiss, request.match_info["rec_id"]))
+        return _json(await call("dismiss", request.match_info["rec_id"]))
 
     @routes.get(PREFIX + "/trends")
     @_guarded
     async def get_trends(request: web.Request) -> web.Response:
         q = request.query
-        return _json(await asyncio.to_thread(service().trends, q.get("workflow"), q.get("metric"),
-                                             q.get("node_type")))
+        return _json(await call("trends", q.get("workflow"), q.get("metric"), q.get("node_type")))
 
     @routes.get(PREFIX + "/stats/timeline")
     @_guarded
     async def get_timeline(request: web.Request) -> web.Response:
-        return _json(await asyncio.to_thread(service().timeline, dict(request.query)))
+        return _json(await call("timeline", dict(request.query)))
 
     @routes.post(PREFIX + "/predict")
     @_guarded
     async def post_predict(request: web.Request) -> web.Response:
         body = await _body(request)
-        return _json(await asyncio.to_thread(service().predict, body))
+        return _json(await call("predict", body))
 
     @routes.get(PREFIX + "/predict/accuracy")
     @_guarded
     async def get_accuracy(request: web.Request) -> web.Response:
-        return _json(await asyncio.to_thread(service().accuracy))
+        return _json(await call("accuracy"))
 
     @routes.get(PREFIX + "/queue/eta")
     @_guarded
     async def get_queue_eta(request: web.Request) -> web.Response:
         svc = service()
         items = get_queue() or []
-        return _json(await asyncio.to_thread(svc.queue_eta, items))
+        return _json(await run_db(svc.store, svc.queue_eta, items))
 
     @routes.get(PREFIX + "/config")
     @_guarded
@@ -93,4 +96,4 @@ def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], Ana
     @_guarded
     async def put_config(request: web.Request) -> web.Response:
         body = await _body(request)
-        return _json(await asyncio.to_thread(service().set_config, body))
+        return _json(await call("set_config", body))

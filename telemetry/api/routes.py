@@ -1,12 +1,11 @@
 """The core REST routes under /telemetry (ComfyUI also serves each under /api/telemetry).
 
 Every response is JSON; errors are `{"error": "..."}` with 400 (what is wrong) or 404 (what is missing).
-Database work runs in a worker thread (`asyncio.to_thread`) so ComfyUI's event loop never waits on I/O.
+Database work runs on the store's own thread pool (`db_executor.run_db`) so ComfyUI's event loop never waits on I/O.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from ..errors import NotFoundError
 from ..filters import FilterError
 from ..jsonsafe import json_safe
 from ..service import TelemetryService
+from .db_executor import run_db
 
 log = logging.getLogger("run_telemetry.api")
 
@@ -73,30 +73,34 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
                                              content_type="application/json")
         return svc
 
+    async def call(method: str, *args: Any) -> Any:
+        svc = service()
+        return await run_db(svc.store, getattr(svc, method), *args)
+
     @routes.get(PREFIX + "/runs")
     @guarded
     async def list_runs(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().list_runs, dict(request.query)))
+        return json_response(await call("list_runs", dict(request.query)))
 
     @routes.get(PREFIX + "/runs/{run_id}")
     @guarded
     async def get_run(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().get_run, request.match_info["run_id"]))
+        return json_response(await call("get_run", request.match_info["run_id"]))
 
     @routes.get(PREFIX + "/stats")
     @guarded
     async def stats(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().stats, dict(request.query)))
+        return json_response(await call("stats", dict(request.query)))
 
     @routes.get(PREFIX + "/stats/node_types")
     @guarded
     async def node_type_stats(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().node_type_stats, dict(request.query)))
+        return json_response(await call("node_type_stats", dict(request.query)))
 
     @routes.get(PREFIX + "/health")
     @guarded
     async def health(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().health))
+        return json_response(await call("health"))
 
     @routes.get(PREFIX + "/metrics")
     @guarded
@@ -108,31 +112,31 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     @routes.get(PREFIX + "/presets")
     @guarded
     async def list_presets(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().list_presets))
+        return json_response(await call("list_presets"))
 
     @routes.post(PREFIX + "/presets")
     @guarded
     async def save_preset(request: web.Request) -> web.Response:
         body = await read_json(request)
-        return json_response(await asyncio.to_thread(service().save_preset, body), status=201)
+        return json_response(await call("save_preset", body), status=201)
 
     @routes.delete(PREFIX + "/presets/{preset_id}")
     @guarded
     async def delete_preset(request: web.Request) -> web.Response:
-        return json_response(await asyncio.to_thread(service().delete_preset, request.match_info["preset_id"]))
+        return json_response(await call("delete_preset", request.match_info["preset_id"]))
 
     @routes.post(PREFIX + "/workflows")
     @guarded
     async def set_workflow_name(request: web.Request) -> web.Response:
         body = await read_json(request)
-        return json_response(await asyncio.to_thread(service().set_workflow_name, body))
+        return json_response(await call("set_workflow_name", body))
 
     @routes.get(PREFIX + "/export")
     @guarded
     async def export(request: web.Request) -> web.StreamResponse:
         fmt = request.query.get("format", "jsonl")
         svc = service()
-        chunks = await asyncio.to_thread(svc.export_chunks, dict(request.query), fmt)
+        chunks = await run_db(svc.store, svc.export_chunks, dict(request.query), fmt)
         response = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8",
             "Content-Disposition": f'attachment; filename="telemetry-runs.{fmt}"',
@@ -140,7 +144,7 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
         await response.prepare(request)
         sentinel = object()
         while True:
-            chunk = await asyncio.to_thread(next, chunks, sentinel)
+            chunk = await run_db(svc.store, next, chunks, sentinel)
             if chunk is sentinel:
                 break
             await response.write(chunk.encode("utf-8"))

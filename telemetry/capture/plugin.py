@@ -15,6 +15,7 @@ from typing import Any
 
 from ..collector import BuildContext
 from ..config import TelemetryConfig, load_config
+from ..fileperms import ensure_private_dir
 from ..jsonsafe import json_safe
 from ..model import Run
 from ..recorder import Recorder
@@ -137,8 +138,7 @@ def start_plugin() -> Plugin | None:
 
 
 def _start() -> Plugin:
-    data_dir = data_directory()
-    os.makedirs(data_dir, exist_ok=True)
+    data_dir = ensure_private_dir(data_directory())
     config = load_config(data_dir)
     url = config.database_url or sqlite_url(os.path.join(data_dir, "telemetry.db"))
     store = Store(url)
@@ -213,7 +213,8 @@ def _attach_analysis(plugin: Plugin) -> None:
         for recommendation in plugin.analysis.on_run_stored(run) or []:
             push(RECOMMENDATION_EVENT, recommendation)
 
-    plugin.recorder.add_listener(on_stored)
+    # Analysis waits for an idle ComfyUI; the run itself is already committed and pushed.
+    plugin.recorder.add_listener(on_stored, when_idle=True)
 
 
 _QUEUE_MEMORY_EVERY_S = 5.0

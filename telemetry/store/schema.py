@@ -1,14 +1,25 @@
 """The tables, as peewee models. One row of `runs` is one `telemetry.model.Run`; `store.mapping` converts.
 
 The schema is created and changed only by `store.migrations`; never call `create_tables` elsewhere.
+
+How models find their database: they are bound to `database_router`, which resolves, per thread, to the database
+of the `Store` bound on that thread (`Store.bound()`; the store's recorder thread and its REST thread pool are
+bound for their whole life). Several stores in one process therefore never write into each other's database.
+A thread that no store has bound falls back to the database of the most recently created store (scripts and
+tests with a single store).
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from peewee import (
     AutoField,
     BigIntegerField,
     CharField,
+    Database,
     DatabaseProxy,
     FloatField,
     ForeignKeyField,
@@ -17,12 +28,50 @@ from peewee import (
     TextField,
 )
 
-database_proxy = DatabaseProxy()
+
+class DatabaseRouter(DatabaseProxy):
+    """A peewee proxy whose target is chosen per thread (see the module docstring)."""
+
+    __slots__ = ("_default",)
+    _local = threading.local()
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        object.__setattr__(self, attr, value)
+
+    @property
+    def obj(self) -> Database | None:  # type: ignore[override]
+        return getattr(self._local, "db", None) or self._default
+
+    @obj.setter
+    def obj(self, value: Database | None) -> None:
+        object.__setattr__(self, "_default", value)
+
+    def bound_database(self) -> Database | None:
+        """The database bound on this thread (None: the fallback is used)."""
+        return getattr(self._local, "db", None)
+
+    @contextmanager
+    def bind(self, db: Database) -> Iterator[None]:
+        """Route this thread's model queries to `db` until the block ends (nests)."""
+        previous = getattr(self._local, "db", None)
+        self._local.db = db
+        try:
+            yield
+        finally:
+            self._local.db = previous
+
+    def bind_thread(self, db: Database) -> None:
+        """Route this thread's model queries to `db` for the rest of the thread's life."""
+        self._local.db = db
+
+
+database_router = DatabaseRouter()
+database_proxy = database_router  # the old name
 
 
 class BaseModel(Model):
     class Meta:
-        database = database_proxy
+        database = database_router
 
 
 class RunRow(BaseModel):

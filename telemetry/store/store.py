@@ -1,20 +1,29 @@
-"""The Store: every read and write of telemetry data goes through here.
+"""The Store: every read and write of telemetry data goes through here, and one Store owns one database.
 
-Writes come from one recorder thread; reads come from REST handlers through `asyncio.to_thread`. peewee keeps
-one connection per thread, so both can run at once (SQLite in WAL mode, or PostgreSQL).
+The one write path for runs: `Recorder.submit` (from any thread) -> the recorder thread -> `Store.save_runs`, one
+transaction per batch. The other writes are small user actions on the REST thread pool (presets, workflow names,
+recommendation state, `prune_runs`), each its own short transaction; retention runs `prune_runs` in batches on
+the recorder thread, between its writes.
+
+Each Store binds its own database (`schema.database_router`): every public method routes the models to this
+store's database for its duration, and the threads a store owns (its recorder thread, its REST pool in
+`store.executor`) are bound to it for life. Two stores in one process never see each other's rows.
+Connections are pooled (`store.database`): REST reads take one per request and give it back, so a restarted
+PostgreSQL is reconnected by itself.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from peewee import Database, fn
+from peewee import Database, OperationalError, fn
 
 from ..filters import Page, RunFilters
 from ..model import Run, RunStatus
@@ -28,7 +37,7 @@ from .schema import (
     RunOutputRow,
     RunRow,
     WorkflowNameRow,
-    database_proxy,
+    database_router,
 )
 
 log = logging.getLogger("run_telemetry.store")
@@ -39,8 +48,23 @@ _SORT_FIELDS = {
     "duration_ms": RunRow.duration_ms.asc(nulls="LAST"),
     "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
 }
-_BATCH = 200
 _PERCENTILE_IN_MEMORY_MAX = 20_000
+PRUNE_BATCH_TARGET_S = 0.05  # one prune transaction aims at this; the limit it must keep is 100 ms
+_PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 5000
+SCHEMA_WAIT_S = 15.0
+
+_T = TypeVar("_T")
+
+
+def _on_own_database(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a Store method with the models routed to that store's database."""
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> _T:
+        if database_router.bound_database() is self.db:
+            return method(self, *args, **kwargs)
+        with database_router.bind(self.db):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _max(a: Any, b: Any) -> Any:
@@ -66,6 +90,10 @@ class PresetExistsError(ValueError):
     pass
 
 
+class SchemaNotReadyError(OperationalError):
+    """The schema was still being created or migrated when a bounded wait ran out (REST answers 503)."""
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -74,33 +102,73 @@ class Store:
         self.schema_version: int | None = None
         self._schema_lock = threading.Lock()
         self._insert_sql: dict[type, str] = {}
-        # No I/O: connections open lazily per thread. One Store per process (the proxy is global).
-        database_proxy.initialize(self.db)
+        self._prune_batch = 500
+        self._executor: Any = None
+        self._executor_lock = threading.Lock()
+        # No I/O: connections are taken from the pool lazily. Threads no store has bound use the newest store.
+        database_router.initialize(self.db)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def bound(self):
+        """A context in which this thread's model queries go to this store's database."""
+        return database_router.bind(self.db)
+
+    def bind_thread(self) -> None:
+        """Bind the calling thread to this store for its whole life (the store's own threads)."""
+        database_router.bind_thread(self.db)
+
+    @property
+    def executor(self):
+        """The store's small thread pool for REST work (`store.executor.StoreExecutor`), made on first use."""
+        with self._executor_lock:
+            if self._executor is None:
+                from .executor import StoreExecutor
+
+                self._executor = StoreExecutor(self)
+            return self._executor
 
     def open(self) -> None:
         """Connect this thread and make sure the schema is current (migrated once per process)."""
         self.db.connect(reuse_if_open=True)
         self.ensure_schema()
 
-    def ensure_schema(self) -> None:
-        """Readers and the writer may race at start-up: whoever comes first migrates, the others wait."""
+    def ensure_schema(self, timeout_s: float = SCHEMA_WAIT_S) -> None:
+        """Readers and the writer may race at start-up: whoever comes first migrates, the others wait for it,
+        at most `timeout_s` (then SchemaNotReadyError: the request answers 503 instead of hanging)."""
         if self.schema_version is not None:
             return
-        with self._schema_lock:
+        if not self._schema_lock.acquire(timeout=timeout_s):
+            raise SchemaNotReadyError(f"the telemetry schema was not ready within {timeout_s:g} s")
+        try:
             if self.schema_version is None:
-                self.schema_version = migrate(self.db)
+                with self.bound():
+                    self.schema_version = migrate(self.db)
+        finally:
+            self._schema_lock.release()
 
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()
 
+    def shutdown(self) -> None:
+        """Stop the REST pool and close every pooled connection (tests, a watcher that stops)."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown()
+        self.close()
+        close_all = getattr(self.db, "close_all", None)
+        if close_all is not None:
+            close_all()
+
+    @_on_own_database
     def ping(self) -> None:
         self.db.execute_sql("SELECT 1")
 
     # -- writes (recorder thread) ----------------------------------------------------------------------------
 
+    @_on_own_database
     def save_runs(self, runs: list[Run]) -> None:
         """Insert or replace runs with their nodes, outputs and samples, in one transaction."""
         if not runs:
@@ -139,6 +207,7 @@ class Store:
         cursor = self.db.cursor()
         cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
+    @_on_own_database
     def close_stale_running(self, instance: str | None, reason: str, source: str | None = None) -> list[str]:
         """Runs left `running` by a previous process: closed as interrupted. Returns their ids.
 
@@ -156,6 +225,7 @@ class Store:
                  .where(RunRow.run_id.in_(run_ids)).execute())
         return run_ids
 
+    @_on_own_database
     def set_workflow_name(self, workflow_id: str, name: str) -> int:
         """Remember a UI workflow's name and rename its runs that had no better name. Returns runs renamed."""
         stamp = now_ms()
@@ -169,26 +239,56 @@ class Store:
                            & RunRow.workflow_name_source.in_(("derived", "label", "ui")))
                     .execute())
 
+    @_on_own_database
     def apply_retention(self, max_age_days: float | None, max_runs: int | None) -> int:
         """Delete runs older than `max_age_days` and beyond the newest `max_runs`. Returns runs deleted."""
+        before_ms = now_ms() - int(max_age_days * 86_400_000) if max_age_days else None
+        return self.prune_runs(before_ms=before_ms, keep=max_runs or None)
+
+    @_on_own_database
+    def prune_runs(self, before_ms: int | None = None, keep: int | None = None) -> int:
+        """Delete runs that started before `before_ms` and those beyond the newest `keep` (runs without a start
+        time count as oldest), with their nodes, outputs and samples. Returns runs deleted.
+
+        In batches, each its own short transaction (`prune_batch`), so the recorder's writes go on between them."""
         deleted = 0
-        if max_age_days:
-            cutoff = now_ms() - int(max_age_days * 86_400_000)
-            ids = [r.run_id for r in RunRow.select(RunRow.run_id).where(RunRow.started_at_ms < cutoff)]
-            deleted += self._delete_runs(ids)
-        if max_runs:
-            ids = [r.run_id for r in RunRow.select(RunRow.run_id)
-                   .order_by(RunRow.started_at_ms.desc(nulls="LAST")).offset(max_runs)]
-            deleted += self._delete_runs(ids)
-        return deleted
+        while True:
+            n = self.prune_batch(before_ms=before_ms, keep=keep)
+            if not n:
+                return deleted
+            deleted += n
+
+    @_on_own_database
+    def prune_batch(self, before_ms: int | None = None, keep: int | None = None) -> int:
+        """One batch of `prune_runs`: at most one transaction, sized (from the last ones) to take about
+        PRUNE_BATCH_TARGET_S. Returns runs deleted (0: nothing left to prune)."""
+        if before_ms is None and keep is None:
+            return 0
+        if keep is not None and keep < 0:
+            raise ValueError("keep must be 0 or more")
+        size = self._prune_batch
+        ids: list[str] = []
+        if before_ms is not None:
+            ids = [r for (r,) in RunRow.select(RunRow.run_id).where(RunRow.started_at_ms < before_ms)
+                   .limit(size).tuples()]
+        if not ids and keep is not None:
+            ids = [r for (r,) in RunRow.select(RunRow.run_id)
+                   .order_by(RunRow.started_at_ms.desc(nulls="LAST"), RunRow.run_id.desc())
+                   .limit(size).offset(keep).tuples()]
+        if not ids:
+            return 0
+        began = time.perf_counter()
+        self._delete_runs(ids)
+        elapsed = time.perf_counter() - began
+        scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 2.0
+        self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(2.0, max(0.25, scale)))))
+        return len(ids)
 
     def _delete_runs(self, run_ids: list[str]) -> int:
-        for start in range(0, len(run_ids), _BATCH):
-            chunk = run_ids[start:start + _BATCH]
-            with self.db.atomic():
-                for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
-                    model.delete().where(model.run.in_(chunk)).execute()
-                RunRow.delete().where(RunRow.run_id.in_(chunk)).execute()
+        with self.db.atomic():
+            for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
+                model.delete().where(model.run.in_(run_ids)).execute()
+            RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
         return len(run_ids)
 
     def _known_workflow_names(self, workflow_ids: set[str]) -> dict[str, str]:
@@ -226,6 +326,7 @@ class Store:
                                 | RunRow.tags.contains(q))
         return query
 
+    @_on_own_database
     def query_runs(self, filters: RunFilters, page: Page) -> tuple[list[Run], int]:
         query = self.filtered(filters)
         total = query.count()
@@ -236,14 +337,16 @@ class Store:
         """Every matching run, in chunks (export). Keyset-free offset paging is fine at export sizes."""
         offset = 0
         while True:
-            rows = list(self.filtered(filters).order_by(_SORT_FIELDS[sort], RunRow.run_id)
-                        .limit(chunk).offset(offset))
+            with self.bound():
+                rows = list(self.filtered(filters).order_by(_SORT_FIELDS[sort], RunRow.run_id)
+                            .limit(chunk).offset(offset))
             if not rows:
                 return
             for row in rows:
                 yield mapping.row_to_run(row)
             offset += len(rows)
 
+    @_on_own_database
     def get_run(self, run_id: str) -> Run | None:
         row = RunRow.get_or_none(RunRow.run_id == run_id)
         if row is None:
@@ -257,9 +360,11 @@ class Store:
                            GpuSampleRow.select().where(GpuSampleRow.run == run_id).order_by(GpuSampleRow.t_ms)]
         return run
 
+    @_on_own_database
     def run_exists(self, run_id: str) -> bool:
         return RunRow.select().where(RunRow.run_id == run_id).exists()
 
+    @_on_own_database
     def stats(self, filters: RunFilters) -> dict[str, Any]:
         """Totals, by status and by workflow from one grouped scan of the matching runs, plus percentiles."""
         grouped = self.filtered(filters, RunRow.select(
@@ -334,6 +439,7 @@ class Store:
             result.append(row[0] if row else None)
         return result
 
+    @_on_own_database
     def node_type_stats(self, filters: RunFilters, limit: int = 50) -> list[dict[str, Any]]:
         runs = self.filtered(filters, RunRow.select(RunRow.run_id))
         query = (NodeRunRow.select(NodeRunRow.class_type,
@@ -345,6 +451,7 @@ class Store:
         return [{"class_type": r["class_type"], "executions": r["n"], "avg_duration_ms": r["avg_ms"],
                  "max_gpu_peak_bytes": r["gpu_peak"]} for r in query.dicts()]
 
+    @_on_own_database
     def instances(self) -> list[dict[str, Any]]:
         rows = (RunRow.select(RunRow.instance, fn.COUNT(RunRow.run_id).alias("runs"),
                               fn.MAX(RunRow.started_at_ms).alias("last"))
@@ -353,10 +460,12 @@ class Store:
 
     # -- presets ---------------------------------------------------------------------------------------------
 
+    @_on_own_database
     def list_presets(self) -> list[Preset]:
         return [Preset(r.id, r.name, json.loads(r.filters), r.created_at_ms)
                 for r in FilterPresetRow.select().order_by(FilterPresetRow.name)]
 
+    @_on_own_database
     def save_preset(self, name: str, filters: dict[str, Any]) -> Preset:
         stamp = now_ms()
         with self.db.atomic():
@@ -369,5 +478,6 @@ class Store:
                                          created_at_ms=stamp)
         return Preset(row.id, name, filters, stamp)
 
+    @_on_own_database
     def delete_preset(self, preset_id: int) -> bool:
         return FilterPresetRow.delete().where(FilterPresetRow.id == preset_id).execute() > 0

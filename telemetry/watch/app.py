@@ -118,7 +118,7 @@ def _attach_analysis(app: WatchApp) -> None:
         if run.status != "running":
             app.analysis.on_run_stored(run)
 
-    app.recorder.add_listener(on_stored)
+    app.recorder.add_listener(on_stored, when_idle=True)
 
 
 def make_web_app(app: WatchApp) -> web.Application:
@@ -171,4 +171,5 @@ async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) ->
             await runner.cleanup()
         await asyncio.to_thread(app.recorder.flush, 10.0)
         await asyncio.to_thread(app.recorder.stop, 10.0)
+        await asyncio.to_thread(app.store.shutdown)
     return 0
