@@ -17,6 +17,7 @@ from .jsonsafe import json_safe
 from .metrics import RunMetrics
 from .recorder import Recorder
 from .store.database import redact_url
+from .store.sqlite_file import file_health
 from .store.store import Store
 from .store.write_health import apply_write_problem
 
@@ -76,6 +77,7 @@ class TelemetryService:
             db["state"] = "unavailable"
             db["error"] = f"{type(exc).__name__}: {exc}"[:300]
         recorder = self.recorder.health() if self.recorder else {}
+        db.update(file_health(self.store.db))
         apply_write_problem(db, recorder)
         return json_safe({
             "status": "ok" if db["state"] == "ok" and not recorder.get("buffered") else "degraded",

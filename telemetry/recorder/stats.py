@@ -11,6 +11,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ..store.write_health import root_cause
+
 log = logging.getLogger("run_telemetry.recorder")
 
 
@@ -42,6 +44,7 @@ class RecorderStats:
             log.warning("telemetry dropped %d run record(s): the recorder's queue was full", n)
 
     def note_error(self, exc: BaseException) -> None:
+        exc = root_cause(exc)
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]
         self.last_error_at_ms = int(time.time() * 1000)
 

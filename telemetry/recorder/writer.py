@@ -18,6 +18,7 @@ from peewee import InterfaceError, OperationalError
 
 from ..model import Run
 from ..store.store import Store
+from ..store.write_health import root_cause
 from .stats import RecorderStats
 
 log = logging.getLogger("run_telemetry.recorder")
@@ -72,7 +73,8 @@ class RunWriter:
                     stored.extend(self._write_one_by_one(batch))
                     continue
                 self._lost_connection()
-                log.warning("telemetry write failed (%s); %d run(s) buffered for retry", exc, len(self.buffer))
+                log.warning("telemetry write failed (%s); %d run(s) buffered for retry", root_cause(exc),
+                            len(self.buffer))
                 return stored
             for _ in batch:
                 self.buffer.popleft()

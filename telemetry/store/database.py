@@ -15,10 +15,11 @@ from urllib.parse import urlparse
 
 from peewee import Database, InterfaceError, OperationalError, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect, parse
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase, _PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, _PooledPostgresqlDatabase
 from playhouse.shortcuts import ReconnectMixin
 
 from ..fileperms import PRIVATE_DIR_MODE, create_private_file
+from .sqlite_file import FileCheckedSqliteDatabase
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -86,7 +87,7 @@ def open_database(url: str) -> Database:
             create_private_file(path)
         except (OSError, ValueError):
             pass  # SQLite reports why it cannot open the file, on first use (buffered and retried)
-        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=POOL_MAX_CONNECTIONS,
+        return FileCheckedSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, max_connections=POOL_MAX_CONNECTIONS,
                                     stale_timeout=POOL_STALE_S, timeout=POOL_WAIT_S, check_same_thread=False)
     if scheme in ("postgres", "postgresql", "postgres+pool", "postgresext", "postgresqlext"):
         kwargs: dict[str, Any] = parse(url)

@@ -39,6 +39,7 @@ from .schema import (
     WorkflowNameRow,
     database_router,
 )
+from .sqlite_file import follow_database_file
 
 log = logging.getLogger("run_telemetry.store")
 
@@ -136,6 +137,7 @@ class Store:
     def ensure_schema(self, timeout_s: float = SCHEMA_WAIT_S) -> None:
         """Readers and the writer may race at start-up: whoever comes first migrates, the others wait for it,
         at most `timeout_s` (then SchemaNotReadyError: the request answers 503 instead of hanging)."""
+        follow_database_file(self)  # a deleted SQLite file is created again, and migrated here
         if self.schema_version is not None:
             return
         if not self._schema_lock.acquire(timeout=timeout_s):
@@ -173,6 +175,8 @@ class Store:
         """Insert or replace runs with their nodes, outputs and samples, in one transaction."""
         if not runs:
             return
+        follow_database_file(self, held_connection=True)  # never into a deleted SQLite file
+        self.ensure_schema()
         stamp = now_ms()
         names = self._known_workflow_names({r.workflow_id for r in runs if r.workflow_id})
         with self.db.atomic():

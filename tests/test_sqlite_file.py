@@ -1,0 +1,49 @@
+"""A SQLite database file deleted under a running store: the store notices before its next
+read or write, creates the file again with its schema, and writes there, never into the unlinked file."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from telemetry.model import Run
+from telemetry.store.database import sqlite_url
+from telemetry.store.store import Store
+
+
+def _ids_in_file(path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {row[0] for row in conn.execute("SELECT run_id FROM runs")}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    store = Store(sqlite_url(str(tmp_path / "telemetry.db")))
+    store.open()
+    yield store, tmp_path / "telemetry.db"
+    store.shutdown()
+
+
+@pytest.mark.parametrize("deleted", [("",), ("", "-wal", "-shm")], ids=["main file only", "with wal and shm"])
+def test_runs_after_the_file_is_deleted_go_into_a_new_file_with_the_schema(sqlite_store, deleted):
+    store, path = sqlite_store
+    store.save_runs([Run("before", "success")])
+    assert store.db.file_health()["recreated"] == 0  # the first file is not a recreation
+    assert store.executor.submit(store.get_run, "before").result().status == "success"  # a pooled reader
+    for suffix in deleted:
+        os.unlink(f"{path}{suffix}")
+
+    store.save_runs([Run("after", "success")])
+    assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
+    assert _ids_in_file(path) == {"after"}
+    reader = store.executor.submit(store.get_run, "after").result()  # readers follow the file too
+    assert reader is not None and reader.status == "success"
+    assert store.executor.submit(store.get_run, "before").result() is None
+    assert store.db.file_health() == {"recreated": 1,
+                                      "recreated_reason": f"the file was deleted; opened again at {path}"}
+
