@@ -39,7 +39,7 @@ def file_identity(path: str) -> FileIdentity | None:
     """The (device, inode) of `path`; None when there is no file there."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # no file, or a path no file can have
         return None
     return st.st_dev, st.st_ino
 
