@@ -17,6 +17,7 @@ from collections import deque
 from peewee import InterfaceError, OperationalError
 
 from ..model import Run
+from ..store.instance_liveness import close_runs_of_dead_processes
 from ..store.store import Store
 from ..store.write_health import root_cause
 from .stats import RecorderStats
@@ -89,12 +90,10 @@ class RunWriter:
         try:
             self.store.open()
             # Only once per process, before anything of ours is written: later reconnects must not close the
-            # run this process is executing. A local SQLite file is one machine's: any run left running there
-            # belongs to a dead process, even if ComfyUI came back on another port. A shared PostgreSQL only
-            # closes this instance's runs.
+            # run this process is executing. In a SQLite file, the runs of every process that is gone (another
+            # live ComfyUI on the same file keeps its own); a shared PostgreSQL only closes this instance's runs.
             if not self._stale_closed:
-                scope = None if self.store.kind == "sqlite" else self.instance
-                closed = self.store.close_stale_running(scope, self.stale_reason, source=self.source)
+                closed = close_runs_of_dead_processes(self.store, self.instance, self.stale_reason, self.source)
                 self._stale_closed = True
                 if closed:
                     self.stats.closed_stale_runs += len(closed)
