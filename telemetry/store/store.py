@@ -49,8 +49,8 @@ _SORT_FIELDS = {
     "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
 }
 _PERCENTILE_IN_MEMORY_MAX = 20_000
-PRUNE_BATCH_TARGET_S = 0.05  # one prune transaction aims at this; the limit it must keep is 100 ms
-_PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 5000
+PRUNE_BATCH_TARGET_S = 0.03  # one prune transaction aims at this; the limit it must keep is 100 ms
+_PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 2000
 SCHEMA_WAIT_S = 15.0
 
 _T = TypeVar("_T")
@@ -102,7 +102,8 @@ class Store:
         self.schema_version: int | None = None
         self._schema_lock = threading.Lock()
         self._insert_sql: dict[type, str] = {}
-        self._prune_batch = 500
+        self._prune_batch = 100  # grows or shrinks to PRUNE_BATCH_TARGET_S
+        self.last_prune_transaction_s: float | None = None
         self._executor: Any = None
         self._executor_lock = threading.Lock()
         # No I/O: connections are taken from the pool lazily. Threads no store has bound use the newest store.
@@ -279,9 +280,10 @@ class Store:
             return 0
         began = time.perf_counter()
         self._delete_runs(ids)
-        elapsed = time.perf_counter() - began
-        scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 2.0
-        self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(2.0, max(0.25, scale)))))
+        elapsed = self.last_prune_transaction_s = time.perf_counter() - began
+        # Grow slowly, shrink at once: a batch that took too long makes the next one smaller.
+        scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 1.5
+        self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(1.5, max(0.1, scale)))))
         return len(ids)
 
     def _delete_runs(self, run_ids: list[str]) -> int:
@@ -359,6 +361,10 @@ class Store:
         run.gpu_samples = [mapping.row_to_sample(r) for r in
                            GpuSampleRow.select().where(GpuSampleRow.run == run_id).order_by(GpuSampleRow.t_ms)]
         return run
+
+    @_on_own_database
+    def count_runs(self) -> int:
+        return RunRow.select().count()
 
     @_on_own_database
     def run_exists(self, run_id: str) -> bool:
