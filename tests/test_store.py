@@ -154,3 +154,8 @@ def test_write_private_file_is_atomic_and_owner_only(tmp_path):
         os.umask(old_umask)
     assert open(target).read() == '{"a": 2}' and os.listdir(folder) == ["config.json"]
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600 and stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
+
+def test_a_run_given_twice_in_one_batch_is_stored_as_its_last_version(store):
+    store.save_runs([Run("twice", "running"), Run("other", "success"), Run("twice", "success")])
+    assert store.get_run("twice").status == "success" and store.count_runs() == 2

@@ -49,7 +49,7 @@ _SORT_FIELDS = {
     "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
 }
 _PERCENTILE_IN_MEMORY_MAX = 20_000
-PRUNE_BATCH_TARGET_S = 0.03  # one prune transaction aims at this; the limit it must keep is 100 ms
+PRUNE_BATCH_TARGET_S = 0.025  # one prune transaction aims at this; the limit it must keep is 100 ms
 _PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 2000
 SCHEMA_WAIT_S = 15.0
 
@@ -171,23 +171,29 @@ class Store:
 
     @_on_own_database
     def save_runs(self, runs: list[Run]) -> None:
-        """Insert or replace runs with their nodes, outputs and samples, in one transaction."""
+        """Insert or replace runs with their nodes, outputs and samples, in one transaction (the one write path
+        of runs: the recorder's writer calls it). A run given twice is stored as its last version."""
         if not runs:
             return
+        latest = {run.run_id: run for run in runs}
+        runs = [run for run in runs if latest.get(run.run_id) is run]
         stamp = now_ms()
         names = self._known_workflow_names({r.workflow_id for r in runs if r.workflow_id})
+        rows = []
+        for run in runs:
+            if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
+                run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
+            rows.append(mapping.run_to_row(run, stamp))
         with self.db.atomic():
-            for run in runs:
-                if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
-                    run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
-                row = mapping.run_to_row(run, stamp)
-                RunRow.delete().where(RunRow.run_id == row["run_id"]).execute()
-                RunRow.insert(row).execute()
+            # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
+            RunRow.delete().where(RunRow.run_id.in_([row["run_id"] for row in rows])).execute()
+            self._insert_rows(RunRow, rows)
+            for run, row in zip(runs, rows, strict=True):
                 run_id = row["run_id"]
-                for model, rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
-                                    (RunOutputRow, mapping.output_rows(run, run_id)),
-                                    (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
-                    self._insert_rows(model, rows)
+                for model, child_rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
+                                          (RunOutputRow, mapping.output_rows(run, run_id)),
+                                          (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
+                    self._insert_rows(model, child_rows)
 
     def _insert_rows(self, model, rows: list[dict[str, Any]]) -> None:
         """Child rows through one prepared statement: building peewee's multi-row SQL costs more CPU than the

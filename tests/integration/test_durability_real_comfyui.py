@@ -72,7 +72,7 @@ class HistoryWatch:
 
 
 def busy_queue(rng: random.Random, n: int) -> list[dict[str, Any]]:
-    """Prompts of varied lengths (about 0.05 s to 1.5 s on a CPU), with a failing one now and then."""
+    """Prompts of varied lengths (about 0.05 s to 1 s on a CPU), with a failing one now and then."""
     prompts = []
     for i in range(n):
         pick = rng.random()
@@ -81,7 +81,7 @@ def busy_queue(rng: random.Random, n: int) -> list[dict[str, Any]]:
         elif pick < 0.5:
             prompts.append(image_workflow(prefix=f"k{i}", color=rng.randrange(1 << 20)))
         else:
-            prompts.append(slow_workflow(blurs=rng.randint(1, 6), size=rng.choice((256, 512)), batch=1))
+            prompts.append(slow_workflow(blurs=rng.randint(1, 4), size=rng.choice((128, 256)), batch=1))
             prompts[-1]["1"]["inputs"]["color"] = rng.randrange(1 << 20)  # never cached
     return prompts
 
@@ -110,8 +110,8 @@ def test_sigkill_at_random_moments_of_a_busy_queue_loses_no_finished_run(comfy_f
     for cycle in range(KILLS):
         wait_recorder_ready(server)
         with HistoryWatch(server) as watch:
-            submitted = [server.submit(p) for p in busy_queue(rng, 14)]
-            time.sleep(rng.uniform(0.8, 5.0))
+            submitted = [server.submit(p) for p in busy_queue(rng, 20)]
+            time.sleep(rng.uniform(2.0, 6.0))
             killed_at_ms = int(time.time() * 1000)
             os.killpg(server.process.pid, signal.SIGKILL)
         server.process.wait(20)
