@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, default=Path("/tmp/run-telemetry-prune-bench.db"))
     parser.add_argument("--prune", type=int, default=100_000, help="runs to prune by age, then as many by keep")
+    parser.add_argument("--generate-only", action="store_true", help="only build (or complete) the store")
     args = parser.parse_args(argv)
     store = Store(sqlite_url(str(args.db)))
     store.open()
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     generate(store, args.runs)
     total = store.count_runs()
     print(f"  store holds {total:,} runs ({args.db.stat().st_size / 1e6:.0f} MB)")
+    if args.generate_only:
+        return 0
 
     idle = Writer(store, "idle")
     idle.start()

@@ -159,3 +159,19 @@ def test_write_private_file_is_atomic_and_owner_only(tmp_path):
 def test_a_run_given_twice_in_one_batch_is_stored_as_its_last_version(store):
     store.save_runs([Run("twice", "running"), Run("other", "success"), Run("twice", "success")])
     assert store.get_run("twice").status == "success" and store.count_runs() == 2
+
+
+def test_rest_work_on_a_fresh_database_waits_for_the_schema_instead_of_failing(tmp_path):
+    from concurrent.futures import wait
+
+    from telemetry.analysis.service import AnalysisService
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.store import Store
+
+    fresh = Store(sqlite_url(str(tmp_path / "fresh.db")))  # nobody opened or migrated it
+    analysis = AnalysisService(fresh)
+    futures = [fresh.executor.submit(analysis.recommendations, None, None, None) for _ in range(4)]
+    futures.append(fresh.executor.submit(fresh.count_runs))
+    wait(futures, timeout=30)
+    assert [f.result() for f in futures] == [{"recommendations": []}] * 4 + [0]
+    fresh.shutdown()
