@@ -183,3 +183,37 @@ def test_work_handed_over_quietly_is_taken_on_the_next_tick(tmp_path):
     assert recorder.flush() and store.run_exists("quiet2")
     assert recorder._thread.is_alive() and recorder.health()["last_error"] is None
     recorder.stop()
+
+
+def test_the_hand_off_is_bounded_and_only_wakes_when_asked():
+    from telemetry.recorder.handoff import HandOff, Work
+
+    handoff = HandOff(max_items=2)
+    work = Work(lambda: [], 0.0, None, None)
+    assert handoff.put(work) and handoff.put(work) and not handoff.put(work)
+    began = time.monotonic()
+    handoff.wait(0.01)  # items waiting: no sleep
+    assert time.monotonic() - began < 0.01 and len(handoff.take_all()) == 2 and len(handoff) == 0
+    began = time.monotonic()
+    handoff.wait(0.2)  # nothing handed over: sleeps the whole tick
+    assert time.monotonic() - began >= 0.19
+
+
+def test_the_schedule_holds_work_while_busy_until_its_deadline_and_drops_superseded_work():
+    from telemetry.recorder.schedule import Scheduler
+
+    busy = {"on": True}
+    schedule = Scheduler(lambda: busy["on"])
+    schedule.defer("start a", 0.1, key="start:a")
+    schedule.defer("start b", 0.1, key="start:b")
+    schedule.defer("analysis", 30)
+    assert schedule.release() == []
+    assert schedule.cancel("start:b") == 1
+    time.sleep(0.12)
+    assert schedule.release() == ["start a"]  # due while busy
+    assert schedule.release() == []
+    busy["on"] = False
+    assert schedule.release() == ["analysis"] and len(schedule) == 0
+    broken = Scheduler(lambda: 1 / 0)
+    broken.defer("x", 30)
+    assert broken.release() == ["x"]  # a probe that fails counts as idle

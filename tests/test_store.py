@@ -96,3 +96,82 @@ def test_bad_filters_say_what_is_wrong(query, message):
     with pytest.raises(FilterError, match=message):
         parse_run_filters(query)
         parse_page(query)
+
+
+def test_prune_runs_by_age_and_by_count_takes_their_parts_along(store):
+    from telemetry.model import NodeRun, RunOutput
+
+    store.save_runs([Run(f"p{i:03d}", "success", started_at_ms=1000 + i, nodes=[NodeRun("1", "N", "executed")],
+                         outputs=[RunOutput("1", "image", filename="x.png")]) for i in range(250)]
+                    + [Run("unstarted", "failed")])
+    assert store.prune_runs() == 0  # neither limit: nothing
+    assert store.prune_runs(before_ms=1000 + 100) == 100
+    assert not store.run_exists("p099") and store.run_exists("p100")
+    assert store.prune_runs(keep=20) == 131  # runs without a start time count as oldest
+    assert not store.run_exists("unstarted") and not store.run_exists("p229") and store.run_exists("p230")
+    assert store.count_runs() == 20
+    assert len(store.get_run("p249").nodes) == 1
+    assert store.db.execute_sql("SELECT COUNT(*) FROM node_runs").fetchone()[0] == 20
+    assert store.db.execute_sql("SELECT COUNT(*) FROM run_outputs").fetchone()[0] == 20
+    with pytest.raises(ValueError):
+        store.prune_runs(keep=-1)
+
+
+def test_a_new_sqlite_database_and_its_folder_are_owner_only(tmp_path):
+    import os
+    import stat
+
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.store import Store
+
+    path = tmp_path / "new-folder" / "telemetry.db"
+    old_umask = os.umask(0o022)
+    try:
+        created = Store(sqlite_url(str(path)))
+        created.open()
+        created.save_runs([Run("r", "success")])
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        assert modes == {"telemetry.db": 0o600, "telemetry.db-wal": 0o600, "telemetry.db-shm": 0o600}
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        created.shutdown()
+    finally:
+        os.umask(old_umask)
+
+
+def test_write_private_file_is_atomic_and_owner_only(tmp_path):
+    import os
+    import stat
+
+    from telemetry.fileperms import ensure_private_dir, write_private_file
+
+    folder = ensure_private_dir(str(tmp_path / "cfg"))
+    target = os.path.join(folder, "config.json")
+    old_umask = os.umask(0)
+    try:
+        write_private_file(target, '{"a": 1}')
+        write_private_file(target, '{"a": 2}')
+    finally:
+        os.umask(old_umask)
+    assert open(target).read() == '{"a": 2}' and os.listdir(folder) == ["config.json"]
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600 and stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
+
+def test_a_run_given_twice_in_one_batch_is_stored_as_its_last_version(store):
+    store.save_runs([Run("twice", "running"), Run("other", "success"), Run("twice", "success")])
+    assert store.get_run("twice").status == "success" and store.count_runs() == 2
+
+
+def test_rest_work_on_a_fresh_database_waits_for_the_schema_instead_of_failing(tmp_path):
+    from concurrent.futures import wait
+
+    from telemetry.analysis.service import AnalysisService
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.store import Store
+
+    fresh = Store(sqlite_url(str(tmp_path / "fresh.db")))  # nobody opened or migrated it
+    analysis = AnalysisService(fresh)
+    futures = [fresh.executor.submit(analysis.recommendations, None, None, None) for _ in range(4)]
+    futures.append(fresh.executor.submit(fresh.count_runs))
+    wait(futures, timeout=30)
+    assert [f.result() for f in futures] == [{"recommendations": []}] * 4 + [0]
+    fresh.shutdown()

@@ -50,8 +50,8 @@ _SORT_FIELDS = {
     "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
 }
 _PERCENTILE_IN_MEMORY_MAX = 20_000
-PRUNE_BATCH_TARGET_S = 0.05  # one prune transaction aims at this; the limit it must keep is 100 ms
-_PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 5000
+PRUNE_BATCH_TARGET_S = 0.025  # one prune transaction aims at this; the limit it must keep is 100 ms
+_PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 2000
 SCHEMA_WAIT_S = 15.0
 
 _T = TypeVar("_T")
@@ -103,7 +103,8 @@ class Store:
         self.schema_version: int | None = None
         self._schema_lock = threading.Lock()
         self._insert_sql: dict[type, str] = {}
-        self._prune_batch = 500
+        self._prune_batch = 100  # grows or shrinks to PRUNE_BATCH_TARGET_S
+        self.last_prune_transaction_s: float | None = None
         self._executor: Any = None
         self._executor_lock = threading.Lock()
         # No I/O: connections are taken from the pool lazily. Threads no store has bound use the newest store.
@@ -172,25 +173,31 @@ class Store:
 
     @_on_own_database
     def save_runs(self, runs: list[Run]) -> None:
-        """Insert or replace runs with their nodes, outputs and samples, in one transaction."""
+        """Insert or replace runs with their nodes, outputs and samples, in one transaction (the one write path
+        of runs: the recorder's writer calls it). A run given twice is stored as its last version."""
         if not runs:
             return
         follow_database_file(self, held_connection=True)  # never into a deleted SQLite file
         self.ensure_schema()
+        latest = {run.run_id: run for run in runs}
+        runs = [run for run in runs if latest.get(run.run_id) is run]
         stamp = now_ms()
         names = self._known_workflow_names({r.workflow_id for r in runs if r.workflow_id})
+        rows = []
+        for run in runs:
+            if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
+                run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
+            rows.append(mapping.run_to_row(run, stamp))
         with self.db.atomic():
-            for run in runs:
-                if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
-                    run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
-                row = mapping.run_to_row(run, stamp)
-                RunRow.delete().where(RunRow.run_id == row["run_id"]).execute()
-                RunRow.insert(row).execute()
+            # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
+            RunRow.delete().where(RunRow.run_id.in_([row["run_id"] for row in rows])).execute()
+            self._insert_rows(RunRow, rows)
+            for run, row in zip(runs, rows, strict=True):
                 run_id = row["run_id"]
-                for model, rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
-                                    (RunOutputRow, mapping.output_rows(run, run_id)),
-                                    (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
-                    self._insert_rows(model, rows)
+                for model, child_rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
+                                          (RunOutputRow, mapping.output_rows(run, run_id)),
+                                          (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
+                    self._insert_rows(model, child_rows)
 
     def _insert_rows(self, model, rows: list[dict[str, Any]]) -> None:
         """Child rows through one prepared statement: building peewee's multi-row SQL costs more CPU than the
@@ -283,9 +290,10 @@ class Store:
             return 0
         began = time.perf_counter()
         self._delete_runs(ids)
-        elapsed = time.perf_counter() - began
-        scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 2.0
-        self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(2.0, max(0.25, scale)))))
+        elapsed = self.last_prune_transaction_s = time.perf_counter() - began
+        # Grow slowly, shrink at once: a batch that took too long makes the next one smaller.
+        scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 1.5
+        self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(1.5, max(0.1, scale)))))
         return len(ids)
 
     def _delete_runs(self, run_ids: list[str]) -> int:
@@ -363,6 +371,10 @@ class Store:
         run.gpu_samples = [mapping.row_to_sample(r) for r in
                            GpuSampleRow.select().where(GpuSampleRow.run == run_id).order_by(GpuSampleRow.t_ms)]
         return run
+
+    @_on_own_database
+    def count_runs(self) -> int:
+        return RunRow.select().count()
 
     @_on_own_database
     def run_exists(self, run_id: str) -> bool:
