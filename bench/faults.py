@@ -8,8 +8,9 @@ responses >= 500 (0), with the share of executed runs that were recorded (record
 
 The fault files: tests/integration/test_faults_real_comfyui.py (full database, deleted file, two processes on
 one file, raising hooks), tests/integration/test_durability_real_comfyui.py (SIGKILL, PostgreSQL restart) and
-the REST fuzzing tests (tests/**/test_*fuzz*.py), each when present. Every scenario compares its runs with
-ComfyUI's own /history and adds its row through tests/fault_report.py; the README keeps the latest table.
+the REST fuzzing tests (tests/**/test_*fuzz*.py, tests/**/test_*schemathesis*.py), each when present. Every
+scenario compares its runs with ComfyUI's own /history and adds its row through tests/fault_report.py; the
+README keeps the latest table.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FAULT_FILES = ("tests/integration/test_faults_real_comfyui.py", "tests/integration/test_durability_real_comfyui.py")
-FUZZ_GLOB = "tests/**/test_*fuzz*.py"
+FUZZ_GLOBS = ("tests/**/test_*fuzz*.py", "tests/**/test_*schemathesis*.py")
 COLUMNS = ("faults injected", "runs executed", "runs recorded", "lost", "mislabelled", "fuzzed requests",
            "responses >= 500")
 
 
 def fault_files() -> list[str]:
     files = [f for f in FAULT_FILES if (REPO / f).is_file()]
-    files += sorted(str(p.relative_to(REPO)) for p in REPO.glob(FUZZ_GLOB))
+    for pattern in FUZZ_GLOBS:
+        files += sorted(str(p.relative_to(REPO)) for p in REPO.glob(pattern) if str(p.relative_to(REPO)) not in files)
     return files
 
 
