@@ -1,9 +1,10 @@
 """The Store: every read and write of telemetry data goes through here, and one Store owns one database.
 
 The one write path for runs: `Recorder.submit` (from any thread) -> the recorder thread -> `Store.save_runs`, one
-transaction per batch. The other writes are small user actions on the REST thread pool (presets, workflow names,
-recommendation state, `prune_runs`), each its own short transaction; retention runs `prune_runs` in batches on
-the recorder thread, between its writes.
+transaction per batch. The other writes are each one short transaction: user actions on the store's REST thread
+pool (presets, workflow names, recommendation state, `prune_runs`), recommendations written by the analysis on
+the recorder thread once ComfyUI is idle, and retention (`prune_plan`/`prune_batch`) on the recorder thread,
+one batch between its writes.
 
 Each Store binds its own database (`schema.database_router`): every public method routes the models to this
 store's database for its duration, and the threads a store owns (its recorder thread, its REST pool in
