@@ -105,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     transactions_ms: list[float] = []
     deleted = 0
     for before, keep in ((before_ms, None), (None, max(0, total - 2 * args.prune))):
+        plan = store.prune_plan(before, keep)
         while True:
             t0 = time.perf_counter()
-            n = store.prune_batch(before_ms=before, keep=keep)
+            n = store.prune_batch(plan)
             elapsed = (time.perf_counter() - t0) * 1000
             if not n:
                 break

@@ -23,7 +23,7 @@ class Retention:
         self.every_s = every_s
         self.deleted = 0
         self._last: float | None = None  # the first pass is due at once
-        self._pass: tuple[int | None, int | None] | None = None  # (before_ms, keep) of the pass under way
+        self._pass: list | None = None  # the prune plan of the pass under way
         self._pass_deleted = 0
 
     @property
@@ -39,10 +39,11 @@ class Retention:
                 return 0
             self._last = time.monotonic()
             before = now_ms() - int(self.max_age_days * 86_400_000) if self.max_age_days else None
-            self._pass, self._pass_deleted = (before, self.max_runs or None), 0
-        before_ms, keep = self._pass
+            self._pass = self.store.prune_plan(before, self.max_runs or None)
+            self._pass_deleted = 0
+            return 0
         try:
-            n = self.store.prune_batch(before_ms=before_ms, keep=keep)
+            n = self.store.prune_batch(self._pass)
         except Exception:
             self._pass = None
             raise

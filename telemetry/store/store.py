@@ -1,9 +1,10 @@
 """The Store: every read and write of telemetry data goes through here, and one Store owns one database.
 
 The one write path for runs: `Recorder.submit` (from any thread) -> the recorder thread -> `Store.save_runs`, one
-transaction per batch. The other writes are small user actions on the REST thread pool (presets, workflow names,
-recommendation state, `prune_runs`), each its own short transaction; retention runs `prune_runs` in batches on
-the recorder thread, between its writes.
+transaction per batch. The other writes are each one short transaction: user actions on the store's REST thread
+pool (presets, workflow names, recommendation state, `prune_runs`), recommendations written by the analysis on
+the recorder thread once ComfyUI is idle, and retention (`prune_plan`/`prune_batch`) on the recorder thread,
+one batch between its writes.
 
 Each Store binds its own database (`schema.database_router`): every public method routes the models to this
 store's database for its duration, and the threads a store owns (its recorder thread, its REST pool in
@@ -262,30 +263,48 @@ class Store:
         time count as oldest), with their nodes, outputs and samples. Returns runs deleted.
 
         In batches, each its own short transaction (`prune_batch`), so the recorder's writes go on between them."""
+        plan = self.prune_plan(before_ms, keep)
         deleted = 0
         while True:
-            n = self.prune_batch(before_ms=before_ms, keep=keep)
+            n = self.prune_batch(plan)
             if not n:
                 return deleted
             deleted += n
 
     @_on_own_database
-    def prune_batch(self, before_ms: int | None = None, keep: int | None = None) -> int:
-        """One batch of `prune_runs`: at most one transaction, sized (from the last ones) to take about
-        PRUNE_BATCH_TARGET_S. Returns runs deleted (0: nothing left to prune)."""
-        if before_ms is None and keep is None:
-            return 0
+    def prune_plan(self, before_ms: int | None = None, keep: int | None = None) -> list[Any]:
+        """What `prune_runs(before_ms, keep)` deletes, as conditions each served by the start-time index: the
+        newest `keep` are found once here, not once per batch."""
         if keep is not None and keep < 0:
             raise ValueError("keep must be 0 or more")
+        plan: list[Any] = []
+        if before_ms is not None:
+            plan.append(RunRow.started_at_ms < before_ms)
+        if keep is not None:
+            newest_first = (RunRow.started_at_ms.desc(nulls="LAST"), RunRow.run_id.desc())
+            last_kept = None if keep == 0 else (RunRow.select(RunRow.started_at_ms, RunRow.run_id)
+                                                .order_by(*newest_first).limit(1).offset(keep - 1).tuples().first())
+            if keep == 0:
+                plan.append(RunRow.run_id.is_null(False))
+            elif last_kept is not None:
+                started, run_id = last_kept
+                if started is None:
+                    plan.append(RunRow.started_at_ms.is_null() & (RunRow.run_id < run_id))
+                else:
+                    plan += [RunRow.started_at_ms < started, RunRow.started_at_ms.is_null(),
+                             (RunRow.started_at_ms == started) & (RunRow.run_id < run_id)]
+        return plan
+
+    @_on_own_database
+    def prune_batch(self, plan: list[Any]) -> int:
+        """One batch of a `prune_plan`: at most one transaction, sized (from the last ones) to take about
+        PRUNE_BATCH_TARGET_S. Returns runs deleted (0: nothing left to prune)."""
         size = self._prune_batch
         ids: list[str] = []
-        if before_ms is not None:
-            ids = [r for (r,) in RunRow.select(RunRow.run_id).where(RunRow.started_at_ms < before_ms)
-                   .limit(size).tuples()]
-        if not ids and keep is not None:
-            ids = [r for (r,) in RunRow.select(RunRow.run_id)
-                   .order_by(RunRow.started_at_ms.desc(nulls="LAST"), RunRow.run_id.desc())
-                   .limit(size).offset(keep).tuples()]
+        for condition in plan:
+            ids = [r for (r,) in RunRow.select(RunRow.run_id).where(condition).limit(size).tuples()]
+            if ids:
+                break
         if not ids:
             return 0
         began = time.perf_counter()
