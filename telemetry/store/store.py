@@ -182,6 +182,20 @@ class Store:
             deleted += self._delete_runs(ids)
         return deleted
 
+    def prune_runs(self, before_ms: int | None = None, keep: int | None = None) -> int:
+        """Delete finished runs that started before `before_ms` and those beyond the newest `keep`, in batches
+        (one short transaction each). Returns runs deleted."""
+        deleted = 0
+        finished = RunRow.status != RunStatus.RUNNING
+        if before_ms is not None:
+            ids = [r.run_id for r in RunRow.select(RunRow.run_id).where(finished, RunRow.started_at_ms < before_ms)]
+            deleted += self._delete_runs(ids)
+        if keep is not None:
+            ids = [r.run_id for r in RunRow.select(RunRow.run_id).where(finished)
+                   .order_by(RunRow.started_at_ms.desc(nulls="LAST"), RunRow.run_id.desc()).offset(keep)]
+            deleted += self._delete_runs(ids)
+        return deleted
+
     def _delete_runs(self, run_ids: list[str]) -> int:
         for start in range(0, len(run_ids), _BATCH):
             chunk = run_ids[start:start + _BATCH]
