@@ -144,5 +144,16 @@ def filters_from_preset(data: Any) -> RunFilters:
     if unknown:
         raise FilterError(f"'filters' has unknown key(s) {', '.join(map(repr, unknown))}; "
                           f"allowed: {', '.join(FILTER_KEYS)}")
-    query = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in data.items() if v is not None}
+    query: dict[str, str] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if key == "status" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            query[key] = ",".join(value)
+        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            query[key] = str(value)
+        else:
+            raise FilterError(f"'filters.{key}' must be a string" + (" or a number" if key.endswith("_ms") else "")
+                              + (" (or, for status, a list of strings)" if key == "status" else "")
+                              + f", got {type(value).__name__}")
     return parse_run_filters(query)

@@ -13,7 +13,9 @@ import copy
 from functools import lru_cache
 from typing import Any
 
+from ..analysis.config import AnalysisConfig
 from ..filters import FILTER_KEYS, INT64_MAX, MAX_LIMIT, SORTS
+from ..model import RunStatus
 
 PREFIX = "/telemetry"
 INT64 = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
@@ -39,7 +41,17 @@ def _array(items: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": items}
 
 
+STATUSES = sorted(RunStatus.ALL)
+STATUS_LIST = {"type": "string", "pattern": f"^({'|'.join(STATUSES)})(,({'|'.join(STATUSES)}))*$",
+               "maxLength": 200}
 NUMBER_OR_NULL = _nullable("number")
+
+
+def _bounds(prop: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic property as plain JSON Schema (pydantic writes ge/le when a validator wraps the type)."""
+    names = {"type": "type", "default": "default", "minimum": "minimum", "maximum": "maximum", "ge": "minimum",
+             "le": "maximum"}
+    return {names[k]: v for k, v in prop.items() if k in names}
 INT_OR_NULL = _nullable("integer")
 STR_OR_NULL = _nullable("string")
 
@@ -83,10 +95,15 @@ SCHEMAS: dict[str, Any] = {
         "config_warnings": _array(_obj({"key": {"type": "string"}, "message": {"type": "string"}},
                                        ["key", "message"])),
     }, ["status", "database", "config_warnings"]),
-    "Filters": _obj({
-        "status": _array({"type": "string"}), "workflow": {"type": "string"}, "since_ms": INT64,
-        "until_ms": INT64, "label": {"type": "string"}, "q": {"type": "string"}, "instance": {"type": "string"},
-    }),
+    "Filters": {**_obj({
+        "status": {"anyOf": [STATUS_LIST, _array({"type": "string", "enum": STATUSES})]},
+        "workflow": {"type": "string", "maxLength": 500}, "since_ms": INT64, "until_ms": INT64,
+        "label": {"type": "string", "maxLength": 500}, "q": {"type": "string", "maxLength": 500},
+        "instance": {"type": "string", "maxLength": 500},
+    }), "additionalProperties": False},
+    "Prompt": {"type": "object", "minProperties": 1, "description": "an API-format prompt: node id -> node",
+               "additionalProperties": _obj({"class_type": {"type": "string"}, "inputs": {"type": "object"}},
+                                            ["class_type"])},
     "Preset": _obj({"id": {"type": "integer"}, "name": {"type": "string"}, "filters": {"type": "object"},
                     "created_at_ms": {"type": "integer"}}, ["id", "name", "filters", "created_at_ms"]),
     "PresetList": _obj({"presets": _array(_ref("Preset"))}, ["presets"]),
@@ -100,6 +117,9 @@ SCHEMAS: dict[str, Any] = {
                         "duration_ms": {"type": "object"}, "gpu_peak_bytes": {"type": "object"}},
                        ["fingerprint", "enough_history", "duration_ms", "gpu_peak_bytes"]),
     "AnalysisConfig": {"type": "object", "additionalProperties": {"type": "number"}},
+    "AnalysisSettings": {"type": "object", "additionalProperties": False, "description": (
+        "a partial set of analysis settings; numbers may also be written as strings"), "properties": {
+            name: _bounds(prop) for name, prop in AnalysisConfig.model_json_schema()["properties"].items()}},
 }
 
 _ERRORS = {
@@ -121,6 +141,8 @@ def _responses(ok: dict[str, Any] | None, *errors: str, ok_status: str = "200",
     out: dict[str, Any] = {ok_status: {"description": "OK", "content": content or _json_content(ok or {})}}
     for code in ("400", "503", *errors):
         out[code] = {"description": _ERRORS[code], "content": _json_content(_ref("Error"))}
+    # aiohttp itself answers a request line or header over its limit (8190 bytes) before any route runs
+    out["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
     return out
 
 
@@ -133,7 +155,7 @@ def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 
 
 FILTER_PARAMETERS = [
-    _query("status", {"type": "string", "maxLength": 200}, "comma list of run statuses, e.g. failed,interrupted"),
+    _query("status", STATUS_LIST, "comma list of run statuses, e.g. failed,interrupted"),
     _query("workflow", {"type": "string", "maxLength": 500}, "a workflow id, name or fingerprint"),
     _query("since_ms", INT64, "runs that started at or after this time (ms since the epoch)"),
     _query("until_ms", INT64, "runs that started at or before this time (ms since the epoch)"),
@@ -257,7 +279,8 @@ def _paths() -> dict[str, Any]:
         },
         PREFIX + "/predict": {
             "post": _op("predict: duration and GPU peak for an API-format prompt", _responses(
-                _ref("Prediction"), "403"), body={"type": "object"}, tags=analysis),
+                _ref("Prediction"), "403"), body={"anyOf": [
+                    _obj({"prompt": _ref("Prompt")}, ["prompt"]), _ref("Prompt")]}, tags=analysis),
         },
         PREFIX + "/predict/accuracy": {
             "get": _op("prediction accuracy: backtest per workflow", _responses(_obj({
@@ -272,7 +295,7 @@ def _paths() -> dict[str, Any]:
         PREFIX + "/config": {
             "get": _op("get config: the analysis thresholds", _responses(_ref("AnalysisConfig")), tags=analysis),
             "put": _op("set config: change analysis thresholds (saved to the config file's analysis section)",
-                       _responses(_ref("AnalysisConfig"), "401", "403", "409"), body={"type": "object"},
+                       _responses(_ref("AnalysisConfig"), "401", "403", "409"), body=_ref("AnalysisSettings"),
                        security=ADMIN, tags=analysis),
         },
     }
