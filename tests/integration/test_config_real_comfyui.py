@@ -42,7 +42,8 @@ def test_a_bad_config_file_never_costs_a_run_and_is_never_overwritten(comfy_fact
     time.sleep(2.0)
     assert server.request("GET", f"/telemetry/runs/{off_id}")[0] == 404
     assert server.request("GET", f"/telemetry/runs/{prompt_id}")[0] == 200
-    assert not any(server.get("/telemetry/health")["hooks"].get(k) for k in ("executor", "task_done", "progress_handler"))
+    hooks = server.get("/telemetry/health")["hooks"]
+    assert not any(hooks.get(k) for k in ("executor", "task_done", "progress_handler"))
     server.stop()
 
     # a file that does not parse: defaults, a warning, and the PUT refuses to overwrite it
