@@ -1,75 +1,146 @@
-"""Configuration: defaults, then a JSON config file, then environment variables (which win).
+"""The one validated configuration: defaults, then the JSON config file, then environment variables (which win).
 
 Config file: `TELEMETRY_CONFIG` if set, else `<data dir>/config.json`. The data dir is ComfyUI's system user
-directory for the pack (`<user>/__run_telemetry`), which ComfyUI's `/userdata` route can never serve.
+directory for the pack (`<user>/__run_telemetry`), which ComfyUI's `/userdata` route can never serve. Its keys
+are the settings below (lower case, no prefix) plus an `"analysis"` object (`telemetry.analysis.config`);
+environment variables are `TELEMETRY_<KEY>`.
+
+Every value goes through `telemetry.validation`, the same path `PUT /telemetry/config` takes: "50000" is 50000,
+"false" is false, and a value that cannot be used (a typo, a negative size, a file that does not parse) becomes a
+warning naming the key, the value, what was expected and the value used instead. Warnings are logged and served
+in `/telemetry/health` (`config_warnings`); `load_config` never raises, so nothing in a config stops ComfyUI or
+makes a hook raise.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from .analysis.config import SECTION as ANALYSIS_SECTION
+from .analysis.config import AnalysisConfig, settings_from_file
+from .validation import ConfigWarning, NoBool, apply_settings, read_config_file
 
 log = logging.getLogger("run_telemetry.config")
 
 ENV_PREFIX = "TELEMETRY_"
+CONFIG_FILE_NAME = "config.json"
+_NULLS = ("none", "null")
+_SECRET_KEYS = frozenset({"admin_token"})
+
+PositiveInt = Annotated[int, NoBool, Field(ge=1, le=2**62)]
 
 
-@dataclass
-class TelemetryConfig:
-    database_url: str | None = None  # None: SQLite at <data dir>/telemetry.db
-    gpu_sample_interval_ms: int = 100
-    gpu_samples_per_run: int = 600  # stored per run, downsampled keeping peaks
-    retention_days: float | None = None
-    retention_max_runs: int | None = None
-    buffer_max_runs: int = 10_000  # runs kept in memory while the database is unavailable
-    queue_max_events: int = 50_000  # bound on the worker → recorder hand-off
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 60.0
-    instance: str | None = None  # defaults to host:port
+class TelemetryConfig(BaseModel):
+    """The pack's settings. `warnings` lists what could not be used; `path` is the config file read."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    database_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None  # None: SQLite in the data dir
+    gpu_sample_interval_ms: Annotated[int, NoBool, Field(ge=1, le=3_600_000)] = 100
+    gpu_samples_per_run: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] = 600  # stored per run, peaks kept
+    retention_days: Annotated[float, NoBool, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    retention_max_runs: PositiveInt | None = None
+    buffer_max_runs: PositiveInt = 10_000  # runs kept in memory while the database is unavailable
+    queue_max_events: PositiveInt = 50_000  # bound on the worker → recorder hand-off
+    retry_initial_s: Annotated[float, NoBool, Field(gt=0, le=3600, allow_inf_nan=False)] = 1.0
+    retry_max_s: Annotated[float, NoBool, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
+    instance: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # defaults to host:port
     enabled: bool = True
+    # Required as `Authorization: Bearer <token>` by prune and config writes when ComfyUI listens beyond
+    # loopback. Never served, logged or stored in the database.
+    admin_token: Annotated[str, Field(min_length=8, max_length=4096)] | None = None
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)
+    _path: str | None = PrivateAttr(default=None)
+
+    @property
+    def warnings(self) -> list[ConfigWarning]:
+        return self._warnings
+
+    @property
+    def path(self) -> str | None:
+        return self._path
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings without secrets (the admin token shows as set or not)."""
+        data = self.model_dump(exclude=set(_SECRET_KEYS))
+        data["admin_token_set"] = self.admin_token is not None
+        return data
+
+    def warning_dicts(self) -> list[dict[str, Any]]:
+        return [w.to_dict() for w in self._warnings]
 
 
-def _coerce(name: str, raw: str, annotation: str) -> Any:
-    if raw.strip().lower() in ("", "none", "null"):
-        return None
-    if "bool" in annotation:
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    if "int" in annotation:
-        return int(raw)
-    if "float" in annotation:
-        return float(raw)
-    return raw
+_TOP_KEYS = frozenset(TelemetryConfig.model_fields) - {"analysis"}
 
 
-def load_config(data_dir: str, environ: dict[str, str] | None = None) -> TelemetryConfig:
-    """Read the config file and environment. Bad values are logged and skipped: they never stop ComfyUI."""
-    environ = dict(os.environ if environ is None else environ)
-    config = TelemetryConfig()
-    known = {f.name: str(f.type) for f in fields(TelemetryConfig)}
-    path = environ.get("TELEMETRY_CONFIG") or os.path.join(data_dir, "config.json")
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            for key, value in (data.items() if isinstance(data, dict) else []):
-                if key in known:
-                    setattr(config, key, value)
-                elif key != "analysis":
-                    log.warning("telemetry config %s: unknown key %r ignored", path, key)
-        except (OSError, ValueError) as exc:
-            log.warning("telemetry config %s could not be read (%s); using defaults", path, exc)
-    for name, annotation in known.items():
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is None:
+def _consistency(config: TelemetryConfig) -> list[tuple[tuple[str, ...], str]]:
+    if config.retry_max_s < config.retry_initial_s:
+        return [(("retry_max_s", "retry_initial_s"), f"at least retry_initial_s ({config.retry_initial_s:g})")]
+    return []
+
+
+def config_path(data_dir: str, environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_PREFIX + "CONFIG") or os.path.join(data_dir, CONFIG_FILE_NAME)
+
+
+def _environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`TELEMETRY_<KEY>` values by key; empty means unset, "none"/"null" means null for optional keys."""
+    values: dict[str, Any] = {}
+    for key in _TOP_KEYS:
+        raw = environ.get(ENV_PREFIX + key.upper())
+        if raw is None or raw.strip() == "":
             continue
-        try:
-            setattr(config, name, _coerce(name, raw, annotation))
-        except ValueError:
-            log.warning("environment %s%s=%r is not a valid %s; ignored", ENV_PREFIX, name.upper(), raw, annotation)
+        values[key] = None if raw.strip().lower() in _NULLS and _optional(key) else raw.strip()
+    return values
+
+
+def _optional(key: str) -> bool:
+    return TelemetryConfig.model_fields[key].default is None
+
+
+def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+    """Defaults, the config file, then the environment. Never raises: unusable values are warnings."""
+    environ = dict(os.environ if environ is None else environ)
+    path = config_path(data_dir, environ)
+    warnings: list[ConfigWarning] = []
+    data, problem = read_config_file(path)
+    file_source = f"config file {path}"
+    if problem:
+        warnings.append(ConfigWarning(file_source, "(file)", None, problem, "the defaults and the environment",
+                                      kind="file"))
+    top = {k: v for k, v in data.items() if k != ANALYSIS_SECTION}
+    base = TelemetryConfig.model_construct(**TelemetryConfig().model_dump(exclude={"analysis"}),
+                                           analysis=AnalysisConfig())
+    config, found = apply_settings(TelemetryConfig, base, top, source=file_source, skip=frozenset({ANALYSIS_SECTION}),
+                                   check=_consistency)
+    warnings += found
+    config, found = apply_settings(TelemetryConfig, config, _environment_values(environ), source="environment",
+                                   check=_consistency)
+    warnings += found
+    analysis, found = settings_from_file(data.get(ANALYSIS_SECTION), file_source)
+    warnings += [dataclasses.replace(w, key=f"{ANALYSIS_SECTION}.{w.key}") for w in found]
+    config = TelemetryConfig.model_construct(**{**config.__dict__, "analysis": analysis})
+    warnings = [_redacted(w) for w in warnings]
+    config._warnings = warnings
+    config._path = path
+    for warning in warnings:
+        log.warning("Run Telemetry config: %s", warning.message)
     return config
+
+
+def _redacted(warning: ConfigWarning) -> ConfigWarning:
+    if warning.key in _SECRET_KEYS:
+        return dataclasses.replace(warning, value="(hidden)", used="(hidden)" if warning.used else None)
+    return warning
+
+
+__all__ = ["ENV_PREFIX", "TelemetryConfig", "ConfigWarning", "config_path", "load_config"]

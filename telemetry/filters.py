@@ -1,11 +1,13 @@
 """Run filters shared by `/runs`, `/stats`, `/export`, the analysis routes and saved presets.
 
 `parse_run_filters` turns a query string into `RunFilters` or raises `FilterError` with a message that says
-what is wrong (served as a 400).
+what is wrong (served as a 400). Integers are ASCII digits within 64 bits (`INT64_MAX`): the databases store
+64-bit integers, and anything larger would fail inside a query instead of here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +19,8 @@ DEFAULT_SORT = "-started_at_ms"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 FILTER_KEYS = ("status", "workflow", "since_ms", "until_ms", "label", "q", "instance")
+INT64_MAX = 2**63 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 
 
 class FilterError(ValueError):
@@ -44,20 +48,42 @@ class Page:
     offset: int = 0
 
 
-def _int_param(query: Mapping[str, Any], name: str, minimum: int | None = None,
-               maximum: int | None = None) -> int | None:
+def parse_int(raw: Any, name: str, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """`raw` (a string or an int) as an integer in [minimum, maximum], or a FilterError naming `name`."""
+    text = str(raw).strip() if not isinstance(raw, bool) else ""
+    if not _INTEGER.fullmatch(text):
+        raise FilterError(f"'{name}' must be an integer between {minimum} and {maximum}, got {str(raw)[:60]!r}")
+    value = int(text)
+    if value < minimum:
+        raise FilterError(f"'{name}' must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise FilterError(f"'{name}' must be at most {maximum}, got {value}")
+    return value
+
+
+def _int_param(query: Mapping[str, Any], name: str, minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
     raw = query.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise FilterError(f"'{name}' must be an integer, got {str(raw)[:60]!r}") from None
-    if minimum is not None and value < minimum:
-        raise FilterError(f"'{name}' must be at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise FilterError(f"'{name}' must be at most {maximum}, got {value}")
-    return value
+    return parse_int(raw, name, minimum, maximum)
+
+
+def parse_id(raw: Any, what: str) -> int:
+    """A row id from a path (preset, recommendation): a positive 64-bit integer."""
+    text = str(raw).strip()
+    if not _INTEGER.fullmatch(text) or not 0 <= int(text) <= INT64_MAX:
+        raise FilterError(f"{what} must be an integer between 0 and {INT64_MAX}, got {text[:60]!r}")
+    return int(text)
+
+
+def parse_prune(query: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """`DELETE /telemetry/runs`: `before_ms` (runs that started before it) and/or `keep` (the newest N)."""
+    before_ms = _int_param(query, "before_ms", minimum=0)
+    keep = _int_param(query, "keep", minimum=0)
+    if before_ms is None and keep is None:
+        raise FilterError("say which runs to delete: 'before_ms' (runs that started before this time, in ms since "
+                          "the epoch) and/or 'keep' (keep only the newest N runs)")
+    return before_ms, keep
 
 
 def _text_param(query: Mapping[str, Any], name: str, limit: int = 500) -> str | None:
@@ -67,6 +93,8 @@ def _text_param(query: Mapping[str, Any], name: str, limit: int = 500) -> str | 
     if not isinstance(raw, str):
         raise FilterError(f"'{name}' must be a string")
     text = raw.strip()
+    if "\x00" in text:
+        raise FilterError(f"'{name}' must not contain NUL characters")
     if len(text) > limit:
         raise FilterError(f"'{name}' is longer than {limit} characters")
     return text or None
@@ -116,5 +144,16 @@ def filters_from_preset(data: Any) -> RunFilters:
     if unknown:
         raise FilterError(f"'filters' has unknown key(s) {', '.join(map(repr, unknown))}; "
                           f"allowed: {', '.join(FILTER_KEYS)}")
-    query = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in data.items() if v is not None}
+    query: dict[str, str] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if key == "status" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            query[key] = ",".join(value)
+        elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            query[key] = str(value)
+        else:
+            raise FilterError(f"'filters.{key}' must be a string" + (" or a number" if key.endswith("_ms") else "")
+                              + (" (or, for status, a list of strings)" if key == "status" else "")
+                              + f", got {type(value).__name__}")
     return parse_run_filters(query)

@@ -112,8 +112,10 @@ def _id_key(node_id: str) -> tuple[int, str]:
 
 
 def _clean_text(value: Any, limit: int = 500) -> str | None:
+    """A label as given, trimmed and bounded; NUL (which PostgreSQL cannot store) becomes U+FFFD. Other control
+    characters and bidi overrides are kept: the panel renders text, never markup."""
     if isinstance(value, str) and value.strip():
-        return value.strip()[:limit]
+        return value.strip()[:limit].replace("\x00", "\ufffd")
     return None
 
 

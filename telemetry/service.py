@@ -1,6 +1,8 @@
 """TelemetryService: what the REST layer asks of the pack, the same for the plugin and the standalone watcher.
 
-Methods are synchronous and may touch the database: REST handlers call them through `asyncio.to_thread`.
+Methods are synchronous and may touch the database: REST handlers call them off the event loop. Every parameter
+is validated before the database is touched (400 with a message), and an export is validated and its first rows
+read before its streamed response starts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import NotFoundError
-from .filters import FILTER_KEYS, FilterError, filters_from_preset, parse_page, parse_run_filters
+from .filters import (
+    FILTER_KEYS,
+    FilterError,
+    filters_from_preset,
+    parse_id,
+    parse_page,
+    parse_prune,
+    parse_run_filters,
+)
 from .jsonsafe import json_safe
 from .metrics import RunMetrics
 from .recorder import Recorder
@@ -32,8 +42,10 @@ EXPORT_COLUMNS = (
 
 class TelemetryService:
     def __init__(self, store: Store, recorder: Recorder | None, *, hooks: Callable[[], Mapping[str, Any]] | None = None,
-                 source: str = "plugin", instance: str | None = None) -> None:
+                 source: str = "plugin", instance: str | None = None,
+                 config_warnings: list[dict[str, Any]] | None = None) -> None:
         self.store = store
+        self.config_warnings = list(config_warnings or [])
         self.recorder = recorder
         self._hooks = hooks or (lambda: {})
         self.source = source
@@ -50,6 +62,8 @@ class TelemetryService:
                 "limit": page.limit, "offset": page.offset}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
+        if len(run_id) > 200 or "\x00" in run_id:
+            raise FilterError("a run id is at most 200 characters, without NUL characters")
         self.store.ensure_schema()
         run = self.store.get_run(run_id)
         if run is None:
@@ -89,6 +103,7 @@ class TelemetryService:
             "buffered": recorder.get("buffered", 0),
             "dropped": recorder.get("dropped", 0),
             "recorder": recorder,
+            "config_warnings": self.config_warnings,
         })
 
     def prometheus(self) -> str:
@@ -112,10 +127,7 @@ class TelemetryService:
 
     def delete_preset(self, preset_id: str) -> dict[str, Any]:
         self.store.ensure_schema()
-        try:
-            key = int(preset_id)
-        except ValueError:
-            raise FilterError(f"preset id must be an integer, got {preset_id[:60]!r}") from None
+        key = parse_id(preset_id, "preset id")
         if not self.store.delete_preset(key):
             raise NotFoundError(f"no preset with id {key}")
         return {"deleted": key}
@@ -132,15 +144,22 @@ class TelemetryService:
         renamed = self.store.set_workflow_name(workflow_id.strip(), name.strip())
         return {"id": workflow_id.strip(), "name": name.strip(), "runs_renamed": renamed}
 
+    def prune_runs(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """Delete runs that started before `before_ms` and/or beyond the newest `keep` (batched by the store)."""
+        before_ms, keep = parse_prune(query)
+        self.store.ensure_schema()
+        deleted = self.store.prune_runs(before_ms=before_ms, keep=keep)
+        return {"deleted": deleted, "before_ms": before_ms, "keep": keep}
+
     def export_chunks(self, query: Mapping[str, Any], fmt: str) -> Iterator[str]:
-        """The export, as text chunks to stream. Validates everything before the first chunk."""
+        """The export, as text chunks to stream. Validates everything before the first chunk (`limit`/`offset`
+        too, though an export is every matching run), so a bad request is a 400, never a broken stream."""
         if fmt not in ("csv", "jsonl"):
             raise FilterError(f"'format' must be csv or jsonl, got {fmt[:20]!r}")
         filters = parse_run_filters(query)
+        page = parse_page({k: v for k, v in query.items() if k in ("sort", "limit", "offset")})
         self.store.ensure_schema()
-        sort = query.get("sort") or "-started_at_ms"
-        parse_page({"sort": sort})
-        runs = self.store.iter_runs(filters, sort)
+        runs = self.store.iter_runs(filters, page.sort)
         return _csv_chunks(runs) if fmt == "csv" else _jsonl_chunks(runs)
 
 

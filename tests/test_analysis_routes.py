@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 
 import pytest
 import test_analysis_support as support
@@ -13,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from test_analysis_support import HOUR, T0, make_run, store_and_evaluate
 
-from telemetry.analysis.config import AnalysisConfig, ConfigError, load_config, save_config, validate_settings
+from telemetry.analysis.config import AnalysisConfig, load_config
 from telemetry.analysis.service import AnalysisService
 from telemetry.api.analysis_routes import add_analysis_routes
 
@@ -182,26 +181,11 @@ def test_config_route_validates_and_saves(store, tmp_path):
     assert s3 == 400
     assert bad_type["error"] == "'retry_min_attempts' must be an integer between 1 and 1000, got \"three\""
     assert s4 == 400 and unknown["error"].startswith("unknown setting(s) 'colour'; known: success_window_runs")
-    assert (s5, bad_range) == (400, {"error": "'success_rate_threshold' must be between 0 and 1, got 1.5"})
+    assert (s5, bad_range) == (400, {"error": "'success_rate_threshold' must be a number between 0 and 1, got 1.5"})
     assert after == changed
     saved = json.loads(path.read_text())
     assert saved["database_url"] == "sqlite:///x.db" and saved["analysis"]["duration_threshold_ms"] == 90_000
     assert load_config(str(path)).success_rate_threshold == 0.7
-
-
-def test_config_file_errors_name_the_file(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"analysis": {"baseline_factor": 0.5}}))
-    with pytest.raises(ConfigError, match=r"config.json, \"analysis\": 'baseline_factor' must be between 1 and 1000"):
-        load_config(str(path))
-    path.write_text("{broken")
-    with pytest.raises(ConfigError, match="cannot be read as JSON"):
-        load_config(str(path))
-    with pytest.raises(ConfigError, match="'success_rate_critical' \\(0.9\\) must not be above"):
-        validate_settings(AnalysisConfig(), {"success_rate_critical": 0.9})
-    save_config(str(tmp_path / "new" / "c.json"), AnalysisConfig())
-    assert load_config(str(tmp_path / "new" / "c.json")) == AnalysisConfig()
-    assert not math.isnan(load_config(None).baseline_factor)
 
 
 def test_routes_answer_503_while_analysis_is_off():

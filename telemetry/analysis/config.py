@@ -1,184 +1,130 @@
 """AnalysisConfig: the thresholds of the recommendation rules, trends and predictions.
 
-Read from and written to the `"analysis"` object of the pack's JSON config file (other keys are kept), and
-changed at run time through `GET|PUT /telemetry/config`. `validate_settings` turns any bad value into a
-`ConfigError` whose message names the setting, what it accepts and what it got.
+Read from the `"analysis"` object of the pack's JSON config file by the one config loader (`telemetry.config`),
+and changed at run time through `GET|PUT /telemetry/config`; both go through `telemetry.validation`, so a value
+reads the same either way ("90000" is 90000). In the file, a value that cannot be used is a warning (shown in
+`/telemetry/health`) and its default is used; in a PUT it is a `ConfigError` (400) whose message names the setting,
+what it accepts and what it got. `save_config` writes the section back, keeping the file's other keys, and never
+overwrites a file it cannot parse (`ConfigFileError`, 409).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Annotated, Any
 
-from ..filters import FilterError
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..validation import (
+    ConfigError,
+    ConfigFileError,
+    ConfigWarning,
+    NoBool,
+    apply_settings,
+    read_config_file,
+    write_config_section,
+)
 
 GIB = 1024**3
+SECTION = "analysis"
 
 
-class ConfigError(FilterError):
-    """A bad analysis setting (served as a 400)."""
+def Int(low: int, high: int) -> Any:  # noqa: N802 (a type)
+    return Annotated[int, NoBool, Field(ge=low, le=high)]
 
 
-@dataclass(frozen=True)
-class AnalysisConfig:
+def Num(low: float, high: float) -> Any:  # noqa: N802 (a type)
+    return Annotated[float, NoBool, Field(ge=low, le=high, allow_inf_nan=False)]
+
+
+class AnalysisConfig(BaseModel):
+    """Every setting with its bounds; build changed copies with `validate_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     # Success rate: fires when fewer than `success_rate_threshold` of the last `success_window_runs` completed
     # runs (success or failed; interrupted runs are user cancels and do not count) succeeded.
-    success_window_runs: int = 20
-    success_min_runs: int = 5
-    success_rate_threshold: float = 0.8
-    success_rate_critical: float = 0.5
+    success_window_runs: Int(2, 10_000) = 20
+    success_min_runs: Int(1, 10_000) = 5
+    success_rate_threshold: Num(0, 1) = 0.8
+    success_rate_critical: Num(0, 1) = 0.5
     # GPU peak and duration look at the last `recent_window_runs` runs of a workflow: the condition holds while
     # one of them is over, and resolves once that many runs in a row are under.
-    recent_window_runs: int = 5
-    gpu_peak_threshold_bytes: int = 20 * GIB
-    gpu_peak_fraction: float = 0.9
-    duration_threshold_ms: float = 60_000.0
+    recent_window_runs: Int(1, 1_000) = 5
+    gpu_peak_threshold_bytes: Int(1, 2**62) = 20 * GIB
+    gpu_peak_fraction: Num(0.01, 1) = 0.9
+    duration_threshold_ms: Num(1, 1e12) = 60_000.0
     # "Far above the baseline": over `baseline_factor` x the p95 of the successful runs before the recent window.
-    baseline_factor: float = 1.5
-    baseline_min_runs: int = 20
+    baseline_factor: Num(1, 1_000) = 1.5
+    baseline_min_runs: Int(3, 100_000) = 20
     # Retries: a run that starts within `retry_gap_ms` after a failed run of the same workflow (or labelled scene).
-    retry_min_attempts: int = 3
-    retry_gap_ms: float = 30 * 60_000.0
-    dominant_node_fraction: float = 0.5
-    dominant_node_min_run_ms: float = 10_000.0
+    retry_min_attempts: Int(1, 1_000) = 3
+    retry_gap_ms: Num(1, 1e12) = 30 * 60_000.0
+    dominant_node_fraction: Num(0.01, 1) = 0.5
+    dominant_node_min_run_ms: Num(0, 1e12) = 10_000.0
     # Regressions: a level shift (change point) or a significant trend that made the metric this much higher.
-    regression_min_change: float = 0.2
-    regression_p_value: float = 0.01
+    regression_min_change: Num(0.01, 100) = 0.2
+    regression_p_value: Num(1e-12, 0.5) = 0.01
     # How many recent runs of a workflow the per-run evaluation reads (the baseline and regression window).
-    history_runs: int = 200
-    trend_max_points: int = 500
-    trend_rolling_window: int = 20
-    trend_p_value: float = 0.05
-    change_point_p_value: float = 0.001
-    change_point_min_size: int = 8
-    change_point_min_change: float = 0.1
-    predict_min_runs: int = 5
-    predict_history_runs: int = 300
-    interval_coverage: float = 0.8
-    backtest_runs: int = 30
-    accuracy_max_workflows: int = 50
+    history_runs: Int(20, 5_000) = 200
+    trend_max_points: Int(10, 5_000) = 500
+    trend_rolling_window: Int(2, 1_000) = 20
+    trend_p_value: Num(1e-12, 0.5) = 0.05
+    change_point_p_value: Num(1e-12, 0.5) = 0.001
+    change_point_min_size: Int(2, 1_000) = 8
+    change_point_min_change: Num(0, 100) = 0.1
+    predict_min_runs: Int(2, 10_000) = 5
+    predict_history_runs: Int(5, 5_000) = 300
+    interval_coverage: Num(0.5, 0.99) = 0.8
+    backtest_runs: Int(1, 1_000) = 30
+    accuracy_max_workflows: Int(1, 1_000) = 50
     # A dismissed recommendation stays dismissed while its condition holds, unless it turns critical or its
     # score (failure rate, peak, duration ratio, retries...) grows to this factor x the score at dismissal.
-    dismissed_reopen_factor: float = 1.5
+    dismissed_reopen_factor: Num(1, 1_000) = 1.5
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
-# name -> (kind, minimum, maximum); kind "int" | "float" | "fraction"
-_LIMITS: dict[str, tuple[str, float, float]] = {
-    "success_window_runs": ("int", 2, 10_000),
-    "success_min_runs": ("int", 1, 10_000),
-    "success_rate_threshold": ("fraction", 0, 1),
-    "success_rate_critical": ("fraction", 0, 1),
-    "recent_window_runs": ("int", 1, 1_000),
-    "gpu_peak_threshold_bytes": ("int", 1, 2**62),
-    "gpu_peak_fraction": ("fraction", 0.01, 1),
-    "duration_threshold_ms": ("float", 1, 1e12),
-    "baseline_factor": ("float", 1, 1_000),
-    "baseline_min_runs": ("int", 3, 100_000),
-    "retry_min_attempts": ("int", 1, 1_000),
-    "retry_gap_ms": ("float", 1, 1e12),
-    "dominant_node_fraction": ("fraction", 0.01, 1),
-    "dominant_node_min_run_ms": ("float", 0, 1e12),
-    "regression_min_change": ("float", 0.01, 100),
-    "regression_p_value": ("fraction", 1e-12, 0.5),
-    "history_runs": ("int", 20, 5_000),
-    "trend_max_points": ("int", 10, 5_000),
-    "trend_rolling_window": ("int", 2, 1_000),
-    "trend_p_value": ("fraction", 1e-12, 0.5),
-    "change_point_p_value": ("fraction", 1e-12, 0.5),
-    "change_point_min_size": ("int", 2, 1_000),
-    "change_point_min_change": ("float", 0, 100),
-    "predict_min_runs": ("int", 2, 10_000),
-    "predict_history_runs": ("int", 5, 5_000),
-    "interval_coverage": ("fraction", 0.5, 0.99),
-    "backtest_runs": ("int", 1, 1_000),
-    "accuracy_max_workflows": ("int", 1, 1_000),
-    "dismissed_reopen_factor": ("float", 1, 1_000),
-}
-SETTING_NAMES = tuple(f.name for f in fields(AnalysisConfig))
-assert set(_LIMITS) == set(SETTING_NAMES), "every setting needs limits"
+SETTING_NAMES = tuple(AnalysisConfig.model_fields)
 
 
-def _check(name: str, value: Any) -> int | float:
-    kind, low, high = _LIMITS[name]
-    what = {"int": "an integer", "float": "a number", "fraction": "a number"}[kind]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"'{name}' must be {what} between {low:g} and {high:g}, got {json.dumps(value)[:60]}")
-    if kind == "int":
-        if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"'{name}' must be an integer, got {value!r}")
-        value = int(value)
-    else:
-        value = float(value)
-    if not (low <= value <= high):  # NaN fails this too
-        raise ConfigError(f"'{name}' must be between {low:g} and {high:g}, got {value!r}")
-    return value
+def consistency(config: AnalysisConfig) -> list[tuple[tuple[str, ...], str]]:
+    """Problems between settings: ((key, the other key), what the key must be)."""
+    problems = []
+    if config.success_rate_critical > config.success_rate_threshold:
+        problems.append((("success_rate_critical", "success_rate_threshold"),
+                         f"at most success_rate_threshold ({config.success_rate_threshold:g})"))
+    if config.success_min_runs > config.success_window_runs:
+        problems.append((("success_min_runs", "success_window_runs"),
+                         f"at most success_window_runs ({config.success_window_runs})"))
+    return problems
 
 
 def validate_settings(base: AnalysisConfig, changes: Any) -> AnalysisConfig:
     """`base` with `changes` (a partial mapping of settings) applied, or a ConfigError saying what is wrong."""
-    if not isinstance(changes, Mapping):
-        raise ConfigError("the analysis config must be a JSON object of settings, "
-                          "e.g. {\"duration_threshold_ms\": 90000}")
-    unknown = [k for k in changes if k not in _LIMITS]
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(map(repr, map(str, unknown)))}; "
-                          f"known: {', '.join(SETTING_NAMES)}")
-    values = base.to_dict()
-    values.update({name: _check(name, value) for name, value in changes.items()})
-    config = AnalysisConfig(**values)
-    if config.success_rate_critical > config.success_rate_threshold:
-        raise ConfigError(f"'success_rate_critical' ({config.success_rate_critical:g}) must not be above "
-                          f"'success_rate_threshold' ({config.success_rate_threshold:g})")
-    if config.success_min_runs > config.success_window_runs:
-        raise ConfigError(f"'success_min_runs' ({config.success_min_runs}) must not be above "
-                          f"'success_window_runs' ({config.success_window_runs})")
+    config, _ = apply_settings(AnalysisConfig, base, changes, source="request", strict=True, check=consistency)
     return config
 
 
+def settings_from_file(section: Any, source: str) -> tuple[AnalysisConfig, list[ConfigWarning]]:
+    """The file's `"analysis"` object read leniently: each unusable value is a warning and keeps its default."""
+    if section is None:
+        return AnalysisConfig(), []
+    return apply_settings(AnalysisConfig, AnalysisConfig(), section, source=source, check=consistency)
+
+
 def load_config(path: str | None) -> AnalysisConfig:
-    """The `"analysis"` section of the JSON file at `path` (defaults when there is none). Raises ConfigError
-    when the file or a setting is invalid, naming the file."""
-    if not path or not os.path.isfile(path):
-        return AnalysisConfig()
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"config file {path}: cannot be read as JSON ({exc})") from None
-    section = data.get("analysis", {}) if isinstance(data, dict) else None
-    try:
-        return validate_settings(AnalysisConfig(), section)
-    except ConfigError as exc:
-        raise ConfigError(f"config file {path}, \"analysis\": {exc}") from None
+    """The `"analysis"` section of the JSON file at `path` (defaults where there is none or a value is bad; the
+    warnings are reported by the pack's config loader). Never raises."""
+    data, _ = read_config_file(path)
+    return settings_from_file(data.get(SECTION), f"config file {path}")[0]
 
 
 def save_config(path: str, config: AnalysisConfig) -> None:
-    """Write `config` as the `"analysis"` section of the JSON file at `path`, keeping its other keys. The file is
-    replaced atomically."""
-    data: dict[str, Any] = {}
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                loaded = json.load(handle)
-            data = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            data = {}
-    data["analysis"] = config.to_dict()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write `config` as the `"analysis"` section of the JSON file at `path`, keeping its other keys (atomic,
+    owner-only). Raises ConfigFileError, leaving the file as it is, when the file does not parse."""
+    write_config_section(path, SECTION, config.to_dict())
+
+
+__all__ = ["AnalysisConfig", "ConfigError", "ConfigFileError", "SETTING_NAMES", "load_config", "save_config",
+           "settings_from_file", "validate_settings"]

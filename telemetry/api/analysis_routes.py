@@ -3,8 +3,8 @@ prediction accuracy and the analysis config. Mountable on any `RouteTableDef` (t
 or the standalone server's app).
 
 Every response is JSON made safe (NaN/inf become null); errors are `{"error": "..."}` with 400 (what is wrong),
-404 (what is missing) or 503 (analysis not running). Database work runs on the store's own thread pool
-(`db_executor.run_db`).
+401/403 (refused: see `security`), 404 (what is missing), 409 (a config file that cannot be rewritten) or 503
+(analysis not running). Database work runs on the store's own thread pool (`db_executor.run_db`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..analysis.service import AnalysisService
+from ..filters import parse_id
 from .db_executor import run_db
 from .routes import guarded as _guarded
 from .routes import json_response as _json
+from .routes import protect
 from .routes import read_json as _body
+from .security import Protection
 
 log = logging.getLogger("run_telemetry.api")
 
@@ -28,8 +31,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], AnalysisService | None],
-                        get_queue: Callable[[], list]) -> None:
+                        get_queue: Callable[[], list], protection: Protection | None = None) -> None:
     """Register the analysis routes on `routes`. `get_queue` returns ComfyUI's queue items, running first."""
+    same_origin, admin_only = protect(protection), protect(protection, admin=True)
 
     def service() -> AnalysisService:
         svc = get_service()
@@ -46,23 +50,28 @@ def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], Ana
     @_guarded
     async def list_recommendations(request: web.Request) -> web.Response:
         q = request.query
-        return _json(await call("recommendations", q.get("state"), q.get("severity"), q.get("workflow")))
+        return _json(await call("recommendations", q.get("state"), q.get("severity"),
+                                             q.get("workflow")))
 
     @routes.post(PREFIX + "/recommendations/evaluate")
     @_guarded
+    @same_origin
     async def evaluate_recommendations(request: web.Request) -> web.Response:
         return _json(await call("evaluate", request.query.get("workflow")))
 
     @routes.post(PREFIX + "/recommendations/{rec_id}/dismiss")
     @_guarded
+    @same_origin
     async def dismiss_recommendation(request: web.Request) -> web.Response:
-        return _json(await call("dismiss", request.match_info["rec_id"]))
+        rec_id = parse_id(request.match_info["rec_id"], "recommendation id")
+        return _json(await call("dismiss", rec_id))
 
     @routes.get(PREFIX + "/trends")
     @_guarded
     async def get_trends(request: web.Request) -> web.Response:
         q = request.query
-        return _json(await call("trends", q.get("workflow"), q.get("metric"), q.get("node_type")))
+        return _json(await call("trends", q.get("workflow"), q.get("metric"),
+                                             q.get("node_type")))
 
     @routes.get(PREFIX + "/stats/timeline")
     @_guarded
@@ -71,6 +80,7 @@ def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], Ana
 
     @routes.post(PREFIX + "/predict")
     @_guarded
+    @same_origin
     async def post_predict(request: web.Request) -> web.Response:
         body = await _body(request)
         return _json(await call("predict", body))
@@ -94,6 +104,7 @@ def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], Ana
 
     @routes.put(PREFIX + "/config")
     @_guarded
+    @admin_only
     async def put_config(request: web.Request) -> web.Response:
         body = await _body(request)
         return _json(await call("set_config", body))

@@ -1,11 +1,14 @@
 """The core REST routes under /telemetry (ComfyUI also serves each under /api/telemetry).
 
-Every response is JSON; errors are `{"error": "..."}` with 400 (what is wrong) or 404 (what is missing).
-Database work runs on the store's own thread pool (`db_executor.run_db`) so ComfyUI's event loop never waits on I/O.
+Every response is JSON; errors are `{"error": "..."}` with 400 (what is wrong), 401/403 (refused: see
+`security`), 404 (what is missing), 409 (a config file that cannot be rewritten) or 503 (database unavailable).
+Database work runs on the store's own thread pool (`db_executor.run_db`) so ComfyUI's event loop never waits on
+I/O. Every route is described in `openapi.py` (served at `/telemetry/openapi.json`; a test keeps the two in step).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,7 +21,9 @@ from ..errors import NotFoundError
 from ..filters import FilterError
 from ..jsonsafe import json_safe
 from ..service import TelemetryService
+from ..validation import ConfigFileError
 from .db_executor import run_db
+from .security import Protection, Refused
 
 log = logging.getLogger("run_telemetry.api")
 
@@ -44,15 +49,29 @@ async def read_json(request: web.Request) -> Any:
         raise FilterError(f"the body is not valid JSON ({exc})") from None
 
 
+def _check_text(request: web.Request) -> None:
+    """NUL characters cannot be stored or compared by PostgreSQL: refuse them in any parameter up front."""
+    for name, value in [*request.query.items(), *request.match_info.items()]:
+        if "\x00" in value or "\x00" in name:
+            raise FilterError(f"'{name[:40]}' must not contain NUL characters")
+
+
 def guarded(handler: Handler) -> Handler:
     """Turn our errors into 400/404 JSON, and any other failure into a logged 500 that never escapes."""
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
+            _check_text(request)
             return await handler(request)
         except FilterError as exc:
             return error_response(400, str(exc))
         except NotFoundError as exc:
             return error_response(404, str(exc))
+        except Refused as exc:
+            response = error_response(exc.status, str(exc))
+            response.headers.update(exc.headers)
+            return response
+        except ConfigFileError as exc:
+            return error_response(409, str(exc))
         except web.HTTPException:
             raise
         except (DatabaseError, InterfaceError) as exc:
@@ -65,7 +84,27 @@ def guarded(handler: Handler) -> Handler:
     return wrapper
 
 
-def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], TelemetryService | None]) -> None:
+def protect(protection: Protection | None, admin: bool = False) -> Callable[[Handler], Handler]:
+    """Same-origin for state-changing methods; with `admin`, also the admin token beyond loopback. Put it
+    inside `guarded`, which answers a refusal with its 401/403."""
+    checks = protection or Protection()
+
+    def decorate(handler: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            checks.check_origin(request)
+            if admin:
+                checks.check_admin(request)
+            return await handler(request)
+        wrapper.__name__ = handler.__name__
+        return wrapper
+    return decorate
+
+
+def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], TelemetryService | None],
+                    protection: Protection | None = None) -> None:
+    """Register the core routes and `/telemetry/openapi.json` on `routes`."""
+    same_origin, admin_only = protect(protection), protect(protection, admin=True)
+
     def service() -> TelemetryService:
         svc = get_service()
         if svc is None:
@@ -114,19 +153,35 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     async def list_presets(request: web.Request) -> web.Response:
         return json_response(await call("list_presets"))
 
+    @routes.delete(PREFIX + "/runs")
+    @guarded
+    @admin_only
+    async def prune_runs(request: web.Request) -> web.Response:
+        return json_response(await call("prune_runs", dict(request.query)))
+
+    @routes.get(PREFIX + "/openapi.json")
+    @guarded
+    async def openapi(request: web.Request) -> web.Response:
+        from .openapi import openapi_spec
+
+        return json_response(openapi_spec())
+
     @routes.post(PREFIX + "/presets")
     @guarded
+    @same_origin
     async def save_preset(request: web.Request) -> web.Response:
         body = await read_json(request)
         return json_response(await call("save_preset", body), status=201)
 
     @routes.delete(PREFIX + "/presets/{preset_id}")
     @guarded
+    @same_origin
     async def delete_preset(request: web.Request) -> web.Response:
         return json_response(await call("delete_preset", request.match_info["preset_id"]))
 
     @routes.post(PREFIX + "/workflows")
     @guarded
+    @same_origin
     async def set_workflow_name(request: web.Request) -> web.Response:
         body = await read_json(request)
         return json_response(await call("set_workflow_name", body))
@@ -137,16 +192,24 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
         fmt = request.query.get("format", "jsonl")
         svc = service()
         chunks = await run_db(svc.store, svc.export_chunks, dict(request.query), fmt)
+        sentinel = object()
+        chunk = await run_db(svc.store, next, chunks, sentinel)  # database errors are still a 503 here
         response = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8",
             "Content-Disposition": f'attachment; filename="telemetry-runs.{fmt}"',
         })
         await response.prepare(request)
-        sentinel = object()
-        while True:
-            chunk = await run_db(svc.store, next, chunks, sentinel)
-            if chunk is sentinel:
-                break
-            await response.write(chunk.encode("utf-8"))
+        try:
+            while chunk is not sentinel:
+                await response.write(chunk.encode("utf-8"))
+                chunk = await run_db(svc.store, next, chunks, sentinel)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            # The status is sent: the only honest signal left is a cut connection (no final chunk).
+            log.exception("telemetry export failed while streaming; the connection is closed unfinished")
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         await response.write_eof()
         return response

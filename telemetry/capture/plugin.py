@@ -184,7 +184,8 @@ def _start() -> Plugin:
                 "worker_ms_total": round(capture.worker_ns / 1e6, 3), "worker_ms_per_run": per_run,
                 "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None)}
 
-    service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance)
+    service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance,
+                               config_warnings=config.warning_dicts())
     plugin = Plugin(config, data_dir, store, recorder, capture, service, installed)
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
@@ -201,8 +202,7 @@ def _attach_analysis(plugin: Plugin) -> None:
     except Exception:
         return
     try:
-        config_path = os.environ.get("TELEMETRY_CONFIG") or os.path.join(plugin.data_dir, "config.json")
-        plugin.analysis = AnalysisService(plugin.store, config_path=config_path)
+        plugin.analysis = AnalysisService(plugin.store, config_path=plugin.config.path, config=plugin.config.analysis)
     except Exception:
         log.exception("Run Telemetry: analysis is off")
         return
@@ -253,13 +253,24 @@ def _add_routes(plugin: Plugin) -> None:
         log.info("Run Telemetry: no PromptServer routes; REST is off")
         return
     from ..api.routes import add_core_routes
+    from ..api.security import Protection
 
-    add_core_routes(routes, current_service)
+    protection = Protection(admin_token=plugin.config.admin_token, exposed=comfy_listens_beyond_loopback)
+    add_core_routes(routes, current_service, protection)
     try:
         from ..api.analysis_routes import add_analysis_routes
     except Exception:
         return
-    add_analysis_routes(routes, lambda: plugin.analysis, pending_queue)
+    add_analysis_routes(routes, lambda: plugin.analysis, pending_queue, protection)
+
+
+def comfy_listens_beyond_loopback() -> bool:
+    """ComfyUI's `--listen` (a comma list of addresses) names anything but loopback."""
+    from comfy.cli_args import args
+
+    from ..api.security import listens_beyond_loopback
+
+    return listens_beyond_loopback(getattr(args, "listen", None) or "127.0.0.1")
 
 
 def current_service() -> TelemetryService | None:

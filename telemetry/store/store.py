@@ -259,8 +259,8 @@ class Store:
 
     @_on_own_database
     def prune_runs(self, before_ms: int | None = None, keep: int | None = None) -> int:
-        """Delete runs that started before `before_ms` and those beyond the newest `keep` (runs without a start
-        time count as oldest), with their nodes, outputs and samples. Returns runs deleted.
+        """Delete finished runs that started before `before_ms` and those beyond the newest `keep` (runs without a
+        start time count as oldest; running runs are kept), with their nodes, outputs and samples. Returns runs deleted.
 
         In batches, each its own short transaction (`prune_batch`), so the recorder's writes go on between them."""
         plan = self.prune_plan(before_ms, keep)
@@ -293,7 +293,9 @@ class Store:
                 else:
                     plan += [RunRow.started_at_ms < started, RunRow.started_at_ms.is_null(),
                              (RunRow.started_at_ms == started) & (RunRow.run_id < run_id)]
-        return plan
+        # A run still executing is never pruned: its final record would come back without its start.
+        finished = RunRow.status != RunStatus.RUNNING
+        return [condition & finished for condition in plan]
 
     @_on_own_database
     def prune_batch(self, plan: list[Any]) -> int:

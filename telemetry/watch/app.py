@@ -97,7 +97,8 @@ def build(options: WatchOptions, client: ComfyClient | None = None) -> WatchApp:
     client = client or ComfyClient(options.comfyui_url)
     watcher = Watcher(client, recorder, context, interval_s=options.interval_s,
                       history_items=options.history_items, backfill_items=options.backfill_items)
-    service = TelemetryService(store, recorder, hooks=watcher.report, source="watcher", instance=instance)
+    service = TelemetryService(store, recorder, hooks=watcher.report, source="watcher", instance=instance,
+                               config_warnings=config.warning_dicts())
     app = WatchApp(options, config, store, recorder, watcher, service)
     _attach_analysis(app)
     return app
@@ -109,7 +110,7 @@ def _attach_analysis(app: WatchApp) -> None:
     except Exception:
         return
     try:
-        app.analysis = AnalysisService(app.store)
+        app.analysis = AnalysisService(app.store, config_path=app.config.path, config=app.config.analysis)
     except Exception:
         log.exception("watcher: analysis is off")
         return
@@ -124,15 +125,18 @@ def _attach_analysis(app: WatchApp) -> None:
 def make_web_app(app: WatchApp) -> web.Application:
     """The REST routes the plugin serves inside ComfyUI, on an aiohttp app of the watcher's own."""
     from ..api.routes import add_core_routes
+    from ..api.security import Protection, listens_beyond_loopback
 
+    host = parse_host_port(app.options.serve)[0] if app.options.serve else "127.0.0.1"
+    protection = Protection(admin_token=app.config.admin_token, exposed=lambda: listens_beyond_loopback(host))
     routes = web.RouteTableDef()
-    add_core_routes(routes, lambda: app.service)
+    add_core_routes(routes, lambda: app.service, protection)
     try:
         from ..api.analysis_routes import add_analysis_routes
     except Exception:
         add_analysis_routes = None
     if add_analysis_routes is not None:
-        add_analysis_routes(routes, lambda: app.analysis, app.watcher.pending_queue)
+        add_analysis_routes(routes, lambda: app.analysis, app.watcher.pending_queue, protection)
     web_app = web.Application()
     web_app.add_routes(routes)
     # ComfyUI serves every route under /api too; scripts written against the plugin keep working.

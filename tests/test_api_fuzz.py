@@ -1,0 +1,34 @@
+"""schemathesis fuzzes every described route of the standalone server (the same route tables the plugin mounts
+in ComfyUI) over a real SQLite file: no answer >= 500, every answer as the OpenAPI description says. The same
+fuzzing against a real ComfyUI is tests/integration/test_fuzz_real_comfyui.py."""
+
+from __future__ import annotations
+
+from api_server import ApiServer
+from fault_report import record_fuzz_result
+from fuzz_openapi import fuzz
+
+from telemetry.model import Run, RunError, RunLabels
+
+
+def seed_runs() -> list[Run]:
+    runs = [Run(f"run-{i}", "success" if i % 3 else "failed", started_at_ms=1_760_000_000_000 + i * 60_000,
+                duration_ms=1000.0 + i, workflow_id="wf-1", workflow_name="Fuzz \u202e name", fingerprint="fp-1",
+                labels=RunLabels(story_title="story", scene="s1", tags=["a", "\x07bell"]),
+                error=RunError("3", "KSampler", "RuntimeError", "boom") if i % 3 == 0 else None)
+            for i in range(30)]
+    return runs + [Run("still-running", "running", started_at_ms=1_760_000_000_000)]
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_description(tmp_path):
+    server = ApiServer(tmp_path, seed_runs()).start()
+    try:
+        outcome = fuzz(server.url, max_examples=8)
+    finally:
+        server.stop()
+    record_fuzz_result("schemathesis on /telemetry (standalone server)", requests=outcome.requests,
+                       responses_5xx=outcome.responses_5xx)
+    assert outcome.operations >= 23 and outcome.requests > 200
+    assert outcome.responses_5xx == 0, outcome.summary()
+    assert outcome.failures == [], outcome.summary()
+    assert outcome.by_status.get(200) and outcome.by_status.get(400)
