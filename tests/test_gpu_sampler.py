@@ -1,4 +1,4 @@
-"""GPU and RAM measurement around a run (telemetry/capture/gpu.py), against a fake NVML that replays real H100
+"""GPU and RAM measurement around a run (the telemetry/capture/gpu package), against a fake NVML that replays real H100
 readings (tests/fixtures/nvml_h100_replay.json; see its "provenance"). No GPU, torch or pynvml is needed."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fakes import nvml_replay
+from fakes.nvml_replay import NVMLError, ReplayNvml
 
-from telemetry.capture import nvml_replay
 from telemetry.capture.gpu import (
     CPU_DEVICE,
     DeviceInfo,
@@ -25,7 +26,6 @@ from telemetry.capture.gpu import (
     downsample_samples,
     match_nvml_index,
 )
-from telemetry.capture.nvml_replay import NVMLError, ReplayNvml
 from telemetry.model import GpuSample
 
 FIXTURE = Path(__file__).parent / "fixtures" / "nvml_h100_replay.json"
