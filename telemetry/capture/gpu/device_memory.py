@@ -16,51 +16,24 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from ...collector import choose_gpu_peak
+from ...model import GpuPeakSource
 from ._util import _import_torch, logger
 from .devices import DeviceInfo
 
-
-class GpuPeakSource:
-    """Where a run's `gpu_peak_bytes` came from (stored as `gpu_peak_source`)."""
-
-    TORCH_ALLOCATOR = "torch_allocator"  # torch.cuda.max_memory_allocated: this process's tensors only
-    NVML_DEVICE = "nvml_device"  # NVML used memory, sampled during the run: the whole device, every process
-    MEM_GET_INFO = "mem_get_info"  # torch.cuda.mem_get_info at node and run ends: the whole device, snapshots
-
-
-PEAK_SOURCES = frozenset({GpuPeakSource.TORCH_ALLOCATOR, GpuPeakSource.NVML_DEVICE, GpuPeakSource.MEM_GET_INFO})
+PEAK_SOURCES = GpuPeakSource.ALL
+__all__ = ["PEAK_SOURCES", "DeviceMemoryProbe", "GpuPeakSource", "choose_gpu_peak", "dynamic_vram_enabled"]
 
 
 def dynamic_vram_enabled(modules: Mapping[str, Any] | None = None) -> bool | None:
     """True when ComfyUI runs with DynamicVRAM (comfy-aimdo), False when its memory module says it does not,
-    None when this ComfyUI has no such notion (or is not loaded). One attribute read: safe on the worker."""
+    None when this ComfyUI has no such notion (0.3.75, 0.8.0) or is not loaded. One dict lookup and one
+    attribute read: safe on the worker thread."""
     module = (sys.modules if modules is None else modules).get("comfy.memory_management")
     if module is None:
         return None
     value = getattr(module, "aimdo_enabled", None)
-    return bool(value) if isinstance(value, bool) else None
-
-
-def choose_gpu_peak(torch_peak: int | None, nvml_peak: int | None, mem_info_peak: int | None,
-                    dynamic_vram: bool | None) -> tuple[int | None, str | None]:
-    """The run's GPU peak and its source (a `GpuPeakSource`), or (None, None). Pure.
-
-    Priority order:
-    1. DynamicVRAM on: device-level memory, because torch's counters miss weights held by aimdo: NVML's sampled
-       used memory, else the largest `mem_get_info` reading, else torch's counter (the only one left).
-    2. Otherwise torch's allocator peak (this process alone, exact between resets), else NVML, else
-       `mem_get_info` (machines without torch counters for the device, or with NVML only).
-    """
-    if dynamic_vram:
-        order = ((nvml_peak, GpuPeakSource.NVML_DEVICE), (mem_info_peak, GpuPeakSource.MEM_GET_INFO),
-                 (torch_peak, GpuPeakSource.TORCH_ALLOCATOR))
-    else:
-        order = ((torch_peak, GpuPeakSource.TORCH_ALLOCATOR), (nvml_peak, GpuPeakSource.NVML_DEVICE),
-                 (mem_info_peak, GpuPeakSource.MEM_GET_INFO))
-    for value, source in order:
-        if value is not None:
-            return int(value), source
-    return None, None
+    return value if isinstance(value, bool) else None
 
 
 class DeviceMemoryProbe:
