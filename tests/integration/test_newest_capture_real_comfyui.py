@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from comfy_harness import image_workflow
 
 pytestmark = pytest.mark.comfyui
 
@@ -15,6 +14,13 @@ pytestmark = pytest.mark.comfyui
 def _unique_seconds(base: float) -> float:
     # ComfyUI caches a node whose inputs did not change: each sleep gets inputs of its own.
     return round(base + (time.time_ns() % 1000) / 100_000, 5)
+
+
+def _cancellable(tag: int) -> dict:
+    # A structure of its own (its fingerprint is no other test's workflow), model-free.
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": tag}},
+            "2": {"class_type": "TelemetryTestExpand", "inputs": {"image": ["1", 0], "count": 1}},
+            "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
 
 
 def test_nodes_created_by_node_expansion_are_recorded_with_their_class_type_and_parent(comfy):
@@ -37,8 +43,8 @@ def test_nodes_created_by_node_expansion_are_recorded_with_their_class_type_and_
 def test_prompts_deleted_or_cleared_from_the_queue_are_recorded_as_cancelled_with_their_queue_time(comfy):
     blocker = comfy.submit({"1": {"class_type": "TelemetryTestSleep", "inputs": {"seconds": _unique_seconds(3)}}})
     comfy.wait_running(blocker)
-    deleted = comfy.submit(image_workflow(prefix="cancel-deleted"))
-    cleared = [comfy.submit(image_workflow(prefix=f"cancel-cleared-{i}")) for i in range(2)]
+    deleted = comfy.submit(_cancellable(1))
+    cleared = [comfy.submit(_cancellable(2 + i)) for i in range(2)]
     time.sleep(0.5)
     status, _ = comfy.request("POST", "/queue", {"delete": [deleted]})  # what the frontend's cancel sends
     assert status == 200
