@@ -19,6 +19,7 @@ from typing import Any
 from . import prompt_info
 from .model import (
     ErrorKind,
+    GpuPeakSource,
     GpuSample,
     NodeRun,
     NodeStatus,
@@ -98,6 +99,9 @@ class RunTrace:
     gpu_peak_bytes: int | None = None
     gpu_reserved_peak_bytes: int | None = None
     gpu_used_peak_bytes: int | None = None
+    # Largest device-level used memory seen by torch.cuda.mem_get_info (only where NVML cannot sample).
+    gpu_mem_info_peak_bytes: int | None = None
+    dynamic_vram: bool | None = None
     ram_peak_bytes: int | None = None
     gpu_samples: list[GpuSample] = field(default_factory=list)
 
@@ -216,11 +220,20 @@ def _output_kind(key: str, entry: Any, animated: bool) -> str:
 
 
 def _metadata_frames(entry: Any) -> int | None:
-    if isinstance(entry, Mapping):
-        for key in ("frame_count", "frames", "num_frames"):
-            value = _int_or_none(entry.get(key))
-            if value and value > 0:
-                return value
+    """Frames an output entry declares: the newest ComfyUI's `metadata.frame_count` first (core media
+    enrichment, Comfy-Org/ComfyUI PR #15417, comfy_execution/media_enrichment.py: every file output carries
+    `metadata {kind, width, height[, duration, fps, frame_count]}`), then the keys some packs put on the entry."""
+    if not isinstance(entry, Mapping):
+        return None
+    metadata = entry.get("metadata")
+    if isinstance(metadata, Mapping):
+        value = _int_or_none(metadata.get("frame_count"))
+        if value and value > 0:
+            return value
+    for key in ("frame_count", "frames", "num_frames"):
+        value = _int_or_none(entry.get(key))
+        if value and value > 0:
+            return value
     return None
 
 
@@ -268,6 +281,20 @@ def build_outputs(history_outputs: Any, frame_counter: FrameCounter | None, fall
     return outputs
 
 
+def _run_error(data: Mapping[str, Any]) -> RunError:
+    exception_type = str(data.get("exception_type") or "Exception")
+    message = str(data.get("exception_message") or "")
+    traceback = data.get("traceback") if isinstance(data.get("traceback"), (list, tuple)) else []
+    return RunError(
+        node_id=str(data["node_id"]) if data.get("node_id") is not None else None,
+        node_type=str(data["node_type"]) if data.get("node_type") is not None else None,
+        exception_type=exception_type,
+        message=message[:20000],
+        kind=classify_error(exception_type, message),
+        traceback=[str(line)[:2000] for line in traceback[-40:]],
+    )
+
+
 def _status_and_error(messages: Mapping[str, Mapping[str, Any]], item: Mapping[str, Any],
                       trace: RunTrace | None) -> tuple[str, RunError | None, str | None]:
     if trace is not None and trace.exception is not None and "execution_error" not in messages:
@@ -275,28 +302,25 @@ def _status_and_error(messages: Mapping[str, Mapping[str, Any]], item: Mapping[s
         exception_type, message = trace.exception
         error = RunError(None, None, exception_type, message[:20000], classify_error(exception_type, message))
         return RunStatus.FAILED, error, None
+    status = item.get("status")
+    status_str = status.get("status_str") if isinstance(status, Mapping) else None
+    if status_str == RunStatus.PARTIAL_SUCCESS or "execution_partial_success" in messages:
+        # Comfy-Org/ComfyUI PR #14918 (node_failure_policy: continue_independent): independent branches kept
+        # their outputs; the first reported node error is the run's error.
+        data = messages.get("execution_error")
+        return RunStatus.PARTIAL_SUCCESS, _run_error(data) if data is not None else None, None
     if "execution_success" in messages:
         return RunStatus.SUCCESS, None, None
     if "execution_interrupted" in messages:
         return RunStatus.INTERRUPTED, None, "interrupted by a user or client (POST /interrupt)"
     if "execution_error" in messages:
-        data = messages["execution_error"]
-        exception_type = str(data.get("exception_type") or "Exception")
-        message = str(data.get("exception_message") or "")
-        traceback = data.get("traceback") if isinstance(data.get("traceback"), list) else []
-        error = RunError(
-            node_id=str(data["node_id"]) if data.get("node_id") is not None else None,
-            node_type=str(data["node_type"]) if data.get("node_type") is not None else None,
-            exception_type=exception_type,
-            message=message[:20000],
-            kind=classify_error(exception_type, message),
-            traceback=[str(line)[:2000] for line in traceback[-40:]],
-        )
-        return RunStatus.FAILED, error, None
-    status = item.get("status")
+        return RunStatus.FAILED, _run_error(messages["execution_error"]), None
     if isinstance(status, Mapping) and status.get("completed") is True:
         return RunStatus.SUCCESS, None, None
     return RunStatus.INTERRUPTED, None, "the run ended without a final event"
+
+
+_FAILING = frozenset({RunStatus.FAILED, RunStatus.PARTIAL_SUCCESS})
 
 
 def _node_statuses(prompt: Any, execute_outputs: list[str], messages: Mapping[str, Mapping[str, Any]],
@@ -325,10 +349,10 @@ def _node_statuses(prompt: Any, execute_outputs: list[str], messages: Mapping[st
             elif node.finished_perf is not None:
                 statuses[node_id] = NodeStatus.EXECUTED
             else:
-                statuses[node_id] = NodeStatus.FAILED if status == RunStatus.FAILED else NodeStatus.INTERRUPTED
+                statuses[node_id] = NodeStatus.FAILED if status in _FAILING else NodeStatus.INTERRUPTED
     if stop_node is not None and stop_node in statuses:
-        statuses[stop_node] = NodeStatus.FAILED if status == RunStatus.FAILED else NodeStatus.INTERRUPTED
-    elif status == RunStatus.FAILED and error is not None and error.node_id in statuses:
+        statuses[stop_node] = NodeStatus.FAILED if status in _FAILING else NodeStatus.INTERRUPTED
+    elif status in _FAILING and error is not None and error.node_id in statuses:
         statuses[error.node_id] = NodeStatus.FAILED
     return statuses
 
@@ -439,14 +463,66 @@ def build_run(prompt_id: str, item: Mapping[str, Any], trace: RunTrace | None = 
     if trace is not None:
         run.gpu_name = trace.gpu_name
         run.gpu_total_bytes = trace.gpu_total_bytes
-        run.gpu_peak_bytes = trace.gpu_peak_bytes
         run.gpu_reserved_peak_bytes = trace.gpu_reserved_peak_bytes
         run.gpu_used_peak_bytes = trace.gpu_used_peak_bytes
         run.ram_peak_bytes = trace.ram_peak_bytes
+        run.dynamic_vram = trace.dynamic_vram
         run.gpu_samples = list(trace.gpu_samples)
+        torch_peak = trace.gpu_peak_bytes
         node_peaks = [n.gpu_peak_bytes for n in run.nodes if n.gpu_peak_bytes is not None]
         if node_peaks:
-            run.gpu_peak_bytes = max([run.gpu_peak_bytes or 0, *node_peaks])
+            torch_peak = max([torch_peak or 0, *node_peaks])
+        run.gpu_peak_bytes, run.gpu_peak_source = choose_gpu_peak(
+            torch_peak, trace.gpu_used_peak_bytes, trace.gpu_mem_info_peak_bytes, trace.dynamic_vram)
+    return run
+
+
+def choose_gpu_peak(torch_peak: int | None, nvml_peak: int | None, mem_info_peak: int | None,
+                    dynamic_vram: bool | None) -> tuple[int | None, str | None]:
+    """The run's GPU peak and its source (a `GpuPeakSource`), or (None, None). Pure.
+
+    Priority order:
+    1. DynamicVRAM on (comfy-aimdo): device-level memory, because torch's allocator counters miss the weights
+       aimdo keeps in its own virtual ranges: NVML's sampled used memory, else the largest `mem_get_info`
+       reading, else torch's counter (the only one left).
+    2. Otherwise torch's allocator peak (this process alone, exact between resets), else NVML's used memory,
+       else `mem_get_info` (devices without torch counters, or NVML only).
+    """
+    if dynamic_vram:
+        order = ((nvml_peak, GpuPeakSource.NVML_DEVICE), (mem_info_peak, GpuPeakSource.MEM_GET_INFO),
+                 (torch_peak, GpuPeakSource.TORCH_ALLOCATOR))
+    else:
+        order = ((torch_peak, GpuPeakSource.TORCH_ALLOCATOR), (nvml_peak, GpuPeakSource.NVML_DEVICE),
+                 (mem_info_peak, GpuPeakSource.MEM_GET_INFO))
+    for value, source in order:
+        if value is not None:
+            return int(value), source
+    return None, None
+
+
+CANCELLED_REASON = "deleted from the queue before it started"
+
+
+def build_cancelled_run(queue_item: Any, cancelled_at_ms: int, context: BuildContext = BuildContext(),
+                        reason: str = CANCELLED_REASON) -> Run | None:
+    """The `cancelled` record of a prompt deleted from ComfyUI's queue before it started, from its queue item
+    `(number, prompt_id, prompt, extra_data, outputs_to_execute, ...)`. None when the item has no prompt id.
+    It never executed: `started_at_ms` is when it left the queue, `queue_wait_ms` its time there."""
+    if not isinstance(queue_item, (list, tuple)) or len(queue_item) < 2 or queue_item[1] is None:
+        return None
+    prompt_id = str(queue_item[1])
+    prompt, extra, execute_outputs = _history_parts({"prompt": queue_item})
+    run = Run(run_id=prompt_id, status=RunStatus.CANCELLED, interrupted_reason=reason)
+    run.instance, run.source = context.instance, context.source
+    run.queued_at_ms = _int_or_none(extra.get("create_time"))
+    run.started_at_ms = run.finished_at_ms = int(cancelled_at_ms)
+    if run.queued_at_ms is not None:
+        run.queue_wait_ms = float(max(0, run.finished_at_ms - run.queued_at_ms))
+    _apply_identity(run, prompt, extra, execute_outputs)
+    nodes = prompt_info.prompt_nodes(prompt)
+    run.nodes = [NodeRun(node_id=node_id, class_type=prompt_info.class_type_of(nodes[node_id]) or "unknown",
+                         status=NodeStatus.NOT_RUN) for node_id in sorted(nodes, key=prompt_info._id_key)]
+    run.node_count = len(run.nodes)
     return run
 
 

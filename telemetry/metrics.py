@@ -41,7 +41,7 @@ class RunMetrics:
 
     def observe(self, run: Run) -> None:
         """Recorder listener: count a run once it is final."""
-        if run.status not in RunStatus.FINAL:
+        if run.status not in RunStatus.STORED_FINAL:
             return
         workflow = run.workflow_name or "unknown"
         with self._lock:

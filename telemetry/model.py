@@ -12,15 +12,38 @@ from typing import Any
 
 class RunStatus:
     """Status values of a run. `running` exists only while the run executes (a crash leaves it behind and the
-    next start closes it as `interrupted`)."""
+    next start closes it as `interrupted`).
+
+    `partial_success`: ComfyUI ran with a failure policy that keeps independent branches going (PR #14918,
+    `node_failure_policy: continue_independent`) and reported that some outputs failed; it counts as a finished
+    run that did not succeed. `cancelled`: the prompt was deleted from the queue before it started (ComfyUI's
+    `/api/jobs` word); it never executed, so `started_at_ms` is when it left the queue, `queue_wait_ms` is its
+    time in the queue (create_time to deletion), `duration_ms` is None, and it is not in FINAL: success rates and
+    analysis count executed runs only.
+    """
 
     SUCCESS = "success"
+    PARTIAL_SUCCESS = "partial_success"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
     RUNNING = "running"
 
-    FINAL = frozenset({SUCCESS, FAILED, INTERRUPTED})
-    ALL = frozenset({SUCCESS, FAILED, INTERRUPTED, RUNNING})
+    FINAL = frozenset({SUCCESS, PARTIAL_SUCCESS, FAILED, INTERRUPTED})
+    """Runs that executed and ended: the denominator of every success rate."""
+    STORED_FINAL = FINAL | {CANCELLED}
+    """Every status a run keeps once recorded (nothing supersedes it)."""
+    ALL = frozenset({SUCCESS, PARTIAL_SUCCESS, FAILED, INTERRUPTED, CANCELLED, RUNNING})
+
+
+class GpuPeakSource:
+    """Where a run's `gpu_peak_bytes` came from (stored as `gpu_peak_source`)."""
+
+    TORCH_ALLOCATOR = "torch_allocator"  # torch.cuda.max_memory_allocated: this process's tensors only
+    NVML_DEVICE = "nvml_device"  # NVML used memory, sampled during the run: the whole device, every process
+    MEM_GET_INFO = "mem_get_info"  # torch.cuda.mem_get_info at node and run ends: the whole device, snapshots
+
+    ALL = frozenset({TORCH_ALLOCATOR, NVML_DEVICE, MEM_GET_INFO})
 
 
 class NodeStatus:
@@ -123,10 +146,15 @@ class Run:
     interrupted_reason: str | None = None
     gpu_name: str | None = None
     gpu_total_bytes: int | None = None
+    # The run's GPU peak and where it came from (`gpu_peak_source`: torch_allocator, nvml_device or
+    # mem_get_info; see telemetry.capture.gpu.device_memory.choose_gpu_peak). Node peaks are torch's allocator.
     gpu_peak_bytes: int | None = None
+    gpu_peak_source: str | None = None
     gpu_reserved_peak_bytes: int | None = None
     gpu_used_peak_bytes: int | None = None
     ram_peak_bytes: int | None = None
+    # Whether ComfyUI ran with DynamicVRAM (comfy-aimdo); None where that ComfyUI has no such mode.
+    dynamic_vram: bool | None = None
     labels: RunLabels = field(default_factory=RunLabels)
     instance: str | None = None
     source: str = "plugin"

@@ -46,6 +46,8 @@ class ComfyServer:
         link = base_dir / "custom_nodes" / PACK_FOLDER
         if not link.exists():
             link.symlink_to(REPO, target_is_directory=True)
+        nodes_link = base_dir / "custom_nodes" / "run_telemetry_test_nodes"  # tests/node_pack: the tests' own nodes
+        nodes_link.exists() or nodes_link.symlink_to(REPO / "tests" / "node_pack", target_is_directory=True)
 
     @property
     def url(self) -> str:

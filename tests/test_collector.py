@@ -128,3 +128,122 @@ def test_labels_from_label_nodes_and_api():
                                                                   "tags": "a, b,a"}}}
     labels = extract_labels(prompt, {"scene": "S1", "tags": ["c"]})
     assert (labels.story_title, labels.scene, labels.tags) == ("Saga", "S1", ["a", "b", "c"])
+
+
+# --- newest ComfyUI: partial success, output metadata, cancelled prompts --------------------------------------
+
+
+def _history(status_str, messages, outputs=None):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {}}, "2": {"class_type": "SaveImage",
+                                                                   "inputs": {"images": ["1", 0]}},
+              "3": {"class_type": "Broken", "inputs": {}}}
+    return {"prompt": [0, "p", prompt, {"create_time": 900}, ["2", "3"]], "outputs": outputs or {},
+            "status": {"status_str": status_str, "completed": False, "messages": messages}}
+
+
+def test_a_partial_success_keeps_its_own_status_and_the_failed_node():
+    """Comfy-Org/ComfyUI PR #14918 (open): with node_failure_policy continue_independent, history's status_str is
+    `partial_success` and per-node errors are reported; independent branches keep their outputs."""
+    item = _history("partial_success", [
+        ["execution_start", {"timestamp": 1000}],
+        ["execution_error", {"node_id": "3", "node_type": "Broken", "exception_type": "ValueError",
+                             "exception_message": "bad input", "executed": ["1", "2"], "timestamp": 1500}],
+    ], outputs={"2": {"images": [{"filename": "a.png", "type": "output"}]}})
+    run = build_run("p", item)
+    assert run.status == "partial_success"
+    assert (run.error.node_id, run.error.exception_type) == ("3", "ValueError")
+    assert {n.node_id: n.status for n in run.nodes} == {"1": "executed", "2": "executed", "3": "failed"}
+    assert run.output_counts["images"] == 1
+
+
+def test_output_metadata_frame_count_comes_first():
+    """Comfy-Org/ComfyUI PR #15417 (comfy_execution/media_enrichment.py): file outputs carry metadata with
+    frame_count; it wins over the fed batch and over counting the file."""
+    outputs = {"2": {"images": [{"filename": "clip.webp", "type": "output",
+                                 "metadata": {"kind": "video", "width": 32, "height": 32, "frame_count": 48}}],
+                     "animated": [True]}}
+    item = _history("success", [["execution_start", {"timestamp": 1}], ["execution_success", {"timestamp": 2}]],
+                    outputs)
+    counted = []
+    run = build_run("p", item, context=BuildContext(frame_counter=lambda o: counted.append(o) or 3))
+    assert [o.frame_count for o in run.outputs] == [48] and counted == []
+
+
+def test_a_cancelled_prompt_has_its_queue_time_and_no_duration():
+    from telemetry.collector import build_cancelled_run
+
+    item = (5, "gone", {"1": {"class_type": "EmptyImage", "inputs": {}}}, {"create_time": 1_000}, ["1"])
+    run = build_cancelled_run(item, 4_500, BuildContext(instance="i"))
+    assert (run.status, run.queued_at_ms, run.started_at_ms, run.queue_wait_ms, run.duration_ms) == (
+        "cancelled", 1_000, 4_500, 3_500.0, None)
+    assert run.instance == "i" and run.workflow_name and run.node_count == 1
+    assert build_cancelled_run(("bad",), 1) is None
+
+
+@pytest.mark.parametrize("dynamic, torch_peak, nvml, mem_info, expected", [
+    (True, 1, 5, 4, (5, "nvml_device")),
+    (True, 1, None, 4, (4, "mem_get_info")),
+    (True, 1, None, None, (1, "torch_allocator")),
+    (False, 1, 5, 4, (1, "torch_allocator")),
+    (None, None, 5, 4, (5, "nvml_device")),
+    (None, None, None, 4, (4, "mem_get_info")),
+    (None, None, None, None, (None, None)),
+])
+def test_the_gpu_peak_source_follows_its_documented_priority(dynamic, torch_peak, nvml, mem_info, expected):
+    from telemetry.collector import choose_gpu_peak
+
+    assert choose_gpu_peak(torch_peak, nvml, mem_info, dynamic) == expected
+
+
+def test_new_statuses_flow_through_filters_stats_and_metrics(store):
+    from telemetry.collector import build_cancelled_run
+    from telemetry.filters import FilterError, Page, parse_run_filters
+    from telemetry.metrics import RunMetrics
+
+    ok = build_run("ok", _history("success", [["execution_start", {"timestamp": 1000}],
+                                               ["execution_success", {"timestamp": 2000}]]))
+    partial = build_run("part", _history("partial_success", [["execution_start", {"timestamp": 3000}]]))
+    cancelled = build_cancelled_run((1, "gone", {}, {"create_time": 500}, []), 4_000)
+    ok.gpu_peak_bytes, ok.gpu_peak_source, ok.dynamic_vram = 123, "nvml_device", True
+    store.save_runs([ok, partial, cancelled])
+    runs, total = store.query_runs(parse_run_filters({"status": "cancelled"}), Page())
+    assert total == 1 and runs[0].run_id == "gone" and runs[0].queue_wait_ms == 3500.0
+    stored = store.get_run("ok")
+    assert (stored.gpu_peak_bytes, stored.gpu_peak_source, stored.dynamic_vram) == (123, "nvml_device", True)
+    stats = store.stats(parse_run_filters({}))
+    assert stats["by_status"]["cancelled"] == 1 and stats["by_status"]["partial_success"] == 1
+    assert stats["success_rate"] == 0.5  # cancelled prompts never ran: not in the denominator
+    with pytest.raises(FilterError, match="cancelled"):
+        parse_run_filters({"status": "nope"})
+    metrics = RunMetrics("i")
+    for run in (ok, partial, cancelled):
+        metrics.observe(run)
+    text = metrics.render()
+    assert 'status="cancelled"' in text and 'status="partial_success"' in text
+
+
+def test_migration_5_adds_the_gpu_peak_source_and_dynamic_vram_columns_to_an_older_database(tmp_path):
+    import sqlite3
+
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.migrations import LATEST_VERSION
+    from telemetry.store.store import Store
+
+    path = tmp_path / "old.db"
+    store = Store(sqlite_url(str(path)))
+    store.open()
+    store.close()
+    with sqlite3.connect(path) as db:  # the schema as version 4 left it
+        db.execute("ALTER TABLE runs DROP COLUMN gpu_peak_source")
+        db.execute("ALTER TABLE runs DROP COLUMN dynamic_vram")
+        db.execute("DELETE FROM schema_version WHERE version = 5")
+    store = Store(sqlite_url(str(path)))
+    store.open()
+    run = build_run("r", _history("success", [["execution_start", {"timestamp": 1}],
+                                             ["execution_success", {"timestamp": 2}]]))
+    run.gpu_peak_source, run.dynamic_vram = "mem_get_info", False
+    store.save_runs([run])
+    assert (store.get_run("r").gpu_peak_source, store.get_run("r").dynamic_vram) == ("mem_get_info", False)
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert max(v for (v,) in db.execute("SELECT version FROM schema_version")) == LATEST_VERSION == 5

@@ -4,6 +4,9 @@
 - `execution.reset_progress_state`: re-adds our `ProgressHandler` for each prompt (ComfyUI makes a new registry
   per prompt); it times nodes and marks cached ones.
 - `PromptQueue.task_done`: hands the authoritative history record, once ComfyUI has written it, to the recorder.
+- `PromptQueue.delete_queue_item` / `wipe_queue`: a prompt deleted from the queue before it started
+  (`POST /queue {"delete": [...]}` or `{"clear": true}`, the frontend's cancel) is recorded as `cancelled`. These
+  run on ComfyUI's MainThread event loop: they only keep a reference to the removed items and queue one job.
 
 Every wrapper is idempotent (marked, never applied twice), chains to the saved original with *args/**kwargs,
 feature-detects with getattr, and never lets an exception of ours escape. On the worker thread they only copy
@@ -13,13 +16,15 @@ references, read clocks and counters, and put work on the recorder's queue.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..collector import BuildContext, RunTrace, build_run, build_started_run, now_ms
+from ..collector import BuildContext, RunTrace, build_cancelled_run, build_run, build_started_run, now_ms
 from ..privacy import without_sensitive
 from ..recorder import Recorder
 
@@ -29,6 +34,8 @@ MARK = "__run_telemetry_wrapped__"
 HANDLER_NAME = "run_telemetry"
 ORPHAN_AFTER_S = 5.0
 START_RECORD_DELAY_S = 0.3
+SEEN_PROMPTS_KEPT = 4096
+"""Prompt ids the hooks recorded lately, so that another way in (ExecutionLifecycle) never records them twice."""
 
 
 class Capture:
@@ -36,7 +43,8 @@ class Capture:
 
     def __init__(self, recorder: Recorder, context: BuildContext, *, sampler: Any = None, probe: Any = None,
                  device: Any = None, samples_per_run: int = 600,
-                 downsample: Callable[[list, int], list] | None = None) -> None:
+                 downsample: Callable[[list, int], list] | None = None, mem_probe: Any = None,
+                 dynamic_vram: Callable[[], bool | None] | None = None) -> None:
         self.recorder = recorder
         self.context = context
         self.sampler = sampler
@@ -45,7 +53,13 @@ class Capture:
         self.device = device
         self.samples_per_run = samples_per_run
         self.downsample = downsample
+        # Device-level used memory (torch.cuda.mem_get_info), where NVML cannot sample the device.
+        self.mem_probe = mem_probe
+        self.dynamic_vram = dynamic_vram
         self.current: RunTrace | None = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.cancelled_seen = 0
+        self.lifecycle_registered = False
         self.last_finished_monotonic = 0.0
         self._awaiting_history: dict[str, tuple[RunTrace, float]] = {}
         self._lock = threading.Lock()  # held only for dict operations, never around I/O
@@ -67,11 +81,16 @@ class Capture:
                 extra_data=without_sensitive(extra_data),
                 execute_outputs=[str(o) for o in (execute_outputs or [])],
             )
+            self._mark_seen(trace.prompt_id)
             if self.device is not None:
                 trace.gpu_name = self.device.name
                 trace.gpu_total_bytes = self.device.total_bytes
+            if self.dynamic_vram is not None:
+                trace.dynamic_vram = self.dynamic_vram()
             if self.probe is not None:
                 self.probe.reset_peak()
+            if self.mem_probe is not None:
+                self.mem_probe.reset()
             if self.sampler is not None:
                 self.sampler.run_started()
             self.current = trace
@@ -106,6 +125,9 @@ class Capture:
                 if self.probe is not None:
                     allocated, reserved = self.probe.read_peak()
                     trace.gpu_peak_bytes, trace.gpu_reserved_peak_bytes = allocated, reserved
+                if self.mem_probe is not None:
+                    self.mem_probe.read_used()
+                    trace.gpu_mem_info_peak_bytes = self.mem_probe.peak_bytes
                 if self.sampler is not None:
                     summary = self.sampler.run_finished()
                     trace.gpu_used_peak_bytes = summary.gpu_used_peak_bytes
@@ -137,6 +159,45 @@ class Capture:
             self._hook_failed("task_done")
         finally:
             self.worker_ns += time.perf_counter_ns() - began
+
+    def queue_items_cancelled(self, items: Any, cancelled_at_ms: int | None = None) -> None:
+        """Prompts removed from ComfyUI's queue before they started. Called on ComfyUI's MainThread event loop
+        with a reference to the removed items (never copied here): O(1), one job for the recorder thread, which
+        builds the `cancelled` runs. Never raises."""
+        began = time.perf_counter_ns()
+        try:
+            at_ms = now_ms() if cancelled_at_ms is None else cancelled_at_ms
+            context = self.context
+
+            def job() -> list:
+                runs = []
+                for item in items:
+                    run = build_cancelled_run(item, at_ms, context)
+                    if run is not None and self._mark_seen(run.run_id):
+                        runs.append(run)
+                self.cancelled_seen += len(runs)
+                return runs
+
+            self.recorder.submit(job, "run cancelled", wake=False)
+        except Exception:
+            self._hook_failed("queue delete")
+        finally:
+            self.worker_ns += time.perf_counter_ns() - began
+
+    def _mark_seen(self, prompt_id: str) -> bool:
+        """Remember a prompt id the hooks record; False when it was already there. Dict operations only."""
+        with self._lock:
+            if prompt_id in self._seen:
+                return False
+            self._seen[prompt_id] = None
+            if len(self._seen) > SEEN_PROMPTS_KEPT:
+                self._seen.popitem(last=False)
+            return True
+
+    def seen(self, prompt_id: Any) -> bool:
+        """True when the hooks recorded (or are recording) this prompt."""
+        with self._lock:
+            return str(prompt_id) in self._seen
 
     def flush_orphans(self, max_age_s: float = ORPHAN_AFTER_S) -> int:
         """Finish runs whose history record never came (hosts without PromptQueue). Recorder thread."""
@@ -193,6 +254,8 @@ class Capture:
             node = trace.nodes.get(node_id)
             if self.probe is not None and node is not None and node.started_perf is not None:
                 peak = self.probe.read_peak()[0]
+            if self.mem_probe is not None:
+                self.mem_probe.read_used()
             trace.node_finished(node_id, time.perf_counter(), peak)
         except Exception:
             self._hook_failed("node finish")
@@ -231,11 +294,17 @@ def animation_input_frames(executor: Any, prompt: Any, history_result: Any) -> d
 
     Read from the executor's output cache (references and `.shape` only: O(number of output nodes)); encoders may
     merge identical frames, so the file alone can under-count. Best effort: any surprise gives no entry.
+    The newest ComfyUI's cache `get` is a coroutine function (Comfy-Org/ComfyUI comfy_execution/caching.py
+    @dec8fb2, `async def get` beside a sync `get_local`): `cache_reader` picks the sync one and never calls a
+    coroutine function.
     """
     found: dict[str, int] = {}
     outputs = history_result.get("outputs") if isinstance(history_result, dict) else None
     cache = getattr(getattr(executor, "caches", None), "outputs", None)
     if not isinstance(outputs, dict) or cache is None or not isinstance(prompt, dict):
+        return found
+    read = cache_reader(cache)
+    if read is None:
         return found
     for node_id, ui in outputs.items():
         if not isinstance(ui, dict):
@@ -248,7 +317,7 @@ def animation_input_frames(executor: Any, prompt: Any, history_result: Any) -> d
             for name in ("images", "image", "frames"):
                 link = inputs.get(name)
                 if isinstance(link, list) and len(link) == 2:
-                    entry = cache.get(str(link[0]))
+                    entry = read(str(link[0]))
                     slots = getattr(entry, "outputs", entry)
                     values = slots[link[1]]
                     total = sum(int(v.shape[0]) for v in values if hasattr(v, "shape") and len(v.shape) == 4)
@@ -258,6 +327,20 @@ def animation_input_frames(executor: Any, prompt: Any, history_result: Any) -> d
         except Exception:
             continue
     return found
+
+
+def cache_reader(cache: Any) -> Callable[[str], Any] | None:
+    """The synchronous lookup of ComfyUI's output cache: `get_local` where it exists (newest cores, whose `get`
+    is async), else `get` unless it is a coroutine function. None when there is no synchronous lookup."""
+    for name in ("get_local", "get"):
+        method = getattr(cache, name, None)
+        if callable(method) and not _is_coroutine_function(method):
+            return method
+    return None
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__func__", None))
 
 
 # -- installing the wrappers ---------------------------------------------------------------------------------
@@ -324,16 +407,65 @@ def _wrap_task_done(original: Callable[..., Any], capture: Capture) -> Callable[
     return task_done
 
 
+def _wrap_delete_queue_item(original: Callable[..., Any], capture: Capture) -> Callable[..., Any]:
+    """ComfyUI passes a predicate and removes the first queued item it accepts (`POST /queue {"delete"}`). The
+    predicate is wrapped to keep a reference to that item; its own exceptions pass through unchanged."""
+    @functools.wraps(original)
+    def delete_queue_item(self: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
+        matched: list[Any] = []
+
+        def predicate(item: Any) -> Any:
+            accepted = function(item)
+            if accepted:
+                matched.append(item)
+            return accepted
+
+        target = predicate if callable(function) else function
+        result = original(self, target, *args, **kwargs)
+        if result and matched:
+            _guarded(capture, "queue delete", capture.queue_items_cancelled, matched[-1:])
+        return result
+
+    setattr(delete_queue_item, MARK, True)
+    return delete_queue_item
+
+
+def _wrap_wipe_queue(original: Callable[..., Any], capture: Capture) -> Callable[..., Any]:
+    """`POST /queue {"clear": true}`: ComfyUI rebinds `self.queue` to a new list, so the old list is exactly what
+    was removed; it is kept by reference (under ComfyUI's own re-entrant mutex), never copied here."""
+    @functools.wraps(original)
+    def wipe_queue(self: Any, *args: Any, **kwargs: Any) -> Any:
+        mutex = getattr(self, "mutex", None)
+        if mutex is None:
+            return original(self, *args, **kwargs)
+        with mutex:
+            removed = getattr(self, "queue", None)
+            result = original(self, *args, **kwargs)
+            still = getattr(self, "queue", None)
+        if removed and removed is not still:
+            _guarded(capture, "queue clear", capture.queue_items_cancelled, removed)
+        return result
+
+    setattr(wipe_queue, MARK, True)
+    return wipe_queue
+
+
 def make_progress_handler_class(base: type, capture: Capture) -> type:
     class TelemetryProgressHandler(base):  # type: ignore[misc, valid-type]
         """Times nodes. Exceptions here would fail the node or kill the worker, so none escape."""
 
         def __init__(self) -> None:
             super().__init__(HANDLER_NAME)
+            self.registry: Any = None
+
+        def set_registry(self, registry: Any) -> None:
+            # ComfyUI's base ProgressHandler.set_registry does nothing (comfy_execution/progress.py:44 in 0.3.75
+            # and 0.8.0); add_progress_handler calls it with the prompt's registry, whose `dynprompt` knows the
+            # class type and parent of nodes created by node expansion.
+            self.registry = registry
 
         def start_handler(self, node_id: str, state: Any, prompt_id: str) -> None:
-            _guarded(capture, "node start", capture.node_started, getattr(self, "registry", None), node_id,
-                     prompt_id)
+            _guarded(capture, "node start", capture.node_started, self.registry, node_id, prompt_id)
 
         def update_handler(self, node_id: str, value: float, max_value: float, state: Any, prompt_id: str,
                            image: Any = None) -> None:
@@ -362,7 +494,7 @@ def _wrap_reset_progress_state(original: Callable[..., Any], capture: Capture, p
 
 def install(capture: Capture, execution: Any = None, progress: Any = None) -> dict[str, bool]:
     """Install the hooks into ComfyUI's `execution` module. Returns which hooks are in place."""
-    installed = {"executor": False, "task_done": False, "progress_handler": False}
+    installed = {"executor": False, "task_done": False, "progress_handler": False, "queue_cancel": False}
     try:
         if execution is None:
             import execution  # type: ignore[no-redef]  # ComfyUI's module
@@ -381,6 +513,14 @@ def install(capture: Capture, execution: Any = None, progress: Any = None) -> di
         if not _is_wrapped(queue_cls.task_done):
             queue_cls.task_done = _wrap_task_done(queue_cls.task_done, capture)
         installed["task_done"] = True
+    delete = getattr(queue_cls, "delete_queue_item", None) if queue_cls is not None else None
+    wipe = getattr(queue_cls, "wipe_queue", None) if queue_cls is not None else None
+    if callable(delete) and callable(wipe):
+        if not _is_wrapped(delete):
+            queue_cls.delete_queue_item = _wrap_delete_queue_item(delete, capture)
+        if not _is_wrapped(wipe):
+            queue_cls.wipe_queue = _wrap_wipe_queue(wipe, capture)
+        installed["queue_cancel"] = True
 
     try:
         if progress is None:

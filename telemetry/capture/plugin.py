@@ -161,7 +161,7 @@ def _start() -> Plugin:
                         retention=(config.retention_days, config.retention_max_runs), idle_hook=idle_hook,
                         busy=lambda: bool(capture_ref) and comfy_busy(capture_ref[0]))
 
-    sampler = probe = device = downsample = None
+    sampler = probe = device = downsample = mem_probe = dynamic_vram = None
     try:
         from . import gpu
 
@@ -170,19 +170,29 @@ def _start() -> Plugin:
         sampler = gpu.ResourceSampler(device, interval_s=max(0.01, config.gpu_sample_interval_ms / 1000.0))
         sampler.start()
         downsample = gpu.downsample_samples
+        dynamic_vram = gpu.dynamic_vram_enabled
+        if device.backend in ("cuda", "rocm") and device.nvml_index is None:
+            # No NVML sampling of this device: device-level memory from the driver at node and run ends.
+            mem_probe = gpu.DeviceMemoryProbe(device)
     except Exception:
         log.exception("Run Telemetry: GPU sampling is off")
 
     capture = hooks.Capture(recorder, context, sampler=sampler, probe=probe, device=device,
-                            samples_per_run=config.gpu_samples_per_run, downsample=downsample)
+                            samples_per_run=config.gpu_samples_per_run, downsample=downsample,
+                            mem_probe=mem_probe, dynamic_vram=dynamic_vram)
     capture_ref.append(capture)
     installed = hooks.install(capture) if config.enabled else {}
+    if config.enabled:
+        from .lifecycle import register_lifecycle
+
+        installed["execution_lifecycle"] = register_lifecycle(capture, context)
 
     def hook_report() -> dict[str, Any]:
         per_run = capture.worker_ns / 1e6 / capture.runs_seen if capture.runs_seen else None
         return {**installed, "hook_errors": capture.hook_errors, "runs_seen": capture.runs_seen,
                 "worker_ms_total": round(capture.worker_ns / 1e6, 3), "worker_ms_per_run": per_run,
-                "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None)}
+                "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None),
+                "dynamic_vram": dynamic_vram() if dynamic_vram is not None else None}
 
     service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance,
                                config_warnings=config.warning_dicts())

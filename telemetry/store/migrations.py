@@ -50,6 +50,23 @@ _V4_INDEXES = (
 )
 
 
+def _add_v5_columns(db: Database) -> None:
+    """`runs.gpu_peak_source` and `runs.dynamic_vram` (newest ComfyUI: DynamicVRAM peaks). A database created at
+    version 1 by this code already has them (create_tables uses the current models), so only missing ones are
+    added."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run_migration
+
+    from .schema import RunRow
+
+    present = {column.name for column in db.get_columns(RunRow._meta.table_name)}
+    migrator = SchemaMigrator.from_database(db)
+    steps = [migrator.add_column(RunRow._meta.table_name, name, RunRow._meta.fields[name])
+             for name in ("gpu_peak_source", "dynamic_vram") if name not in present]
+    if steps:
+        run_migration(*steps)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -62,6 +79,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (2, _statements(*_V2_INDEXES)),
     (3, _statements(*_V3_INDEXES)),
     (4, _statements(*_V4_INDEXES)),
+    (5, _add_v5_columns),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

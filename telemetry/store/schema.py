@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from peewee import (
     AutoField,
     BigIntegerField,
+    BooleanField,
     CharField,
     Database,
     DatabaseProxy,
@@ -109,6 +110,9 @@ class RunRow(BaseModel):
     gpu_reserved_peak_bytes = BigIntegerField(null=True)
     gpu_used_peak_bytes = BigIntegerField(null=True)
     ram_peak_bytes = BigIntegerField(null=True)
+    # Added by migration 5: where gpu_peak_bytes came from, and whether DynamicVRAM (comfy-aimdo) was on.
+    gpu_peak_source = CharField(max_length=32, null=True)
+    dynamic_vram = BooleanField(null=True)
     story_title = TextField(null=True)
     scene = TextField(null=True)
     tags = TextField(null=True)  # JSON list

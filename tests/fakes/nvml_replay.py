@@ -1,7 +1,9 @@
-"""A stand-in for `pynvml` that replays recorded NVML readings, for tests and for demos on machines with no
-NVIDIA GPU. `ResourceSampler(device, nvml=ReplayNvml.from_file(path))` samples it like the real library.
+"""A test double for `pynvml` that replays recorded NVML readings, on machines with no NVIDIA GPU (it lives with
+the tests, not in the pack). `ResourceSampler(device, nvml=ReplayNvml.from_file(path))` samples it like the real
+library.
 
-The replay file (see tests/fixtures/nvml_h100_replay.json) lists devices with their identity and a sequence of
+The replay file (tests/fixtures/nvml_h100_replay.json, or a bench/gpu_proof.py file in tests/fixtures/gpu/) lists
+devices with their identity and a sequence of
 readings; every query function walks its own cursor through the sequence and then holds the last reading. The
 error class mirrors pynvml's: `NVMLError(value)` becomes the subclass for that code (`NVMLError_NotSupported`
 for 3) and carries `.value`, so code that handles the real library handles this one.
