@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comfy_harness import ComfyServer, comfyui_dir  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_URL = os.environ.get("TELEMETRY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_ALL = os.environ.get("RUN_TELEMETRY_REQUIRE_ALL") == "1"
 
