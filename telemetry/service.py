@@ -30,8 +30,10 @@ EXPORT_COLUMNS = (
 
 class TelemetryService:
     def __init__(self, store: Store, recorder: Recorder | None, *, hooks: Callable[[], Mapping[str, Any]] | None = None,
-                 source: str = "plugin", instance: str | None = None) -> None:
+                 source: str = "plugin", instance: str | None = None,
+                 optional: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.store = store
+        self._optional = optional or (lambda: {})
         self.recorder = recorder
         self._hooks = hooks or (lambda: {})
         self.source = source
@@ -80,6 +82,7 @@ class TelemetryService:
             "source": self.source,
             "instance": self.instance,
             "hooks": dict(self._hooks()),
+            "optional": dict(self._optional()),  # optional parts that failed to load: part -> error
             "database": db,
             "queue_depth": recorder.get("queue_depth", 0),
             "buffered": recorder.get("buffered", 0),

@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..collector import BuildContext
@@ -41,6 +41,8 @@ class Plugin:
     service: TelemetryService
     installed_hooks: dict[str, bool]
     analysis: Any = None
+    # optional parts that failed to import or start: part -> "ExceptionType: message" (served by /telemetry/health)
+    optional: dict[str, str] = field(default_factory=dict)
 
 
 _plugin: Plugin | None = None
@@ -184,8 +186,10 @@ def _start() -> Plugin:
                 "worker_ms_total": round(capture.worker_ns / 1e6, 3), "worker_ms_per_run": per_run,
                 "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None)}
 
-    service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance)
-    plugin = Plugin(config, data_dir, store, recorder, capture, service, installed)
+    optional: dict[str, str] = {}
+    service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance,
+                               optional=lambda: optional)
+    plugin = Plugin(config, data_dir, store, recorder, capture, service, installed, optional=optional)
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
     _attach_analysis(plugin)
@@ -198,7 +202,8 @@ def _start() -> Plugin:
 def _attach_analysis(plugin: Plugin) -> None:
     try:
         from ..analysis.service import AnalysisService
-    except Exception:
+    except Exception as exc:
+        _optional_failed(plugin, "analysis", exc)
         return
     try:
         config_path = os.environ.get("TELEMETRY_CONFIG") or os.path.join(plugin.data_dir, "config.json")
@@ -256,9 +261,16 @@ def _add_routes(plugin: Plugin) -> None:
     add_core_routes(routes, current_service)
     try:
         from ..api.analysis_routes import add_analysis_routes
-    except Exception:
+    except Exception as exc:
+        _optional_failed(plugin, "analysis_routes", exc)
         return
     add_analysis_routes(routes, lambda: plugin.analysis, pending_queue)
+
+
+def _optional_failed(plugin: Plugin, part: str, exc: BaseException) -> None:
+    """An optional part could not be imported: say so in the log and in /telemetry/health, never drop it silently."""
+    plugin.optional[part] = f"{type(exc).__name__}: {exc}"[:300]
+    log.warning("Run Telemetry: %s is off (%s: %s); /telemetry/health reports it", part, type(exc).__name__, exc)
 
 
 def current_service() -> TelemetryService | None:
