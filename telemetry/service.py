@@ -43,9 +43,11 @@ EXPORT_COLUMNS = (
 class TelemetryService:
     def __init__(self, store: Store, recorder: Recorder | None, *, hooks: Callable[[], Mapping[str, Any]] | None = None,
                  source: str = "plugin", instance: str | None = None,
-                 config_warnings: list[dict[str, Any]] | None = None) -> None:
+                 config_warnings: list[dict[str, Any]] | None = None,
+                 optional: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.store = store
         self.config_warnings = list(config_warnings or [])
+        self._optional = optional or (lambda: {})
         self.recorder = recorder
         self._hooks = hooks or (lambda: {})
         self.source = source
@@ -98,6 +100,7 @@ class TelemetryService:
             "source": self.source,
             "instance": self.instance,
             "hooks": dict(self._hooks()),
+            "optional": dict(self._optional()),  # optional parts that failed to load: part -> error
             "database": db,
             "queue_depth": recorder.get("queue_depth", 0),
             "buffered": recorder.get("buffered", 0),

@@ -1,13 +1,17 @@
 """Starts a real ComfyUI server on loopback with this pack installed, for integration and browser tests.
 
-The ComfyUI tree comes from `COMFYUI_DIR` (scripts/provision.sh prepares ComfyUI 0.3.75 and prints its path);
-each server gets its own scratch base directory, so models, outputs and the telemetry database are isolated.
+The tests run on a matrix of ComfyUI trees (see `comfyui_trees`): scripts/provision.sh prepares ComfyUI 0.3.75 and,
+when its tarball is given, 0.8.0, and prints their paths (`RUN_TELEMETRY_COMFYUI_TREES`). Each tree is served its
+own pinned frontend, and the browser tests also a newer one, from the frontends provision unpacks
+(`RUN_TELEMETRY_FRONTEND_DIR`) with `--front-end-root`. Each server gets its own scratch base directory, so models,
+outputs and the telemetry database are isolated.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,17 +20,98 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_FOLDER = "run-telemetry"
-DEFAULT_COMFYUI_DIR = Path.home() / ".cache" / "run-telemetry" / "comfyui-0.3.75"
+CACHE = Path(os.environ.get("RUN_TELEMETRY_CACHE") or Path.home() / ".cache" / "run-telemetry")
+DEFAULT_COMFYUI_DIR = CACHE / "comfyui-0.3.75"
+# The ComfyUI versions every real-server test runs on (RUN_TELEMETRY_COMFYUI_VERSIONS overrides, comma-separated).
+MATRIX_VERSIONS = ("0.3.75", "0.8.0")
+# The newest ComfyUI frontend the browser tests also check (served with --front-end-root).
+NEWEST_FRONTEND = "1.58.1"
+
+
+def tree_version(root: Path) -> str | None:
+    """The ComfyUI version of a tree (its comfyui_version.py), or None when `root` is not a ComfyUI tree."""
+    if not (root / "main.py").is_file():
+        return None
+    match = None
+    try:
+        match = re.search(r"__version__\s*=\s*[\"']([^\"']+)", (root / "comfyui_version.py").read_text())
+    except OSError:
+        pass
+    return match.group(1) if match else "unknown"
+
+
+def pinned_frontend(root: Path) -> str | None:
+    """The comfyui-frontend-package version a tree's requirements.txt pins."""
+    try:
+        text = (root / "requirements.txt").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^\s*comfyui-frontend-package\s*==\s*([0-9][0-9.]*)", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def frontend_root(version: str | None) -> Path | None:
+    """The unpacked static folder of a frontend version (scripts/provision.sh), or None if it is not there."""
+    if not version:
+        return None
+    base = Path(os.environ.get("RUN_TELEMETRY_FRONTEND_DIR") or CACHE / "frontends")
+    path = base / version / "static"
+    return path if (path / "index.html").is_file() else None
+
+
+def comfyui_trees() -> dict[str, Path]:
+    """Version -> ComfyUI tree: the provisioning cache's trees, then COMFYUI_DIR, then the list scripts/provision.sh
+    prints (`RUN_TELEMETRY_COMFYUI_TREES`, `;`-separated); a later source wins for the same version."""
+    candidates = [CACHE / f"comfyui-{v}" for v in MATRIX_VERSIONS]
+    if os.environ.get("COMFYUI_DIR"):
+        candidates.append(Path(os.environ["COMFYUI_DIR"]))
+    candidates += [Path(p) for p in os.environ.get("RUN_TELEMETRY_COMFYUI_TREES", "").split(";") if p.strip()]
+    trees: dict[str, Path] = {}
+    for path in candidates:
+        version = tree_version(path)
+        if version:
+            trees[version] = path.resolve()
+    return trees
+
+
+def matrix_versions() -> list[str]:
+    """The versions the real-server tests are parametrized over: the matrix (or RUN_TELEMETRY_COMFYUI_VERSIONS),
+    plus any other version a provided tree has (COMFYUI_DIR pointing at another ComfyUI)."""
+    wanted = os.environ.get("RUN_TELEMETRY_COMFYUI_VERSIONS")
+    versions = [v.strip() for v in wanted.split(",") if v.strip()] if wanted else list(MATRIX_VERSIONS)
+    if not wanted:
+        versions += [v for v in comfyui_trees() if v not in versions]
+    return versions
 
 
 def comfyui_dir() -> Path | None:
-    path = Path(os.environ.get("COMFYUI_DIR") or DEFAULT_COMFYUI_DIR)
-    return path if (path / "main.py").is_file() else None
+    """The first tree of the matrix that is present (benchmarks and the demo use one ComfyUI)."""
+    trees = comfyui_trees()
+    if os.environ.get("COMFYUI_DIR"):
+        explicit = Path(os.environ["COMFYUI_DIR"])
+        if tree_version(explicit):
+            return explicit.resolve()
+    return next((trees[v] for v in matrix_versions() if v in trees), None)
+
+
+@dataclass(frozen=True)
+class ComfyTree:
+    """One leg of the matrix: a ComfyUI tree and the frontend it is served with (None: the installed package)."""
+
+    version: str
+    root: Path
+    frontend: str | None = None
+    front_end_root: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"ComfyUI {self.version}" + (f" + frontend {self.frontend}" if self.frontend else "")
 
 
 def free_port() -> int:
@@ -36,18 +121,30 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, base_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, base_dir: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 root: Path | None = None, front_end_root: Path | None = None, link_pack: bool = True) -> None:
+        """`root`: the ComfyUI tree (default: `comfyui_dir()`); `front_end_root`: a frontend's static folder served
+        with --front-end-root (default: the tree's pinned frontend when provisioned); `link_pack`: link this checkout
+        into custom_nodes/ (False: the caller installs the pack there itself, e.g. from the Registry archive)."""
         self.base_dir = base_dir
         self.port = port or free_port()
         self.env = env or {}
+        self.root = root or comfyui_dir()
+        if front_end_root is None and self.root is not None:
+            front_end_root = frontend_root(pinned_frontend(self.root))
+        self.front_end_root = front_end_root
         self.process: subprocess.Popen | None = None
         self.log_path = base_dir / f"comfyui-{self.port}.log"
         (base_dir / "custom_nodes").mkdir(parents=True, exist_ok=True)
         link = base_dir / "custom_nodes" / PACK_FOLDER
-        if not link.exists():
+        if link_pack and not link.exists():
             link.symlink_to(REPO, target_is_directory=True)
         nodes_link = base_dir / "custom_nodes" / "run_telemetry_test_nodes"  # tests/node_pack: the tests' own nodes
         nodes_link.exists() or nodes_link.symlink_to(REPO / "tests" / "node_pack", target_is_directory=True)
+
+    @classmethod
+    def for_tree(cls, tree: ComfyTree, base_dir: Path, **kwargs: Any) -> ComfyServer:
+        return cls(base_dir, root=tree.root, front_end_root=tree.front_end_root, **kwargs)
 
     @property
     def url(self) -> str:
@@ -58,13 +155,16 @@ class ComfyServer:
         return self.base_dir / "user" / "__run_telemetry" / "telemetry.db"
 
     def start(self, timeout: float = 120.0) -> ComfyServer:
-        root = comfyui_dir()
+        root = self.root
         assert root is not None, "no ComfyUI: run scripts/provision.sh or set COMFYUI_DIR"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log = open(self.log_path, "ab")
+        args = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                "--base-directory", str(self.base_dir), "--disable-auto-launch"]
+        if self.front_end_root is not None:
+            args += ["--front-end-root", str(self.front_end_root)]
         self.process = subprocess.Popen(
-            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-             "--base-directory", str(self.base_dir), "--disable-auto-launch"],
+            args,
             cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

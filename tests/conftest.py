@@ -1,5 +1,9 @@
 """Shared fixtures. Tests that need a real ComfyUI, PostgreSQL or Chromium are marked and skip with a clear
-reason when the part is missing locally; CI provisions all of them (scripts/provision.sh), so there they run."""
+reason when the part is missing locally; CI provisions all of them (scripts/provision.sh), so there they run.
+
+Every real-ComfyUI test runs once per ComfyUI version of the matrix (`comfy_tree`, ids `comfy0.3.75`,
+`comfy0.8.0`); a version whose tree is not provisioned skips with the reason (fails under
+RUN_TELEMETRY_REQUIRE_ALL=1, unless RUN_TELEMETRY_COMFYUI_VERSIONS leaves it out of the matrix)."""
 
 from __future__ import annotations
 
@@ -12,17 +16,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comfy_harness import ComfyServer, comfyui_dir  # noqa: E402
+from comfy_harness import ComfyServer, ComfyTree, matrix_versions, tree_version  # noqa: E402
+from matrix import matrix_header, require_tree, skip_or_fail  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_URL = os.environ.get("TELEMETRY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_ALL = os.environ.get("RUN_TELEMETRY_REQUIRE_ALL") == "1"
-
-
-def _skip_or_fail(reason: str) -> None:
-    if REQUIRE_ALL:
-        pytest.fail(f"{reason} (RUN_TELEMETRY_REQUIRE_ALL=1: nothing may be skipped)")
-    pytest.skip(reason)
+_skip_or_fail = skip_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -35,18 +34,25 @@ def recorded_runs() -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.fixture(scope="session")
-def comfy_available() -> Path:
-    root = comfyui_dir()
-    if root is None:
-        _skip_or_fail("no ComfyUI tree: run scripts/provision.sh or set COMFYUI_DIR")
-    return root
+def pytest_report_header(config) -> list[str]:
+    return [matrix_header()]
+
+
+@pytest.fixture(scope="session", params=matrix_versions(), ids=lambda v: f"comfy{v}")
+def comfy_tree(request) -> ComfyTree:
+    """The ComfyUI tree of this matrix leg: every test that starts a real ComfyUI runs once per version."""
+    return require_tree(request.param)
 
 
 @pytest.fixture(scope="session")
-def comfy(comfy_available, tmp_path_factory) -> ComfyServer:
+def comfy_available(comfy_tree) -> Path:
+    return comfy_tree.root
+
+
+@pytest.fixture(scope="session")
+def comfy(comfy_tree, tmp_path_factory) -> ComfyServer:
     """One real ComfyUI with the pack, shared by the integration tests (SQLite, default configuration)."""
-    server = ComfyServer(tmp_path_factory.mktemp("comfy-shared"))
+    server = ComfyServer.for_tree(comfy_tree, tmp_path_factory.mktemp(f"comfy-shared-{comfy_tree.version}"))
     server.start()
     yield server
     server.stop()
@@ -56,17 +62,21 @@ def comfy(comfy_available, tmp_path_factory) -> ComfyServer:
 def _keep_log(server: ComfyServer) -> None:
     out = os.environ.get("RUN_TELEMETRY_TEST_OUTPUT")
     if out and server.log_path.exists():
-        Path(out).mkdir(parents=True, exist_ok=True)
-        shutil.copy(server.log_path, Path(out) / server.log_path.name)
+        target = Path(out) / "comfyui-logs"
+        target.mkdir(parents=True, exist_ok=True)
+        version = tree_version(server.root) if server.root else "unknown"
+        shutil.copy(server.log_path, target / f"{version}-{server.log_path.name}")
 
 
 @pytest.fixture
-def comfy_factory(comfy_available, tmp_path):
-    """Starts dedicated servers for tests that restart, kill or reconfigure ComfyUI."""
+def comfy_factory(comfy_tree, tmp_path):
+    """Starts dedicated servers (on this leg's ComfyUI) for tests that restart, kill or reconfigure ComfyUI."""
     servers: list[ComfyServer] = []
 
-    def make(env: dict[str, str] | None = None, base_dir: Path | None = None) -> ComfyServer:
-        server = ComfyServer(base_dir or tmp_path / f"comfy-{len(servers)}", env=env)
+    def make(env: dict[str, str] | None = None, base_dir: Path | None = None, port: int | None = None,
+             **kwargs) -> ComfyServer:
+        server = ComfyServer.for_tree(comfy_tree, base_dir or tmp_path / f"comfy-{len(servers)}", env=env, port=port,
+                                      **kwargs)
         servers.append(server)
         return server
 

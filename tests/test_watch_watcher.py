@@ -1,4 +1,4 @@
-"""The watcher's logic on the recorded real ComfyUI 0.3.75 responses (`../shared/fixtures`), with the network edge
+"""The watcher's logic on the recorded real ComfyUI 0.3.75 responses (`tests/fixtures`), with the network edge
 (`ComfyClient`) replaced by a fake that serves those responses, and the real Recorder and Store on SQLite."""
 
 from __future__ import annotations

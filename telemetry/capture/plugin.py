@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..collector import BuildContext
@@ -42,6 +42,8 @@ class Plugin:
     service: TelemetryService
     installed_hooks: dict[str, bool]
     analysis: Any = None
+    # optional parts that failed to import or start: part -> "ExceptionType: message" (served by /telemetry/health)
+    optional: dict[str, str] = field(default_factory=dict)
 
 
 _plugin: Plugin | None = None
@@ -194,9 +196,10 @@ def _start() -> Plugin:
                 "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None),
                 "dynamic_vram": dynamic_vram() if dynamic_vram is not None else None}
 
+    optional: dict[str, str] = {}
     service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance,
-                               config_warnings=config.warning_dicts())
-    plugin = Plugin(config, data_dir, store, recorder, capture, service, installed)
+                               config_warnings=config.warning_dicts(), optional=lambda: optional)
+    plugin = Plugin(config, data_dir, store, recorder, capture, service, installed, optional=optional)
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
     _attach_analysis(plugin)
@@ -209,7 +212,8 @@ def _start() -> Plugin:
 def _attach_analysis(plugin: Plugin) -> None:
     try:
         from ..analysis.service import AnalysisService
-    except Exception:
+    except Exception as exc:
+        _optional_failed(plugin, "analysis", exc)
         return
     try:
         plugin.analysis = AnalysisService(plugin.store, config_path=plugin.config.path, config=plugin.config.analysis)
@@ -269,7 +273,8 @@ def _add_routes(plugin: Plugin) -> None:
     add_core_routes(routes, current_service, protection)
     try:
         from ..api.analysis_routes import add_analysis_routes
-    except Exception:
+    except Exception as exc:
+        _optional_failed(plugin, "analysis_routes", exc)
         return
     add_analysis_routes(routes, lambda: plugin.analysis, pending_queue, protection)
 
@@ -281,6 +286,12 @@ def comfy_listens_beyond_loopback() -> bool:
     from ..api.security import listens_beyond_loopback
 
     return listens_beyond_loopback(getattr(args, "listen", None) or "127.0.0.1")
+
+
+def _optional_failed(plugin: Plugin, part: str, exc: BaseException) -> None:
+    """An optional part could not be imported: say so in the log and in /telemetry/health, never drop it silently."""
+    plugin.optional[part] = f"{type(exc).__name__}: {exc}"[:300]
+    log.warning("Run Telemetry: %s is off (%s: %s); /telemetry/health reports it", part, type(exc).__name__, exc)
 
 
 def current_service() -> TelemetryService | None:

@@ -1,5 +1,9 @@
 """Fixtures for the panel's browser tests: one real ComfyUI with the pack (its own scratch directory and database),
-Debian's Chromium driven by Playwright, and a page with the ComfyUI frontend loaded (see panel_page.py)."""
+Debian's Chromium driven by Playwright, and a page with the ComfyUI frontend loaded (see panel_page.py).
+
+The module runs once per browser leg (`BROWSER_LEGS`): ComfyUI 0.8.0 with its own frontend (1.35.9), and with the
+newest frontend package served with --front-end-root. RUN_TELEMETRY_BROWSER_LEGS (comma-separated ids, e.g.
+`comfy0.8.0-fe1.58.1,comfy0.3.75`) picks others."""
 
 from __future__ import annotations
 
@@ -8,14 +12,30 @@ import os
 from pathlib import Path
 
 import pytest
-from comfy_harness import ComfyServer
+from comfy_harness import NEWEST_FRONTEND, ComfyServer, ComfyTree
+from matrix import require_tree, skip_or_fail
 from panel_page import CHROMIUM_ARGS, REPO, VIEWPORT, PanelPage
 
+# (ComfyUI version, frontend version or None for the tree's own pinned frontend)
+BROWSER_LEGS = [("0.8.0", None), ("0.8.0", NEWEST_FRONTEND)]
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("RUN_TELEMETRY_REQUIRE_ALL") == "1":
-        pytest.fail(f"{reason} (RUN_TELEMETRY_REQUIRE_ALL=1: nothing may be skipped)")
-    pytest.skip(reason)
+
+def _leg_id(leg: tuple[str, str | None]) -> str:
+    return f"comfy{leg[0]}" + (f"-fe{leg[1]}" if leg[1] else "")
+
+
+def _legs() -> list[tuple[str, str | None]]:
+    wanted = os.environ.get("RUN_TELEMETRY_BROWSER_LEGS")
+    if not wanted:
+        return BROWSER_LEGS
+    legs = []
+    for item in wanted.split(","):
+        version, _, frontend = item.strip().removeprefix("comfy").partition("-fe")
+        legs.append((version, frontend or None))
+    return legs
+
+
+_skip_or_fail = skip_or_fail
 
 
 # Module scope, not session: while Playwright's sync API is running, asyncio.run() fails in this thread ("cannot be
@@ -43,15 +63,26 @@ def panel_dist() -> Path:
     return bundle
 
 
+@pytest.fixture(scope="module", params=_legs(), ids=_leg_id)
+def browser_leg(request) -> ComfyTree:
+    """This leg's ComfyUI tree and the frontend it is served with."""
+    return require_tree(*request.param)
+
+
+def _shots_name(tree: ComfyTree) -> str:
+    return f"comfy{tree.version}-fe{tree.frontend or 'installed'}"
+
+
 @pytest.fixture(scope="module")
-def browser_comfy(comfy_available, panel_dist, tmp_path_factory) -> ComfyServer:
+def browser_comfy(browser_leg, panel_dist, tmp_path_factory) -> ComfyServer:
     """A ComfyUI of its own for the browser tests, so the runs they see are only theirs. The first-run template
     dialog is switched off through the user's settings file, as a returning user would have it."""
-    base = tmp_path_factory.mktemp("comfy-browser")
+    tree = browser_leg
+    base = tmp_path_factory.mktemp(f"comfy-browser-{_shots_name(tree)}")
     user = base / "user" / "default"
     user.mkdir(parents=True)
     (user / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
-    server = ComfyServer(base)
+    server = ComfyServer.for_tree(tree, base)
     server.start()
     yield server
     server.stop()
@@ -75,11 +106,17 @@ def screenshots_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui(chromium_browser, browser_comfy, screenshots_dir) -> PanelPage:
+def ui(request, chromium_browser, browser_leg, browser_comfy, screenshots_dir) -> PanelPage:
+    # A test module's cache of runs it queued (`_runs`) belongs to one leg's server: a new leg starts empty.
+    getattr(request.module, "_runs", {}).clear()
     context = chromium_browser.new_context(viewport=VIEWPORT, color_scheme="dark")
     page = context.new_page()
     page.set_default_timeout(30_000)
-    panel_page = PanelPage(page, browser_comfy, screenshots_dir)
+    shots = screenshots_dir
+    if not os.environ.get("RUN_TELEMETRY_SCREENSHOTS"):  # docs/screenshots: one set; test output: one per leg
+        shots = screenshots_dir / _shots_name(browser_leg)
+    shots.mkdir(parents=True, exist_ok=True)
+    panel_page = PanelPage(page, browser_comfy, shots)
     panel_page.load()
     yield panel_page
     context.close()

@@ -47,6 +47,10 @@ def ui_workflow(kind: str = "image", width: int = 64) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "revision": 0, "last_node_id": len(nodes), "last_link_id": len(links),
             "nodes": nodes, "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
+# The Telemetry tab's sidebar button: frontends up to 1.35 give it a class from the tab id, newer ones (1.58) only
+# the tooltip as its aria-label.
+TAB_BUTTON = ".run-telemetry-tab-button, button.side-bar-button[aria-label='Run telemetry']"
+
 
 class PanelPage:
     """The ComfyUI page with helpers for the Telemetry tab. Collects console errors, page errors, failed
@@ -83,7 +87,7 @@ class PanelPage:
 
     def load(self) -> None:
         self.page.goto(self.server.url)
-        self.page.wait_for_selector(".run-telemetry-tab-button", timeout=90_000)
+        self.page.wait_for_selector(TAB_BUTTON, timeout=90_000)
         self.page.wait_for_function("() => window.app && window.app.graph && window.app.extensionManager")
         self.page.wait_for_timeout(500)
         self.startup_errors = list(self.console_errors)
@@ -148,12 +152,12 @@ class PanelPage:
 
     def open_tab(self) -> None:
         if self.panel.count() == 0:
-            self.page.click(".run-telemetry-tab-button")
+            self.page.click(TAB_BUTTON)
         self.panel.wait_for(state="visible")
 
     def close_tab(self) -> None:
         if self.panel.count() > 0:
-            self.page.click(".run-telemetry-tab-button")
+            self.page.click(TAB_BUTTON)
         self.panel.wait_for(state="detached")
 
     def show(self, tab: str) -> None:

@@ -211,7 +211,7 @@ def test_watcher_survives_comfyui_going_down_and_coming_back(comfy_factory, tmp_
         assert watcher.process.poll() is None
         assert watcher.health()["hooks"]["connected"] is False
 
-        again = ComfyServer(comfy.base_dir, port=comfy.port).start()  # same port, history is gone
+        again = comfy_factory(base_dir=comfy.base_dir, port=comfy.port).start()  # same port, history is gone
         try:
             after = again.submit(image_workflow(prefix="w-back", color=42))
             run = watcher.run(after, timeout=60)
