@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
+# The Telemetry tab's button in the sidebar: frontends up to 1.35 give it the class `<tab id>-tab-button`, newer ones
+# (1.58.1) a `data-testid` of that name instead.
+TAB_BUTTON = ".run-telemetry-tab-button, [data-testid=run-telemetry-tab-button]"
 
 # Console errors ComfyUI 0.3.75's own frontend (1.32.9) logs on a fresh install with no network, with or without
 # this pack (checked by loading the page with the pack's script blocked): missing user files, the unreachable
@@ -83,7 +86,7 @@ class PanelPage:
 
     def load(self) -> None:
         self.page.goto(self.server.url)
-        self.page.wait_for_selector(".run-telemetry-tab-button", timeout=90_000)
+        self.page.wait_for_selector(TAB_BUTTON, timeout=90_000)
         self.page.wait_for_function("() => window.app && window.app.graph && window.app.extensionManager")
         self.page.wait_for_timeout(500)
         self.startup_errors = list(self.console_errors)
@@ -148,12 +151,12 @@ class PanelPage:
 
     def open_tab(self) -> None:
         if self.panel.count() == 0:
-            self.page.click(".run-telemetry-tab-button")
+            self.page.locator(TAB_BUTTON).first.click()
         self.panel.wait_for(state="visible")
 
     def close_tab(self) -> None:
         if self.panel.count() > 0:
-            self.page.click(".run-telemetry-tab-button")
+            self.page.locator(TAB_BUTTON).first.click()
         self.panel.wait_for(state="detached")
 
     def show(self, tab: str) -> None:
