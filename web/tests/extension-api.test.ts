@@ -1,71 +1,10 @@
-/**
- * Toasts and the sidebar tab on each shape of ComfyUI's extension manager. The fakes copy the behaviour of the real
- * stores (ComfyUI_frontend sources, read at the commits named) so that what passes here holds in the frontend:
- * - new toasts: `src/components/ui/toast/toastStore.ts` @05a99231 (`add(kind, title, options)` stores
- *   `duration: options.duration ?? PERSISTENT` with `PERSISTENT = Infinity`, `closable ?? true`), exposed through
- *   `ToastManager` in `src/types/extensionTypes.ts` @05a99231, where `add(ToastMessageOptions)` is deprecated;
- * - old toasts: `src/platform/updates/common/toastStore.ts` (PrimeVue-shaped `add/remove/removeAll/addAlert`,
- *   frontend 1.32.x–1.45.x);
- * - sidebar: `src/stores/workspaceStore.ts` (`sidebarTab` = the sidebar-tab store; the top-level
- *   `registerSidebarTab` is `@deprecated Use sidebarTab.registerSidebarTab` and forwards to it) and
- *   `src/stores/workspace/sidebarTabStore.ts` (appends to `sidebarTabs`).
- */
+/** Toasts and the sidebar tab on each shape of ComfyUI's extension manager (fakes: frontend-fakes.ts, which names
+ * the frontend sources they copy). */
 
-import type { SidebarTabExtension, ToastMessageOptions } from "@comfyorg/comfyui-frontend-types";
+import type { SidebarTabExtension } from "@comfyorg/comfyui-frontend-types";
 import { describe, expect, it } from "vitest";
-import { registerPanelTab, showPanelToast, type ToastOptions } from "../src/extension-api";
-
-const PERSISTENT = Number.POSITIVE_INFINITY;
-
-interface StoredToast {
-  kind: string;
-  title: string;
-  description?: string;
-  duration: number;
-  closable: boolean;
-}
-
-/** The newest frontend's toast manager: typed methods, and the deprecated PrimeVue `add` kept beside them. */
-function newToastManager() {
-  const toasts: StoredToast[] = [];
-  const deprecatedAdds: ToastMessageOptions[] = [];
-  const add = (kind: string, title: string, options: ToastOptions = {}) => {
-    toasts.push({
-      kind,
-      title,
-      description: options.description,
-      duration: options.duration ?? PERSISTENT,
-      closable: options.closable ?? true,
-    });
-    return toasts.length;
-  };
-  return {
-    toasts,
-    deprecatedAdds,
-    manager: {
-      success: (title: string, options?: ToastOptions) => add("success", title, options),
-      error: (title: string, options?: ToastOptions) => add("error", title, options),
-      info: (title: string, options?: ToastOptions) => add("info", title, options),
-      warning: (title: string, options?: ToastOptions) => add("warning", title, options),
-      loading: (title: string, options?: ToastOptions) => add("loading", title, options),
-      add: (message: ToastMessageOptions) => void deprecatedAdds.push(message),
-    },
-  };
-}
-
-/** Frontend 1.32.x–1.45.x: the Pinia toast store with PrimeVue messages only. */
-function oldToastManager() {
-  const messagesToAdd: ToastMessageOptions[] = [];
-  return {
-    messagesToAdd,
-    manager: {
-      add: (message: ToastMessageOptions) => void messagesToAdd.push(message),
-      remove: () => {},
-      removeAll: () => {},
-      addAlert: (detail: string) => void messagesToAdd.push({ severity: "warn", summary: "Alert", detail }),
-    },
-  };
-}
+import { registerPanelTab, showPanelToast } from "../src/extension-api";
+import { newToastManager, newWorkspace, oldToastManager, PERSISTENT, tab } from "./frontend-fakes";
 
 const failure = { kind: "error" as const, title: "Run failed: Portrait", description: "RuntimeError in ImageBlur", durationMs: 8000 };
 
@@ -122,35 +61,6 @@ describe("toasts", () => {
     expect(showPanelToast(getterThrows, failure)).toBe("none");
   });
 });
-
-function tab(): SidebarTabExtension {
-  return { id: "run-telemetry", title: "Telemetry", icon: "pi pi-chart-bar", type: "custom", render: () => {} };
-}
-
-/** The sidebar-tab store and the workspace store around it (newest shape). */
-function newWorkspace() {
-  const sidebarTabs: SidebarTabExtension[] = [];
-  let deprecatedCalls = 0;
-  const sidebarTab = {
-    sidebarTabs,
-    registerSidebarTab(t: SidebarTabExtension) {
-      if (sidebarTabs.some((x) => x.id === t.id)) throw new Error(`duplicate sidebar tab ${t.id}`);
-      sidebarTabs.push(t);
-    },
-  };
-  return {
-    sidebarTabs,
-    deprecated: () => deprecatedCalls,
-    manager: {
-      sidebarTab,
-      /** @deprecated Use `sidebarTab.registerSidebarTab` instead. */
-      registerSidebarTab(t: SidebarTabExtension) {
-        deprecatedCalls += 1;
-        sidebarTab.registerSidebarTab(t);
-      },
-    },
-  };
-}
 
 describe("sidebar tab", () => {
   it("registers through extensionManager.sidebarTab.registerSidebarTab when the frontend has it", () => {
