@@ -154,3 +154,17 @@ describe("the run detail", () => {
     expect(host.querySelector("[data-testid=error-box]")!.textContent).toContain("blur failed");
   });
 });
+
+describe("comparing", () => {
+  it("names both statuses in the summary", async () => {
+    const { panel, host } = mount(backend());
+    panel.navigate({ view: "compare", a: "run-partial", b: "run-cancelled" });
+    await settle();
+    const status = [...host.querySelectorAll(".rt-compare tr")].find((tr) => tr.firstElementChild?.textContent === "Status")!;
+    expect([...status.querySelectorAll("td")].map((td) => td.textContent).slice(0, 3)).toEqual([
+      "Status",
+      "partial success",
+      "cancelled",
+    ]);
+  });
+});
