@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
+# The Telemetry tab's button in the sidebar: frontends up to 1.35 give it the class `<tab id>-tab-button`, newer ones
+# (1.58.1) a `data-testid` of that name instead.
+TAB_BUTTON = ".run-telemetry-tab-button, [data-testid=run-telemetry-tab-button]"
 
 # Console errors ComfyUI 0.3.75's own frontend (1.32.9) logs on a fresh install with no network, with or without
 # this pack (checked by loading the page with the pack's script blocked): missing user files, the unreachable
@@ -152,12 +155,12 @@ class PanelPage:
 
     def open_tab(self) -> None:
         if self.panel.count() == 0:
-            self.page.click(TAB_BUTTON)
+            self.page.locator(TAB_BUTTON).first.click()
         self.panel.wait_for(state="visible")
 
     def close_tab(self) -> None:
         if self.panel.count() > 0:
-            self.page.click(TAB_BUTTON)
+            self.page.locator(TAB_BUTTON).first.click()
         self.panel.wait_for(state="detached")
 
     def show(self, tab: str) -> None:

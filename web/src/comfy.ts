@@ -5,8 +5,16 @@
 
 import { app } from "comfyui:app";
 import { api } from "comfyui:api";
-import type { ExtensionManager, ToastMessageOptions } from "@comfyorg/comfyui-frontend-types";
+import type { ExtensionManager, SidebarTabExtension } from "@comfyorg/comfyui-frontend-types";
 import type { TelemetryClient } from "./client";
+import {
+  registerPanelTab,
+  showPanelToast,
+  type ExtensionManagerLike,
+  type PanelToast,
+  type SidebarPath,
+  type ToastPath,
+} from "./extension-api";
 import type { PanelSettings } from "./settings";
 import type { PanelEnv, SelectNodeResult } from "./views/context";
 import { workflowIdOf, type WorkflowSource } from "./workflows";
@@ -23,9 +31,10 @@ interface CanvasLike {
   setDirty?: (fg: boolean, bg?: boolean) => void;
 }
 
-type RuntimeExtensionManager = ExtensionManager & {
-  workflow?: { activeWorkflow?: WorkflowSource["activeWorkflow"] };
-};
+type RuntimeExtensionManager = ExtensionManager &
+  ExtensionManagerLike & {
+    workflow?: { activeWorkflow?: WorkflowSource["activeWorkflow"] };
+  };
 
 export function extensionManager(): RuntimeExtensionManager | undefined {
   return (app as unknown as { extensionManager?: RuntimeExtensionManager }).extensionManager;
@@ -81,12 +90,12 @@ export function selectNode(nodeId: string): SelectNodeResult {
   }
 }
 
-export function showToast(message: ToastMessageOptions): void {
-  try {
-    extensionManager()?.toast?.add(message);
-  } catch {
-    // a toast is never worth an error
-  }
+export function showToast(toast: PanelToast): ToastPath {
+  return showPanelToast(extensionManager(), toast);
+}
+
+export function registerSidebarTab(tab: SidebarTabExtension): SidebarPath {
+  return registerPanelTab(extensionManager(), tab);
 }
 
 export function comfyEnv(client: TelemetryClient, settings: () => PanelSettings): PanelEnv {

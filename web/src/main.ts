@@ -7,9 +7,9 @@
 import { app } from "comfyui:app";
 import { api } from "comfyui:api";
 import { TelemetryClient } from "./client";
-import { activeWorkflowSource, comfyEnv, extensionManager, showToast } from "./comfy";
+import { activeWorkflowSource, comfyEnv, extensionManager, registerSidebarTab, showToast } from "./comfy";
 import { shouldToast } from "./recommendations";
-import { readSettings, settingDefinitions } from "./settings";
+import { readAdminToken, readSettings, settingDefinitions } from "./settings";
 import stylesText from "./styles.css";
 import type { Recommendation, RunSummary } from "./types";
 import uplotCss from "uplot/dist/uPlot.min.css";
@@ -21,6 +21,8 @@ export const SIDEBAR_TAB_ID = "run-telemetry";
 const STYLE_ELEMENT_ID = "run-telemetry-styles";
 /** Runs pushed while the tab is closed are kept (newest last) up to this many. */
 const MAX_PENDING_RUNS = 200;
+/** New-style toasts stay until closed unless given a duration; the panel's always go away. */
+const TOAST_MS = 8000;
 
 function injectStyles(): void {
   if (document.getElementById(STYLE_ELEMENT_ID)) return;
@@ -30,13 +32,44 @@ function injectStyles(): void {
   document.head.appendChild(style);
 }
 
-const client = new TelemetryClient((route, init) => api.fetchApi(route, init));
-const settings = () => readSettings(extensionManager()?.setting?.get?.bind(extensionManager()?.setting));
+function settingGetter(): ((id: string) => unknown) | undefined {
+  const store = extensionManager()?.setting;
+  return typeof store?.get === "function" ? store.get.bind(store) : undefined;
+}
+
+const settings = () => readSettings(settingGetter());
+const client = new TelemetryClient(
+  (route, init) => api.fetchApi(route, init),
+  Date.now,
+  () => readAdminToken(settingGetter()),
+);
 let panel: TelemetryPanel | null = null;
 /** Live runs received since the page loaded (bounded): the websocket listener only appends here and to the panel. */
 const recentRuns: RunSummary[] = [];
 const knownRecommendations = new Set<string>();
-const reporter = new WorkflowNameReporter(({ id, name }) => client.reportWorkflow(id, name));
+/** The server refused a workflow name for want of the admin token: say so once, and send no more names until the
+ * token setting changes (the graph changes often; each would be another refused request). */
+let namesDenied = false;
+const reporter = new WorkflowNameReporter(async ({ id, name }) => {
+  if (namesDenied) return false;
+  const result = await client.reportWorkflow(id, name);
+  if (!result.ok && result.denied) {
+    namesDenied = true;
+    showToast({
+      kind: "warning",
+      title: "Run Telemetry cannot name your runs",
+      description: `The server refused the workflow name “${name}”: ${result.error}`.slice(0, 400),
+      durationMs: TOAST_MS,
+    });
+  }
+  return result.ok;
+});
+
+function adminTokenChanged(): void {
+  if (!namesDenied) return;
+  namesDenied = false;
+  reportActiveWorkflow();
+}
 
 function getPanel(): TelemetryPanel {
   if (!panel) panel = new TelemetryPanel(comfyEnv(client, settings), createPanelState(settings()));
@@ -60,13 +93,14 @@ function onRun(pushed: RunSummary): void {
   recentRuns.push(run);
   if (recentRuns.length > MAX_PENDING_RUNS) recentRuns.splice(0, recentRuns.length - MAX_PENDING_RUNS);
   panel?.handleRun(run);
-  if (run.status === "failed" && settings().toasts) {
+  if ((run.status === "failed" || run.status === "partial_success") && settings().toasts) {
     const where = run.error?.node_type ? ` in ${run.error.node_type}` : "";
+    const failed = run.status === "failed";
     showToast({
-      severity: "error",
-      summary: `Run failed: ${run.workflow_name || "workflow"}`,
-      detail: `${run.error?.exception_type ?? "Error"}${where}: ${run.error?.message ?? ""}`.slice(0, 300),
-      life: 8000,
+      kind: failed ? "error" : "warning",
+      title: `${failed ? "Run failed" : "Run partly failed"}: ${run.workflow_name || "workflow"}`,
+      description: `${run.error?.exception_type ?? "Error"}${where}: ${run.error?.message ?? ""}`.slice(0, 300),
+      durationMs: TOAST_MS,
     });
   }
 }
@@ -78,10 +112,10 @@ function onRecommendation(rec: Recommendation): void {
   panel?.handleRecommendation(rec);
   if (toast && settings().toasts) {
     showToast({
-      severity: rec.severity === "critical" ? "error" : "warn",
-      summary: `Telemetry: ${rec.severity}${workflowSuffix(rec.workflow)}`,
-      detail: rec.message.slice(0, 300),
-      life: 8000,
+      kind: rec.severity === "critical" ? "error" : "warning",
+      title: `Telemetry: ${rec.severity}${workflowSuffix(rec.workflow)}`,
+      description: rec.message.slice(0, 300),
+      durationMs: TOAST_MS,
     });
   }
 }
@@ -98,7 +132,7 @@ function reportActiveWorkflow(): void {
 
 app.registerExtension({
   name: EXTENSION_NAME,
-  settings: settingDefinitions(() => panel?.settingsChanged()) as never,
+  settings: settingDefinitions(() => panel?.settingsChanged(), adminTokenChanged) as never,
   async setup() {
     injectStyles();
     const target = api as unknown as EventTarget;
@@ -110,7 +144,8 @@ app.registerExtension({
     // so this costs a property read unless the id or name changed.
     target.addEventListener("graphChanged", () => reportActiveWorkflow());
 
-    extensionManager()?.registerSidebarTab({
+    // `sidebarTab.registerSidebarTab` on new frontends, the top-level (deprecated) one on old ones.
+    registerSidebarTab({
       id: SIDEBAR_TAB_ID,
       icon: "pi pi-chart-bar",
       title: "Telemetry",

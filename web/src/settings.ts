@@ -1,6 +1,7 @@
 /**
  * The panel's user settings, registered through `app.registerExtension({settings})` and shown in ComfyUI's settings
- * dialog under "Run Telemetry". They are UI preferences only; what the backend records is configured on the server.
+ * dialog under "Run Telemetry". They are UI preferences, plus the admin token that the panel sends with the requests
+ * that change something on the server; what the backend records is configured on the server.
  */
 
 import type { Units } from "./format";
@@ -9,6 +10,10 @@ import { isRangeKey, RANGES, type RangeKey } from "./filters";
 export const SETTING_TOASTS = "RunTelemetry.Toasts";
 export const SETTING_DEFAULT_RANGE = "RunTelemetry.DefaultRange";
 export const SETTING_UNITS = "RunTelemetry.Units";
+export const SETTING_ADMIN_TOKEN = "RunTelemetry.AdminToken";
+
+/** Where the admin token is set, in the words of ComfyUI's settings dialog (messages name it). */
+export const ADMIN_TOKEN_SETTING_PATH = "Settings › Run Telemetry › Security › Admin token";
 
 export const DEFAULT_RANGE: RangeKey = "7d";
 
@@ -21,17 +26,19 @@ export interface PanelSettings {
 export interface SettingDefinition {
   id: string;
   name: string;
-  type: "boolean" | "combo";
+  type: "boolean" | "combo" | "text";
   defaultValue: unknown;
   category: string[];
   tooltip?: string;
   options?: { text: string; value: string }[];
+  /** Passed to the input component (ComfyUI's FormItem binds them onto PrimeVue's InputText for "text"). */
+  attrs?: Record<string, string>;
   onChange?: (value: unknown) => void;
 }
 
 /** The definitions passed to `registerExtension`. `onChange` (which ComfyUI also calls once at registration) lets
- * the panel re-render with the new value. */
-export function settingDefinitions(onChange: () => void): SettingDefinition[] {
+ * the panel re-render with the new value; `onTokenChange` lets it retry what the server refused. */
+export function settingDefinitions(onChange: () => void, onTokenChange: () => void = () => {}): SettingDefinition[] {
   return [
     {
       id: SETTING_TOASTS,
@@ -63,7 +70,32 @@ export function settingDefinitions(onChange: () => void): SettingDefinition[] {
       ],
       onChange,
     },
+    {
+      id: SETTING_ADMIN_TOKEN,
+      name: "Admin token (TELEMETRY_ADMIN_TOKEN)",
+      type: "text",
+      defaultValue: "",
+      category: ["Run Telemetry", "Security", "Admin token"],
+      tooltip:
+        "Needed only when ComfyUI listens beyond this machine and the server sets TELEMETRY_ADMIN_TOKEN: the panel " +
+        "sends it as \"Authorization: Bearer …\" when it saves or deletes presets, dismisses advice, reports workflow " +
+        "names or changes the configuration. Reading runs needs no token. ComfyUI keeps it in your user settings.",
+      attrs: { type: "password", autocomplete: "off", spellcheck: "false" },
+      onChange: onTokenChange,
+    },
   ];
+}
+
+/** The admin token as the panel sends it (trimmed; "" when unset or not a string). Read on each request, so a
+ * changed setting applies at once. */
+export function readAdminToken(get: ((id: string) => unknown) | undefined): string {
+  let value: unknown;
+  try {
+    value = get?.(SETTING_ADMIN_TOKEN);
+  } catch {
+    value = undefined;
+  }
+  return typeof value === "string" ? value.trim() : "";
 }
 
 /** Reads the settings through `get` (ComfyUI's `extensionManager.setting.get`), with defaults for anything

@@ -5,8 +5,19 @@
  * of its own. Every field the backend may leave out or null is optional here, and the views treat it so.
  */
 
-export type RunStatus = "success" | "failed" | "interrupted" | "running";
-export const RUN_STATUSES: readonly RunStatus[] = ["success", "failed", "interrupted", "running"];
+/** `RunStatus` in `telemetry/model.py`. `partial_success`: some nodes failed while independent branches finished
+ * (ComfyUI's `node_failure_policy: continue_independent`); `cancelled`: deleted from the queue before it started
+ * (it has a queue time but no start, finish or duration). */
+export type RunStatus = "success" | "partial_success" | "failed" | "interrupted" | "cancelled" | "running";
+/** In the order the panel lists them (filter buttons, status bar). */
+export const RUN_STATUSES: readonly RunStatus[] = [
+  "success",
+  "partial_success",
+  "failed",
+  "interrupted",
+  "cancelled",
+  "running",
+];
 
 export type NodeStatus = "executed" | "cached" | "failed" | "interrupted" | "not_run";
 

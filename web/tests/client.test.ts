@@ -46,7 +46,7 @@ describe("TelemetryClient", () => {
     const client = new TelemetryClient(backend.fetchApi);
     await client.savePreset("n", { status: "failed" });
     await client.dismiss("r/1");
-    expect(await client.reportWorkflow("uuid", "name")).toBe(true);
+    expect((await client.reportWorkflow("uuid", "name")).ok).toBe(true);
     await client.deletePreset(1);
     expect(backend.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
       "POST /telemetry/presets",

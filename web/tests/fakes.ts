@@ -7,7 +7,7 @@ import type { PanelSettings } from "../src/settings";
 export type Handler = (url: URL, init?: RequestInit) => { status?: number; body?: unknown } | undefined;
 
 export class FakeBackend {
-  readonly requests: { method: string; path: string; body?: unknown }[] = [];
+  readonly requests: { method: string; path: string; body?: unknown; headers: Record<string, string> }[] = [];
   private readonly handlers: [RegExp, string, Handler][] = [];
 
   /** Answers `body` (with `status`) to `method` requests whose path matches; a function computes the answer. */
@@ -21,7 +21,9 @@ export class FakeBackend {
     const url = new URL(route, "http://comfy.test");
     const method = (init?.method ?? "GET").toUpperCase();
     const body = typeof init?.body === "string" ? JSON.parse(init.body) : undefined;
-    this.requests.push({ method, path: url.pathname + url.search, body });
+    const headers: Record<string, string> = {};
+    new Headers(init?.headers).forEach((v, k) => (headers[k] = v));
+    this.requests.push({ method, path: url.pathname + url.search, body, headers });
     for (const [pattern, m, handler] of this.handlers) {
       if (m === method && pattern.test(url.pathname)) {
         const answer = handler(url, init);
@@ -46,6 +48,8 @@ export interface FakeEnvOptions {
   now?: number;
   nodes?: string[];
   workflowId?: string | null;
+  /** The admin-token setting (read on every request, like the real one). */
+  adminToken?: () => string;
 }
 
 export function fakeEnv(backend: FakeBackend, options: FakeEnvOptions = {}): PanelEnv & { selected: string[] } {
@@ -53,7 +57,7 @@ export function fakeEnv(backend: FakeBackend, options: FakeEnvOptions = {}): Pan
   const nodes = new Set(options.nodes ?? []);
   const selected: string[] = [];
   return {
-    client: new TelemetryClient(backend.fetchApi, () => now),
+    client: new TelemetryClient(backend.fetchApi, () => now, options.adminToken),
     settings: () => ({ toasts: true, defaultRange: "7d", units: "binary", ...options.settings }),
     now: () => now,
     apiURL: (path) => `/api${path}`,

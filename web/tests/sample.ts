@@ -77,3 +77,40 @@ export function recommendation(id: number, over: Partial<Recommendation> = {}): 
     ...over,
   };
 }
+
+/** A prompt deleted from the queue before it started (backend status "cancelled"): queued, never started. */
+export const cancelledSummary = summary("run-cancelled", {
+  status: "cancelled",
+  workflow_name: "Deleted from queue",
+  started_at_ms: null,
+  finished_at_ms: null,
+  duration_ms: null,
+  queue_wait_ms: 45_000,
+  queued_at_ms: T0 + 30_000,
+  node_count: 3,
+  executed_node_count: 0,
+  cached_node_count: 0,
+  output_counts: {},
+  frame_count: 0,
+  gpu_peak_bytes: null,
+});
+
+export const cancelledDetail: RunDetail = { ...cancelledSummary, nodes: [], outputs: [], gpu_samples: [] };
+
+/** ComfyUI's partial_success: one branch failed, the independent one saved its image. */
+export const partialDetail = detail("run-partial", {
+  status: "partial_success",
+  workflow_name: "Two branches",
+  error: {
+    node_id: "2",
+    node_type: "ImageBlur",
+    exception_type: "RuntimeError",
+    message: "blur failed",
+    kind: "error",
+  },
+  nodes: [
+    { node_id: "1", class_type: "EmptyImage", status: "executed", started_at_ms: T0 + 10, duration_ms: 100 },
+    { node_id: "2", class_type: "ImageBlur", status: "failed", started_at_ms: T0 + 120, duration_ms: 50 },
+    { node_id: "3", class_type: "SaveImage", status: "executed", started_at_ms: T0 + 200, duration_ms: 300 },
+  ],
+});

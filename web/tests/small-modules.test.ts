@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { etaLines, queueFinishMs } from "../src/eta";
 import { countOpen, shouldToast, sortRecommendations, upsertRecommendation } from "../src/recommendations";
-import { readSettings, settingDefinitions, SETTING_DEFAULT_RANGE, SETTING_TOASTS, SETTING_UNITS } from "../src/settings";
+import { readSettings, settingDefinitions, SETTING_ADMIN_TOKEN, SETTING_DEFAULT_RANGE, SETTING_TOASTS, SETTING_UNITS } from "../src/settings";
 import type { Recommendation } from "../src/types";
 import { dismissPath, isImageOutput, presetPath, runPath, viewPath, withQuery } from "../src/urls";
 import { currentWorkflow, WorkflowNameReporter, workflowIdOf, workflowNameFromPath } from "../src/workflows";
@@ -38,9 +38,9 @@ describe("workflow names", () => {
 });
 
 describe("settings", () => {
-  it("defines toasts, default range and units under Run Telemetry", () => {
+  it("defines toasts, default range, units and the admin token under Run Telemetry", () => {
     const defs = settingDefinitions(() => {});
-    expect(defs.map((d) => d.id)).toEqual([SETTING_TOASTS, SETTING_DEFAULT_RANGE, SETTING_UNITS]);
+    expect(defs.map((d) => d.id)).toEqual([SETTING_TOASTS, SETTING_DEFAULT_RANGE, SETTING_UNITS, SETTING_ADMIN_TOKEN]);
     for (const d of defs) expect(d.category[0]).toBe("Run Telemetry");
   });
   it("reads values with defaults for anything invalid", () => {

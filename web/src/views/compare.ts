@@ -3,6 +3,7 @@
 import { diffNodes, diffParameters, diffSummary, orderForCompare, type SummaryRow } from "../compare";
 import { button, h, setChildren } from "../dom";
 import { formatBytes, formatChange, formatCount, formatDateTime, formatDuration, formatDurationDelta, shortId } from "../format";
+import { statusLabel } from "../status";
 import type { RunDetail } from "../types";
 import type { View, ViewContext } from "./context";
 import { loading, notice, statusBadge, workflowLabel } from "./widgets";
@@ -48,6 +49,7 @@ export class CompareView implements View {
     const units = this.ctx.env.settings().units;
     const fmt = (row: SummaryRow, v: number | string | null): string => {
       if (v === null) return "—";
+      if (row.key === "status") return statusLabel(String(v));
       if (typeof v === "string") return v;
       if (row.key.endsWith("_bytes")) return formatBytes(v, units);
       if (row.key.endsWith("_ms")) return formatDuration(v);

@@ -15,6 +15,7 @@ import {
   formatValue,
   shortId,
 } from "../format";
+import { durationText, statusExplanation } from "../status";
 import type { RunDetail, RunOutput, RunSummary } from "../types";
 import { isImageOutput, viewPath } from "../urls";
 import { layoutWaterfall, waterfallSummary } from "../waterfall";
@@ -100,13 +101,13 @@ export class DetailView implements View {
     );
     // The error first: it is why one opens a failed run.
     if (run.error) parts.push(this.errorBox(run));
-    if (run.status === "interrupted") {
-      parts.push(notice(`Interrupted${run.interrupted_reason ? `: ${run.interrupted_reason}` : ""}`));
-    }
+    const explanation = statusExplanation(run);
+    if (explanation) parts.push(h("div", { class: "rt-notice", role: "status", "data-testid": "status-note" }, explanation));
     parts.push(
       kvShown([
-        ["Started", formatDateTime(run.started_at_ms, true)],
-        ["Duration", formatDuration(run.duration_ms)],
+        ["Queued", formatDateTime(run.queued_at_ms, true)],
+        ["Started", run.status === "cancelled" && run.started_at_ms == null ? "never" : formatDateTime(run.started_at_ms, true)],
+        ["Duration", durationText(run)],
         ["Queue wait", formatDuration(run.queue_wait_ms)],
         [
           "Nodes",

@@ -16,7 +16,8 @@ import type { Result } from "../client";
 import { button, h, setChildren } from "../dom";
 import { chooseBuckets } from "../filters";
 import { formatBytes, formatCount, formatDateTime, formatDuration, formatPercent } from "../format";
-import type { Stats, Timeline, Trend } from "../types";
+import { STATUS_LABEL } from "../status";
+import { RUN_STATUSES, type Stats, type Timeline, type Trend } from "../types";
 import { Chart, PALETTE } from "./chart";
 import { workflowName, type View, type ViewContext, type WorkflowChoice } from "./context";
 import { card, loading, notice } from "./widgets";
@@ -95,7 +96,7 @@ export class OverviewView implements View {
           "div",
           { class: "rt-cards" },
           card("Runs", formatCount(s.total_runs), statusLine(s)),
-          card("Success rate", formatPercent(s.success_rate), `${formatCount(s.by_status?.failed ?? 0)} failed`),
+          card("Success rate", formatPercent(s.success_rate), failureLine(s)),
           card("Frames", formatCount(s.total_frames)),
           card(
             "Avg duration",
@@ -274,35 +275,47 @@ function bucketSeconds(bucket: "hour" | "day"): number {
   return bucket === "hour" ? 3600 : 86_400;
 }
 
-function statusLine(s: Stats): string {
+/** The Success rate card's second line: "3 failed", and partial successes when there are any (the backend decides
+ * how they count in the rate; the panel shows the rate it gets). */
+function failureLine(s: Stats): string {
   const by = s.by_status ?? {};
-  const parts = [`${formatCount(by.success ?? 0)} ok`];
-  if (by.interrupted) parts.push(`${formatCount(by.interrupted)} interrupted`);
-  if (by.running) parts.push(`${formatCount(by.running)} running`);
+  const parts = [`${formatCount(by.failed ?? 0)} failed`];
+  if (by.partial_success) parts.push(`${formatCount(by.partial_success)} ${STATUS_LABEL.partial_success}`);
   return parts.join(" · ");
 }
 
+/** The Runs card's second line: successes, then every other status that has runs ("12 ok · 1 interrupted ·
+ * 1 cancelled"); failed and partly successful runs are on the Success rate card. */
+function statusLine(s: Stats): string {
+  const by = s.by_status ?? {};
+  const parts = [`${formatCount(by.success ?? 0)} ok`];
+  for (const status of RUN_STATUSES) {
+    if (status === "success" || status === "failed" || status === "partial_success") continue;
+    const n = by[status] ?? 0;
+    if (n > 0) parts.push(`${formatCount(n)} ${STATUS_LABEL[status]}`);
+  }
+  return parts.join(" · ");
+}
+
+/** One segment per status with runs, coloured like its badge (`--rt-<status>` in styles.css). */
 function statusBar(s: Stats): HTMLElement {
   const by = s.by_status ?? {};
-  const total = (by.success ?? 0) + (by.failed ?? 0) + (by.interrupted ?? 0) + (by.running ?? 0);
+  const total = RUN_STATUSES.reduce((sum, status) => sum + (by[status] ?? 0), 0);
   const bar = h("div", { class: "rt-statusbar", role: "img", "aria-label": "Runs by status" });
   if (total === 0) return bar;
-  const colors: [keyof typeof by, string][] = [
-    ["success", "var(--rt-success)"],
-    ["failed", "var(--rt-failed)"],
-    ["interrupted", "var(--rt-interrupted)"],
-    ["running", "var(--rt-running)"],
-  ];
-  for (const [key, color] of colors) {
-    const n = by[key] ?? 0;
+  for (const status of RUN_STATUSES) {
+    const n = by[status] ?? 0;
     if (n > 0) {
-      bar.append(h("span", { style: { width: `${(n / total) * 100}%`, background: color }, title: `${key}: ${n}` }));
+      bar.append(
+        h("span", {
+          class: `rt-seg-${status}`,
+          style: { width: `${(n / total) * 100}%`, background: `var(--rt-${status})` },
+          title: `${STATUS_LABEL[status]}: ${n}`,
+        }),
+      );
     }
   }
-  bar.setAttribute(
-    "aria-label",
-    colors.map(([key]) => `${key} ${by[key] ?? 0}`).join(", "),
-  );
+  bar.setAttribute("aria-label", RUN_STATUSES.map((status) => `${STATUS_LABEL[status]} ${by[status] ?? 0}`).join(", "));
   return bar;
 }
 

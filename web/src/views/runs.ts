@@ -11,7 +11,7 @@ import {
   runMatchesFilters,
   type Filters,
 } from "../filters";
-import { formatBytes, formatCount, formatDateTime, formatDuration, formatShortTime } from "../format";
+import { formatBytes, formatCount, formatDateTime, formatShortTime } from "../format";
 import {
   ariaSort,
   mergeLiveRun,
@@ -23,6 +23,7 @@ import {
   withLimit,
   type SortColumn,
 } from "../paging";
+import { durationText, STATUS_LABEL, STATUS_SHORT_LABEL, statusLabel } from "../status";
 import { RUN_STATUSES, type Preset, type RunStatus, type RunSummary } from "../types";
 import { workflowName, type View, type ViewContext } from "./context";
 import { labelsList, notice, statusBadge, workflowLabel } from "./widgets";
@@ -85,9 +86,10 @@ export class RunsView implements View {
     });
     const statusGroup = h("div", { class: "rt-row-flex", role: "group", "aria-label": "Status" });
     for (const status of RUN_STATUSES) {
-      const b = button(status, () => this.toggleStatus(status), {
+      const b = button(STATUS_SHORT_LABEL[status], () => this.toggleStatus(status), {
         "aria-pressed": filters.statuses.includes(status) ? "true" : "false",
         class: "rt-status-toggle",
+        title: `Show ${STATUS_LABEL[status]} runs`,
         dataset: { status },
       });
       this.statusButtons.set(status, b);
@@ -358,7 +360,7 @@ export class RunsView implements View {
           class: ["rt-row", this.flash.has(run.run_id) && "rt-new"],
           tabindex: "0",
           dataset: { runId: run.run_id, status: run.status },
-          "aria-label": `${workflowLabel(run)}, ${run.status}, ${formatDuration(run.duration_ms)}. Press Enter for details.`,
+          "aria-label": `${workflowLabel(run)}, ${statusLabel(run.status)}, ${durationText(run)}. Press Enter for details.`,
           on: {
             click: () => this.ctx.navigate({ view: "detail", runId: run.run_id }),
             keydown: (e) => this.rowKey(e, run.run_id),
@@ -374,7 +376,7 @@ export class RunsView implements View {
         ),
         h("td", { class: "rt-cell-labels rt-col-labels", title: labels.join(", ") }, labels.join(", ")),
         h("td", { class: "rt-col-started", title: startedFull }, started),
-        h("td", { class: "rt-num" }, formatDuration(run.duration_ms)),
+        h("td", { class: "rt-num" }, durationText(run)),
         h("td", { class: "rt-num rt-col-frames" }, formatCount(run.frame_count ?? 0)),
         h("td", { class: "rt-num rt-col-gpu" }, formatBytes(run.gpu_peak_bytes, units)),
       );

@@ -2,11 +2,12 @@
 
 import { classToken, h, type Child } from "../dom";
 import { SEVERITY_LABEL, isSeverity } from "../recommendations";
+import { statusLabel } from "../status";
 import type { RunLabels, RunSummary } from "../types";
 
+/** A run's or a node's status as a coloured badge (colours in styles.css, `.rt-badge.rt-<status>`). */
 export function statusBadge(status: string | null | undefined): HTMLElement {
-  const text = status ? status.replace("_", " ") : "unknown";
-  return h("span", { class: ["rt-badge", `rt-${classToken(status)}`] }, text);
+  return h("span", { class: ["rt-badge", `rt-${classToken(status)}`] }, statusLabel(status));
 }
 
 export function severityBadge(severity: string): HTMLElement {
