@@ -18,9 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
-# The Telemetry tab's button in the sidebar: frontends up to 1.35 give it the class `<tab id>-tab-button`, newer ones
-# (1.58.1) a `data-testid` of that name instead.
-TAB_BUTTON = ".run-telemetry-tab-button, [data-testid=run-telemetry-tab-button]"
+# The Telemetry tab's button in the sidebar: frontends up to 1.35 give it the class `<tab id>-tab-button`; newer
+# ones (1.58.1) a `data-testid` of that name, or only the tooltip as its aria-label.
+TAB_BUTTON = (".run-telemetry-tab-button, [data-testid=run-telemetry-tab-button], "
+              "button.side-bar-button[aria-label='Run telemetry']")
 
 # Console errors ComfyUI 0.3.75's own frontend (1.32.9) logs on a fresh install with no network, with or without
 # this pack (checked by loading the page with the pack's script blocked): missing user files, the unreachable
@@ -50,9 +51,6 @@ def ui_workflow(kind: str = "image", width: int = 64) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "revision": 0, "last_node_id": len(nodes), "last_link_id": len(links),
             "nodes": nodes, "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
-# The Telemetry tab's sidebar button: frontends up to 1.35 give it a class from the tab id, newer ones (1.58) only
-# the tooltip as its aria-label.
-TAB_BUTTON = ".run-telemetry-tab-button, button.side-bar-button[aria-label='Run telemetry']"
 
 
 class PanelPage:
