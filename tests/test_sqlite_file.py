@@ -47,3 +47,20 @@ def test_runs_after_the_file_is_deleted_go_into_a_new_file_with_the_schema(sqlit
     assert store.db.file_health() == {"recreated": 1,
                                       "recreated_reason": f"the file was deleted; opened again at {path}"}
 
+
+
+def test_processes_starting_together_on_a_fresh_shared_file_all_get_the_schema(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from telemetry.store.migrations import LATEST_VERSION
+
+    repo = Path(__file__).resolve().parents[1]
+    for round_no in range(3):  # the race is a matter of timing: a few rounds of three processes
+        url = sqlite_url(str(tmp_path / f"shared{round_no}.db"))
+        code = f"from telemetry.store.store import Store; s = Store({url!r}); s.open(); print(s.schema_version)"
+        procs = [subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        results = [proc.communicate(timeout=60) for proc in procs]
+        assert [out.strip() for out, _ in results] == [str(LATEST_VERSION)] * 3, [err[-300:] for _, err in results]

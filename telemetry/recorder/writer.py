@@ -2,10 +2,10 @@
 the database for runs (`Store.save_runs`, one transaction per batch).
 
 On first contact it opens the store (migrating the schema) and closes the runs a previous process left running
-(`close_stale_running`: a crash or kill), once per process. When a write fails because the database is away,
-the runs stay buffered (bounded; the oldest are dropped, counted, when it overflows) and are retried with
-exponential backoff. When the database answers but refuses a batch, the runs are written one by one, so one
-unstorable run never holds back the others.
+(a crash or kill; `store.instance_liveness`: never a live process sharing the SQLite file), once per process.
+When a write fails because the database is away, the runs stay buffered (bounded; the oldest are dropped,
+counted, when it overflows) and are retried with exponential backoff. When the database answers but refuses a
+batch, the runs are written one by one, so one unstorable run never holds back the others.
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ may start at once against one database, so migrations run under an advisory lock
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 
-from peewee import Database, PostgresqlDatabase
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
 from .schema import ALL_TABLES, SchemaVersionRow
 
@@ -98,16 +99,20 @@ def migrate(db: Database) -> int:
     if is_pg:
         db.execute_sql("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
     try:
-        db.create_tables([SchemaVersionRow], safe=True)
-        version = current_version(db)
-        for target, step in MIGRATIONS:
-            if target <= version:
-                continue
-            with db.atomic():
-                step(db)
-                SchemaVersionRow.create(version=target, applied_at_ms=int(time.time() * 1000))
-            log.info("telemetry schema migrated to version %d", target)
-            version = target
+        # SQLite: several processes may share one file (and start together): the whole migration holds the
+        # file's write lock (BEGIN IMMEDIATE; the others wait on busy_timeout), so the version is read and
+        # written by one of them at a time.
+        with db.atomic(lock_type="IMMEDIATE") if isinstance(db, SqliteDatabase) else contextlib.nullcontext():
+            db.create_tables([SchemaVersionRow], safe=True)
+            version = current_version(db)
+            for target, step in MIGRATIONS:
+                if target <= version:
+                    continue
+                with db.atomic():
+                    step(db)
+                    SchemaVersionRow.create(version=target, applied_at_ms=int(time.time() * 1000))
+                log.info("telemetry schema migrated to version %d", target)
+                version = target
         return version
     finally:
         if is_pg:
