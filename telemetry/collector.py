@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import prompt_info
+from .jsonsafe import make_storable
 from .model import (
     ErrorKind,
     GpuSample,
@@ -447,7 +448,7 @@ def build_run(prompt_id: str, item: Mapping[str, Any], trace: RunTrace | None = 
         node_peaks = [n.gpu_peak_bytes for n in run.nodes if n.gpu_peak_bytes is not None]
         if node_peaks:
             run.gpu_peak_bytes = max([run.gpu_peak_bytes or 0, *node_peaks])
-    return run
+    return make_storable(run)
 
 
 def build_started_run(trace: RunTrace, context: BuildContext = BuildContext()) -> Run:
@@ -461,4 +462,4 @@ def build_started_run(trace: RunTrace, context: BuildContext = BuildContext()) -
     _apply_identity(run, trace.prompt, extra, trace.execute_outputs)
     run.node_count = len(prompt_info.prompt_nodes(trace.prompt))
     run.gpu_name, run.gpu_total_bytes = trace.gpu_name, trace.gpu_total_bytes
-    return run
+    return make_storable(run)
