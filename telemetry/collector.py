@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import prompt_info
+from .jsonsafe import make_storable
 from .model import (
     ErrorKind,
     GpuPeakSource,
@@ -474,7 +475,7 @@ def build_run(prompt_id: str, item: Mapping[str, Any], trace: RunTrace | None = 
             torch_peak = max([torch_peak or 0, *node_peaks])
         run.gpu_peak_bytes, run.gpu_peak_source = choose_gpu_peak(
             torch_peak, trace.gpu_used_peak_bytes, trace.gpu_mem_info_peak_bytes, trace.dynamic_vram)
-    return run
+    return make_storable(run)
 
 
 def choose_gpu_peak(torch_peak: int | None, nvml_peak: int | None, mem_info_peak: int | None,
@@ -523,7 +524,7 @@ def build_cancelled_run(queue_item: Any, cancelled_at_ms: int, context: BuildCon
     run.nodes = [NodeRun(node_id=node_id, class_type=prompt_info.class_type_of(nodes[node_id]) or "unknown",
                          status=NodeStatus.NOT_RUN) for node_id in sorted(nodes, key=prompt_info._id_key)]
     run.node_count = len(run.nodes)
-    return run
+    return make_storable(run)
 
 
 def build_started_run(trace: RunTrace, context: BuildContext = BuildContext()) -> Run:
@@ -537,4 +538,4 @@ def build_started_run(trace: RunTrace, context: BuildContext = BuildContext()) -
     _apply_identity(run, trace.prompt, extra, trace.execute_outputs)
     run.node_count = len(prompt_info.prompt_nodes(trace.prompt))
     run.gpu_name, run.gpu_total_bytes = trace.gpu_name, trace.gpu_total_bytes
-    return run
+    return make_storable(run)

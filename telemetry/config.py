@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from .analysis.config import SECTION as ANALYSIS_SECTION
 from .analysis.config import AnalysisConfig, settings_from_file
@@ -34,6 +34,16 @@ _NULLS = ("none", "null")
 _SECRET_KEYS = frozenset({"admin_token"})
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1, le=2**62)]
+DATABASE_SCHEMES = ("sqlite", "sqlite3", "sqliteext", "postgres", "postgresql", "postgresext", "postgresqlext",
+                    "postgres+pool", "mysql", "mysql+pool")
+
+
+def _known_database_scheme(url: str) -> str:
+    """What `store.database.open_database` can open; anything else would keep the whole pack from starting."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.lower() not in DATABASE_SCHEMES or not rest or len(url) > 4096:
+        raise ValueError("not a supported database URL")
+    return url.strip()
 
 
 class TelemetryConfig(BaseModel):
@@ -41,7 +51,9 @@ class TelemetryConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    database_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None  # None: SQLite in the data dir
+    database_url: Annotated[str, AfterValidator(_known_database_scheme)] | None = Field(  # None: SQLite here
+        None, json_schema_extra={"expected": "a database URL: sqlite:///path/to/file.db or "
+                                             "postgresql://user:password@host:5432/database"})
     gpu_sample_interval_ms: Annotated[int, NoBool, Field(ge=1, le=3_600_000)] = 100
     gpu_samples_per_run: Annotated[int, NoBool, Field(ge=1, le=1_000_000)] = 600  # stored per run, peaks kept
     retention_days: Annotated[float, NoBool, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
@@ -140,6 +152,12 @@ def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> Tele
 def _redacted(warning: ConfigWarning) -> ConfigWarning:
     if warning.key in _SECRET_KEYS:
         return dataclasses.replace(warning, value="(hidden)", used="(hidden)" if warning.used else None)
+    if warning.key == "database_url":
+        from .store.database import redact_url
+
+        def hide(value: Any) -> Any:
+            return redact_url(value) if isinstance(value, str) else value
+        return dataclasses.replace(warning, value=hide(warning.value), used=hide(warning.used))
     return warning
 
 

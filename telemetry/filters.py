@@ -86,15 +86,25 @@ def parse_prune(query: Mapping[str, Any]) -> tuple[int | None, int | None]:
     return before_ms, keep
 
 
+def check_text(text: str, name: str) -> str:
+    """`text` if a database can store it: no NUL characters (PostgreSQL refuses them) and no lone surrogates
+    (UTF-8 cannot encode them); else a FilterError naming `name`."""
+    if "\x00" in text:
+        raise FilterError(f"'{name[:60]}' must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError(f"'{name[:60]}' must be valid Unicode text (it holds a lone surrogate)") from None
+    return text
+
+
 def _text_param(query: Mapping[str, Any], name: str, limit: int = 500) -> str | None:
     raw = query.get(name)
     if raw is None:
         return None
     if not isinstance(raw, str):
         raise FilterError(f"'{name}' must be a string")
-    text = raw.strip()
-    if "\x00" in text:
-        raise FilterError(f"'{name}' must not contain NUL characters")
+    text = check_text(raw.strip(), name)
     if len(text) > limit:
         raise FilterError(f"'{name}' is longer than {limit} characters")
     return text or None

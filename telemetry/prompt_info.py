@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .jsonsafe import storable_text
 from .model import RunLabels
 
 LABEL_NODE_TYPE = "RunTelemetryLabel"
@@ -112,10 +113,10 @@ def _id_key(node_id: str) -> tuple[int, str]:
 
 
 def _clean_text(value: Any, limit: int = 500) -> str | None:
-    """A label as given, trimmed and bounded; NUL (which PostgreSQL cannot store) becomes U+FFFD. Other control
-    characters and bidi overrides are kept: the panel renders text, never markup."""
+    """A label as given, trimmed and bounded, as storable text (`jsonsafe.storable_text`: NUL and lone
+    surrogates become U+FFFD). Other control characters and bidi overrides are kept."""
     if isinstance(value, str) and value.strip():
-        return value.strip()[:limit].replace("\x00", "\ufffd")
+        return storable_text(value.strip()[:limit])
     return None
 
 

@@ -17,6 +17,7 @@ from .errors import NotFoundError
 from .filters import (
     FILTER_KEYS,
     FilterError,
+    check_text,
     filters_from_preset,
     parse_id,
     parse_page,
@@ -125,6 +126,7 @@ class TelemetryService:
             raise FilterError("'name' must be a non-empty string")
         if len(name) > 200:
             raise FilterError("'name' is longer than 200 characters")
+        check_text(name, "name")
         filters = filters_from_preset(body.get("filters", {})).to_dict()
         return self.store.save_preset(name.strip(), filters).to_dict()
 
@@ -144,6 +146,8 @@ class TelemetryService:
             raise FilterError("'id' must be the UI workflow's id (a non-empty string of at most 128 characters)")
         if not isinstance(name, str) or not name.strip() or len(name) > 500:
             raise FilterError("'name' must be a non-empty string of at most 500 characters")
+        check_text(workflow_id, "id")
+        check_text(name, "name")
         renamed = self.store.set_workflow_name(workflow_id.strip(), name.strip())
         return {"id": workflow_id.strip(), "name": name.strip(), "runs_renamed": renamed}
 

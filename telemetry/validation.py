@@ -95,6 +95,8 @@ def _number(value: float) -> str:
 def expectation(model: type[BaseModel], name: str) -> str:
     """What a field accepts, in words: "an integer between 1 and 1000", "true or false", "a string or null"."""
     field = model.model_fields[name]
+    if isinstance(field.json_schema_extra, dict) and "expected" in field.json_schema_extra:
+        return str(field.json_schema_extra["expected"])
     annotation = field.annotation
     metadata = list(field.metadata)
     optional = False

@@ -16,8 +16,9 @@ from telemetry.watch.app import WatchOptions, build, make_web_app
 
 
 class ApiServer:
-    def __init__(self, data_dir: Path, runs: list[Run] | None = None) -> None:
-        self.app = build(WatchOptions(data_dir=str(data_dir), comfyui_url="http://127.0.0.1:9"))
+    def __init__(self, data_dir: Path, runs: list[Run] | None = None, database_url: str | None = None) -> None:
+        self.app = build(WatchOptions(data_dir=str(data_dir), comfyui_url="http://127.0.0.1:9",
+                                      database_url=database_url))
         self.port = free_port()
         self.runs = runs or []
         self._loop = asyncio.new_event_loop()

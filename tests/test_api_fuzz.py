@@ -1,9 +1,10 @@
 """schemathesis fuzzes every described route of the standalone server (the same route tables the plugin mounts
-in ComfyUI) over a real SQLite file: no answer >= 500, every answer as the OpenAPI description says. The same
-fuzzing against a real ComfyUI is tests/integration/test_fuzz_real_comfyui.py."""
+in ComfyUI) over a real SQLite file and the real PostgreSQL server: no answer >= 500, every answer as the OpenAPI
+description says. The same fuzzing against a real ComfyUI is tests/integration/test_fuzz_real_comfyui.py."""
 
 from __future__ import annotations
 
+import pytest
 from api_server import ApiServer
 from fault_report import record_fuzz_result
 from fuzz_openapi import fuzz
@@ -20,13 +21,19 @@ def seed_runs() -> list[Run]:
     return runs + [Run("still-running", "running", started_at_ms=1_760_000_000_000)]
 
 
-def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_description(tmp_path):
-    server = ApiServer(tmp_path, seed_runs()).start()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request):
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_description(tmp_path, database_url):
+    server = ApiServer(tmp_path, seed_runs(), database_url=database_url).start()
     try:
         outcome = fuzz(server.url, max_examples=8)
     finally:
         server.stop()
-    record_fuzz_result("schemathesis on /telemetry (standalone server)", requests=outcome.requests,
+    kind = "PostgreSQL" if database_url else "SQLite"
+    record_fuzz_result(f"schemathesis on /telemetry (standalone server, {kind})", requests=outcome.requests,
                        responses_5xx=outcome.responses_5xx)
     assert outcome.operations >= 23 and outcome.requests > 200
     assert outcome.responses_5xx == 0, outcome.summary()

@@ -144,3 +144,24 @@ def test_prune_without_a_usable_bound_answers_400_and_deletes_nothing(store, que
     (status, text), (_, listing) = call(store, [("DELETE", "/telemetry/runs" + query), ("GET", "/telemetry/runs")])
     assert status == 400 and error_of(text).startswith(message)
     assert json.loads(listing)["total"] == 11
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/telemetry/presets", {"name": "a\x00b", "filters": {}}, "name"),
+    ("/telemetry/presets", {"name": "ok", "filters": {"q": "\ud800"}}, "q"),
+    ("/telemetry/workflows", {"id": "wf", "name": "half \ud83d"}, "name"),
+    ("/telemetry/workflows", {"id": "w\x00f", "name": "n"}, "id"),
+])
+def test_text_no_database_can_store_answers_400(store, path, body, field):
+    service = TelemetryService(store, None)
+
+    async def go():
+        routes = web.RouteTableDef()
+        add_core_routes(routes, lambda: service)
+        app = web.Application()
+        app.add_routes(routes)
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.post(path, data=json.dumps(body), headers={"Content-Type": "application/json"})
+            return resp.status, await resp.json()
+    status, answer = asyncio.run(go())
+    assert status == 400 and answer["error"].startswith(f"'{field}' must")

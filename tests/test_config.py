@@ -200,3 +200,13 @@ def test_put_config_creates_a_missing_file_owner_only(tmp_path):
                                                                             "backtest_runs": 12}}
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+
+
+def test_an_unsupported_database_url_falls_back_to_sqlite_with_a_warning_that_hides_the_password(tmp_path):
+    config = load_config(str(tmp_path), environ={"TELEMETRY_DATABASE_URL": "postgress://render:hunter2@db/t"})
+    assert config.database_url is None  # the SQLite file in the data dir: runs are still recorded
+    (warning,) = config.warning_dicts()
+    assert warning["key"] == "database_url" and "hunter2" not in json.dumps(warning)
+    assert "postgresql://user:password@host:5432/database" in warning["message"]
+    good = load_config(str(tmp_path), environ={"TELEMETRY_DATABASE_URL": "postgresql://render:hunter2@db/t"})
+    assert good.database_url == "postgresql://render:hunter2@db/t" and good.warnings == []

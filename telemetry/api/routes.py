@@ -18,7 +18,7 @@ from aiohttp import web
 from peewee import DatabaseError, InterfaceError
 
 from ..errors import NotFoundError
-from ..filters import FilterError
+from ..filters import FilterError, check_text
 from ..jsonsafe import json_safe
 from ..service import TelemetryService
 from ..validation import ConfigFileError
@@ -50,10 +50,11 @@ async def read_json(request: web.Request) -> Any:
 
 
 def _check_text(request: web.Request) -> None:
-    """NUL characters cannot be stored or compared by PostgreSQL: refuse them in any parameter up front."""
+    """NUL (PostgreSQL cannot store or compare it) and lone surrogates (UTF-8 cannot encode them): refused in any
+    parameter up front."""
     for name, value in [*request.query.items(), *request.match_info.items()]:
-        if "\x00" in value or "\x00" in name:
-            raise FilterError(f"'{name[:40]}' must not contain NUL characters")
+        check_text(name, "a parameter name")
+        check_text(value, name)
 
 
 def guarded(handler: Handler) -> Handler:

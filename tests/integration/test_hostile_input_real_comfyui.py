@@ -76,7 +76,7 @@ def test_control_characters_and_bidi_overrides_in_names_and_labels_are_kept_and_
     prompt_id = server.submit(prompt, extra_data=extra)
     detail = ours_matches_history(server, prompt_id, server.wait_history(prompt_id))
     stored_label = NASTY.replace("\x00", "\ufffd")  # PostgreSQL cannot store NUL
-    assert detail["workflow_name"] == NASTY and detail["labels"]["story_title"] == stored_label
+    assert detail["workflow_name"] == stored_label and detail["labels"]["story_title"] == stored_label
     assert stored_label in detail["labels"]["tags"] and detail["workflow_id"] == "wf-\u202e-\x07"
     assert detail["status"] == "success"
     assert detail["labels"]["scene"] == "\u202escene"  # trimmed like any label
@@ -118,3 +118,13 @@ def test_outputs_that_are_not_json_are_recorded_and_served_as_json(server):
     assert strict_json(server, "/telemetry/health")["hooks"]["hook_errors"] == 0
     strict_json(server, "/telemetry/runs?limit=500")
     strict_json(server, "/telemetry/stats")
+
+
+def test_lone_surrogates_in_names_and_labels_do_not_cost_the_run(server):
+    # json.dumps escapes them as "\ud800"; ComfyUI's JSON parser hands the pack a str that UTF-8 cannot encode
+    extra = {"telemetry": {"workflow_name": "half \ud83d emoji", "story_title": "\udfff", "tags": ["t\ud800"]}}
+    prompt_id = server.submit(image_workflow(prefix="surrogate", color=12), extra_data=extra)
+    detail = ours_matches_history(server, prompt_id, server.wait_history(prompt_id))
+    assert detail["status"] == "success" and detail["workflow_name"] == "half \ufffd emoji"
+    assert detail["labels"]["story_title"] == "\ufffd" and detail["labels"]["tags"] == ["t\ufffd"]
+    assert server.get("/telemetry/health")["dropped"] == 0
