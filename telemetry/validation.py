@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 
+from .fileperms import write_private_file
 from .filters import FilterError
 
 M = TypeVar("M", bound=BaseModel)
@@ -237,18 +237,5 @@ def write_config_section(path: str, key: str, value: Any) -> None:
 
 
 def write_private_json(path: str, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (temporary file + rename), mode 0600, in a folder made 0700."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=folder)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write `data` as JSON to `path` atomically, owner-only (`fileperms.write_private_file`)."""
+    write_private_file(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
