@@ -1,11 +1,16 @@
 """The fault report: every fault scenario (and the fuzzing run) records its counts here, and the pytest session
 prints them as one table at the end (`pytest_terminal_summary` in conftest.py), also written to
-`$RUN_TELEMETRY_TEST_OUTPUT/faults.md` when that is set. The README carries the latest table."""
+`$RUN_TELEMETRY_TEST_OUTPUT/faults.md` when that is set. The README carries the latest table.
+
+When scripts/test.sh runs the matrix as parallel pytest sessions (RUN_TELEMETRY_PARALLEL=1), each session also
+leaves its results as `faults-<leg>.json` there, and `python tests/fault_report.py DIR` prints the merged table."""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
@@ -62,6 +67,29 @@ def write_report() -> str:
     table = render_table()
     out = os.environ.get("RUN_TELEMETRY_TEST_OUTPUT")
     if table and out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "faults.md").write_text(table + "\n", encoding="utf-8")
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        leg = os.environ.get("RUN_TELEMETRY_LEG")
+        (folder / (f"faults-{leg}.md" if leg else "faults.md")).write_text(table + "\n", encoding="utf-8")
+        if leg:
+            results = {"faults": [asdict(f) for f in FAULTS], "fuzz": [asdict(z) for z in FUZZ]}
+            (folder / f"faults-{leg}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return table
+
+
+def merge_reports(folder: Path) -> str:
+    """The one table over every parallel session's `faults-<leg>.json` in `folder` (also written as faults.md)."""
+    FAULTS.clear()
+    FUZZ.clear()
+    for path in sorted(folder.glob("faults-*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        FAULTS.extend(FaultResult(**f) for f in data.get("faults", []))
+        FUZZ.extend(FuzzResult(**z) for z in data.get("fuzz", []))
+    table = render_table()
+    if table:
+        (folder / "faults.md").write_text(table + "\n", encoding="utf-8")
+    return table
+
+
+if __name__ == "__main__":
+    print(merge_reports(Path(sys.argv[1])) or "no fault test ran")  # noqa: T201
