@@ -31,7 +31,7 @@ log = logging.getLogger("run_telemetry.config")
 ENV_PREFIX = "TELEMETRY_"
 CONFIG_FILE_NAME = "config.json"
 _NULLS = ("none", "null")
-_SECRET_KEYS = frozenset({"admin_token"})
+_SECRET_KEYS = frozenset({"admin_token", "webhook_secret"})
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1, le=2**62)]
 
@@ -55,6 +55,17 @@ class TelemetryConfig(BaseModel):
     # Required as `Authorization: Bearer <token>` by prune and config writes when ComfyUI listens beyond
     # loopback. Never served, logged or stored in the database.
     admin_token: Annotated[str, Field(min_length=8, max_length=4096)] | None = None
+    # Webhooks (telemetry.webhooks): a comma list of URLs (environment) or, in the config file, a list of URLs
+    # or {"url", "events", "format"} objects; each entry is checked by telemetry.webhooks.config.
+    webhook_urls: Annotated[str, Field(max_length=65_536)] | list[Any] | None = None
+    # Signs every webhook body (HMAC-SHA256). Never served, logged, stored or sent.
+    webhook_secret: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    webhook_timeout_s: Annotated[float, NoBool, Field(gt=0, le=300, allow_inf_nan=False)] = 5.0
+    webhook_retry_initial_s: Annotated[float, NoBool, Field(gt=0, le=86_400, allow_inf_nan=False)] = 10.0
+    webhook_retry_max_s: Annotated[float, NoBool, Field(gt=0, le=86_400, allow_inf_nan=False)] = 3600.0
+    webhook_retry_window_s: Annotated[float, NoBool, Field(gt=0, le=30 * 86_400, allow_inf_nan=False)] = 86_400.0
+    # Where people open ComfyUI (e.g. https://render-1.studio.lan:8188): webhooks link to the run in the panel.
+    public_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)
@@ -72,6 +83,7 @@ class TelemetryConfig(BaseModel):
         """The settings without secrets (the admin token shows as set or not)."""
         data = self.model_dump(exclude=set(_SECRET_KEYS))
         data["admin_token_set"] = self.admin_token is not None
+        data["webhook_secret_set"] = self.webhook_secret is not None
         return data
 
     def warning_dicts(self) -> list[dict[str, Any]]:
@@ -82,9 +94,13 @@ _TOP_KEYS = frozenset(TelemetryConfig.model_fields) - {"analysis"}
 
 
 def _consistency(config: TelemetryConfig) -> list[tuple[tuple[str, ...], str]]:
+    problems: list[tuple[tuple[str, ...], str]] = []
     if config.retry_max_s < config.retry_initial_s:
-        return [(("retry_max_s", "retry_initial_s"), f"at least retry_initial_s ({config.retry_initial_s:g})")]
-    return []
+        problems.append((("retry_max_s", "retry_initial_s"), f"at least retry_initial_s ({config.retry_initial_s:g})"))
+    if config.webhook_retry_max_s < config.webhook_retry_initial_s:
+        problems.append((("webhook_retry_max_s", "webhook_retry_initial_s"),
+                         f"at least webhook_retry_initial_s ({config.webhook_retry_initial_s:g})"))
+    return problems
 
 
 def config_path(data_dir: str, environ: Mapping[str, str] | None = None) -> str:
@@ -129,6 +145,9 @@ def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> Tele
     analysis, found = settings_from_file(data.get(ANALYSIS_SECTION), file_source)
     warnings += [dataclasses.replace(w, key=f"{ANALYSIS_SECTION}.{w.key}") for w in found]
     config = TelemetryConfig.model_construct(**{**config.__dict__, "analysis": analysis})
+    from .webhooks.config import target_warnings  # the entries of webhook_urls, one warning per unusable part
+
+    warnings += target_warnings(config)
     warnings = [_redacted(w) for w in warnings]
     config._warnings = warnings
     config._path = path
