@@ -157,7 +157,7 @@ def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> Tele
 
 
 def _redacted(warning: ConfigWarning) -> ConfigWarning:
-    if warning.key in _SECRET_KEYS:
+    if warning.key in _SECRET_KEYS and warning.value is not None:
         return dataclasses.replace(warning, value="(hidden)", used="(hidden)" if warning.used else None)
     return warning
 

@@ -57,9 +57,11 @@ def next_due_ms(instance: str | None) -> int | None:
 
 def record_attempt(row_id: int, *, state: str, attempts: int, at_ms: int, status: int | None, error: str | None,
                    next_attempt_at_ms: int | None = None) -> None:
+    """The outcome of one attempt. A delivered row keeps the error of its attempt before (health shows it)."""
     values: dict[Any, Any] = {WebhookDeliveryRow.state: state, WebhookDeliveryRow.attempts: attempts,
-                              WebhookDeliveryRow.last_attempt_at_ms: at_ms, WebhookDeliveryRow.last_status: status,
-                              WebhookDeliveryRow.last_error: error}
+                              WebhookDeliveryRow.last_attempt_at_ms: at_ms, WebhookDeliveryRow.last_status: status}
+    if error is not None:
+        values[WebhookDeliveryRow.last_error] = error
     if state == DELIVERED:
         values[WebhookDeliveryRow.delivered_at_ms] = at_ms
     if next_attempt_at_ms is not None:
@@ -90,12 +92,16 @@ def summary(instance: str | None, at_ms: int) -> dict[str, dict[str, Any]]:
         if state == PENDING and oldest is not None:
             entry["oldest_pending_age_ms"] = max(0, at_ms - oldest)
     for key, entry in out.items():
-        last = (rows.select(rows.last_error, rows.last_status, rows.last_attempt_at_ms)
-                .where(_mine(instance), rows.target_key == key, rows.last_error.is_null(False))
+        last = (rows.select(rows.last_status).where(_mine(instance), rows.target_key == key,
+                                                   rows.last_attempt_at_ms.is_null(False))
                 .order_by(rows.last_attempt_at_ms.desc()).first())
         if last is not None:
-            entry.update(last_error=last.last_error, last_status=last.last_status,
-                         last_error_at_ms=last.last_attempt_at_ms)
+            entry["last_status"] = last.last_status  # of the latest attempt
+        error = (rows.select(rows.last_error, rows.last_attempt_at_ms)
+                 .where(_mine(instance), rows.target_key == key, rows.last_error.is_null(False))
+                 .order_by(rows.last_attempt_at_ms.desc()).first())
+        if error is not None:
+            entry.update(last_error=error.last_error, last_error_at_ms=error.last_attempt_at_ms)
         entry["last_delivered_at_ms"] = (rows.select(fn.MAX(rows.delivered_at_ms))
                                          .where(_mine(instance), rows.target_key == key).scalar())
     return out
