@@ -318,3 +318,36 @@ def test_the_test_route_says_when_no_webhook_is_configured(tmp_path):
         assert refused.value.code == 400 and "TELEMETRY_WEBHOOK_URLS" in json.loads(refused.value.read())["error"]
     finally:
         server.stop()
+
+
+def test_a_recommendation_that_opens_is_sent_to_the_targets_that_want_recommendations(tmp_path, receiver):
+    """Through the watcher's assembly: runs stored by the recorder, analysis after each, a webhook per opened
+    recommendation (and none to a target that asked for failed runs only)."""
+    from test_analysis_rules import _fails_in_last_20
+
+    from telemetry.watch.app import WatchOptions, build
+
+    (tmp_path / "config.json").write_text(json.dumps({"webhook_secret": SECRET, "webhook_urls": [
+        {"url": receiver.url("/advice"), "events": ["recommendation"]},
+        {"url": receiver.url("/failures"), "events": ["failed"]}]}))
+    app = build(WatchOptions(data_dir=str(tmp_path), comfyui_url="http://127.0.0.1:9"))
+    app.recorder.start()
+    app.webhooks.start()
+    try:
+        runs = _fails_in_last_20("wf-advice", 5)
+        for run in runs:
+            assert app.recorder.submit(lambda run=run: [run])
+        assert app.recorder.flush(30)
+        got = receiver.wait_for(lambda r: any(x.path == "/advice" for x in r)
+                                and sum(x.path == "/failures" for x in r) == 5, timeout=30)
+        advice = [r for r in got if r.path == "/advice"]
+        assert all(r.json["event"] == "recommendation" and r.signed_with(SECRET) for r in advice)
+        kinds = {r.json["recommendation"]["kind"] for r in advice}
+        assert "low_success_rate" in kinds
+        rec = next(r.json["recommendation"] for r in advice if r.json["recommendation"]["kind"] == "low_success_rate")
+        assert rec["message"] and rec["severity"] and rec["evidence_run_ids"]
+        assert all(r.json["event"] == "failed" for r in got if r.path == "/failures")
+    finally:
+        app.webhooks.stop()
+        app.recorder.stop()
+        app.store.shutdown()
