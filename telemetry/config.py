@@ -84,6 +84,9 @@ class TelemetryConfig(BaseModel):
         data = self.model_dump(exclude=set(_SECRET_KEYS))
         data["admin_token_set"] = self.admin_token is not None
         data["webhook_secret_set"] = self.webhook_secret is not None
+        from .webhooks.config import targets_of  # webhook URLs often hold a token: only their redacted form
+
+        data["webhook_urls"] = [target.label for target in targets_of(self)]
         return data
 
     def warning_dicts(self) -> list[dict[str, Any]]:
@@ -157,6 +160,10 @@ def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> Tele
 
 
 def _redacted(warning: ConfigWarning) -> ConfigWarning:
+    if warning.key == "webhook_urls" and warning.source != "config":
+        # a value the type check refused, as written: it may hold webhook tokens (telemetry.webhooks.config's
+        # own warnings, source "config", show URLs redacted)
+        return dataclasses.replace(warning, value="(hidden)")
     if warning.key in _SECRET_KEYS and warning.value is not None:
         return dataclasses.replace(warning, value="(hidden)", used="(hidden)" if warning.used else None)
     return warning

@@ -351,3 +351,15 @@ def test_a_recommendation_that_opens_is_sent_to_the_targets_that_want_recommenda
         app.webhooks.stop()
         app.recorder.stop()
         app.store.shutdown()
+
+
+def test_webhook_urls_that_cannot_be_read_are_reported_without_their_tokens(tmp_path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"webhook_urls": {"url": "https://hooks.slack.com/services/T/B/TOKEN123"},
+                                       "webhook_secret": SECRET}))
+    config = load_config(str(tmp_path), environ={"TELEMETRY_CONFIG": str(config_file)})
+    (warning,) = config.warning_dicts()
+    assert warning["key"] == "webhook_urls" and "TOKEN123" not in json.dumps(warning)
+    ok = load_config(str(tmp_path), environ={"TELEMETRY_CONFIG": str(tmp_path / "none.json"),
+                                              "TELEMETRY_WEBHOOK_URLS": "https://hooks.slack.com/services/T/B/TOK9"})
+    assert ok.to_dict()["webhook_urls"] == ["https://hooks.slack.com/services/***"]
