@@ -257,12 +257,16 @@ class WebhookSender:
             if pool is None:
                 return
             futures.append((row, pool.submit(self.post, target, row.event_id, row.event, body)))
+        outcomes = []
         for row, future in futures:
             try:
                 attempt = future.result()
             except Exception as exc:  # a bug of ours, not the receiver's answer
                 attempt = Attempt(None, f"{type(exc).__name__}: {exc}"[:_ERROR_MAX])
-            self._record(row, attempt)
+            outcomes.append((row, attempt))
+        with self.store.db.atomic():  # one short write transaction per batch: the recorder's writes go first
+            for row, attempt in outcomes:
+                self._record(row, attempt)
 
     def _record(self, row: Any, attempt: Attempt) -> None:
         at = outbox.now_ms()
