@@ -355,3 +355,45 @@ def test_webhook_urls_that_cannot_be_read_are_reported_without_their_tokens(tmp_
     ok = load_config(str(tmp_path), environ={"TELEMETRY_CONFIG": str(tmp_path / "none.json"),
                                               "TELEMETRY_WEBHOOK_URLS": "https://hooks.slack.com/services/T/B/TOK9"})
     assert ok.to_dict()["webhook_urls"] == ["https://hooks.slack.com/services/***"]
+
+
+def test_the_test_route_is_protected_like_config_writes(tmp_path, receiver):
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from telemetry.api.security import Protection
+    from telemetry.webhooks.routes import add_webhook_routes
+
+    token = "webhook-admin-token"
+    pack = Pack(tmp_path, sqlite_url(str(tmp_path / "t.db")), {"TELEMETRY_WEBHOOK_URLS": receiver.url(),
+                                                               "TELEMETRY_WEBHOOK_SECRET": SECRET, **FAST})
+
+    def app(protection: Protection) -> web.Application:
+        routes = web.RouteTableDef()
+        add_webhook_routes(routes, lambda: pack.webhooks, protection)
+        application = web.Application()
+        application.add_routes(routes)
+        return application
+
+    async def statuses(application: web.Application, requests: list[dict]) -> list[tuple[int, dict]]:
+        async with TestClient(TestServer(application)) as client:
+            out = []
+            for headers in requests:
+                resp = await client.post("/telemetry/webhooks/test", headers=headers)
+                out.append((resp.status, await resp.json()))
+            return out
+
+    try:
+        exposed = asyncio.run(statuses(app(Protection(admin_token=token, exposed=lambda: True)), [
+            {}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Bearer {token}"},
+            {"Authorization": f"Bearer {token}", "Origin": "http://evil.example"}]))
+        assert [s for s, _ in exposed] == [401, 401, 202, 403]
+        assert "cross-origin" in exposed[3][1]["error"]
+        unset = asyncio.run(statuses(app(Protection(admin_token=None, exposed=lambda: True)), [{}]))
+        assert unset[0][0] == 403 and "TELEMETRY_ADMIN_TOKEN" in unset[0][1]["error"]
+        (got,) = receiver.wait_for(lambda r: len(r) == 1)  # only the authorised request queued an event
+        assert got.json["event"] == "test"
+    finally:
+        pack.stop()
