@@ -397,3 +397,30 @@ def test_the_test_route_is_protected_like_config_writes(tmp_path, receiver):
         assert got.json["event"] == "test"
     finally:
         pack.stop()
+
+
+def test_machines_sharing_one_database_send_only_their_own_events(tmp_path):
+    receiver = Receiver()  # down while render-1 records
+    url = sqlite_url(str(tmp_path / "shared.db"))
+    env = {"TELEMETRY_WEBHOOK_URLS": receiver.url(), "TELEMETRY_WEBHOOK_SECRET": SECRET, **FAST}
+    first = Pack(tmp_path, url, env, instance="render-1:8188")
+    first.record(failed_run("run-of-render-1"))
+    assert _wait(lambda: first.health()["targets"][0]["last_error"])
+    first.stop()
+    receiver.start()
+    other = Pack(tmp_path, url, env, instance="render-2:8188")
+    try:
+        other.record(failed_run("run-of-render-2"))
+        receiver.wait_for(lambda r: len(r) >= 1)
+        time.sleep(1.0)
+        assert [r.json["run"]["run_id"] for r in receiver.received] == ["run-of-render-2"]
+        assert other.health()["pending"] == 0 and other.health()["delivered"] == 1
+    finally:
+        other.stop()
+    again = Pack(tmp_path, url, env, instance="render-1:8188")
+    try:
+        receiver.wait_for(lambda r: len(r) >= 2)
+        assert sorted(r.json["run"]["run_id"] for r in receiver.received) == ["run-of-render-1", "run-of-render-2"]
+    finally:
+        again.stop()
+        receiver.stop()
