@@ -37,8 +37,9 @@ from telemetry.webhooks import attach_webhooks  # noqa: E402
 
 def make_run(i: int, tag: str) -> Run:
     failed = i % 5 == 0
-    return Run(f"{tag}-{i:06d}", "failed" if failed else "success", started_at_ms=1_700_000_000_000 + i,
-               finished_at_ms=1_700_000_000_900 + i, duration_ms=900.0, workflow_name="bench", node_count=3,
+    now = int(time.time() * 1000)
+    return Run(f"{tag}-{i:06d}", "failed" if failed else "success", started_at_ms=now - 900, finished_at_ms=now,
+               duration_ms=900.0, workflow_name="bench", node_count=3,
                nodes=[NodeRun(str(n), "ImageBlur", "executed", duration_ms=300.0) for n in range(3)],
                error=RunError("2", "ImageBlur", "RuntimeError", "boom") if failed else None)
 

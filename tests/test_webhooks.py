@@ -66,7 +66,8 @@ class Pack:
 
 
 def failed_run(run_id: str = "run-failed-1") -> Run:
-    return Run(run_id, "failed", started_at_ms=1_700_000_000_000, finished_at_ms=1_700_000_004_200,
+    now = int(time.time() * 1000)
+    return Run(run_id, "failed", started_at_ms=now - 4200, finished_at_ms=now,
                duration_ms=4200.0, workflow_id="wf-1", workflow_name="story/scene-3", instance="render-1:8188",
                error=RunError("7", "KSampler", "OutOfMemoryError", "CUDA out of memory. Tried to allocate 2 GiB",
                               kind="oom"),
@@ -314,7 +315,8 @@ def test_the_test_route_says_when_no_webhook_is_configured(tmp_path):
 
 def test_a_recommendation_that_opens_is_sent_to_the_targets_that_want_recommendations(tmp_path, receiver):
     """Through the watcher's assembly: runs stored by the recorder, analysis after each, a webhook per opened
-    recommendation (and none to a target that asked for failed runs only)."""
+    recommendation. The runs are a history from long ago (as a watcher's backfill finds it): their failures are
+    old news and send nothing, the recommendation drawn from them is new."""
     from test_analysis_rules import _fails_in_last_20
 
     from telemetry.watch.app import WatchOptions, build
@@ -330,15 +332,21 @@ def test_a_recommendation_that_opens_is_sent_to_the_targets_that_want_recommenda
         for run in runs:
             assert app.recorder.submit(lambda run=run: [run])
         assert app.recorder.flush(30)
-        got = receiver.wait_for(lambda r: any(x.path == "/advice" for x in r)
-                                and sum(x.path == "/failures" for x in r) == 5, timeout=30)
+        assert runs[-1].finished_at_ms < time.time() * 1000 - 86_400_000
+        got = receiver.wait_for(lambda r: any(x.path == "/advice" for x in r), timeout=30)
         advice = [r for r in got if r.path == "/advice"]
         assert all(r.json["event"] == "recommendation" and r.signed_with(SECRET) for r in advice)
         kinds = {r.json["recommendation"]["kind"] for r in advice}
         assert "low_success_rate" in kinds
         rec = next(r.json["recommendation"] for r in advice if r.json["recommendation"]["kind"] == "low_success_rate")
         assert rec["message"] and rec["severity"] and rec["evidence_run_ids"]
-        assert all(r.json["event"] == "failed" for r in got if r.path == "/failures")
+        time.sleep(0.5)
+        assert not [r for r in receiver.received if r.path == "/failures"]
+        # the same failure today is news
+        app.recorder.submit(lambda: [failed_run("run-today")])
+        assert app.recorder.flush(30)
+        got = receiver.wait_for(lambda r: any(x.path == "/failures" for x in r))
+        assert [r.json["run"]["run_id"] for r in got if r.path == "/failures"] == ["run-today"]
     finally:
         app.webhooks.stop()
         app.recorder.stop()

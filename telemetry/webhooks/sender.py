@@ -115,9 +115,13 @@ class WebhookSender:
     # -- enqueue (recorder thread, REST threads) --------------------------------------------------------------
 
     def enqueue_run(self, run: Run) -> None:
-        """Listener for stored runs: a final run becomes one delivery per target that wants it. Never raises."""
+        """Listener for stored runs: a final run becomes one delivery per target that wants it, unless it ended
+        longer ago than the retry window. Never raises."""
         if not self._targets or run.status not in RunStatus.FINAL:
             return
+        ended = run.finished_at_ms or run.started_at_ms
+        if ended is not None and ended < outbox.now_ms() - self.settings.retry_window_s * 1000:
+            return  # old news (a watcher's backfill of an old history): it would be given up at once anyway
         try:
             summary = run_summary(run, self.settings.public_url)
             self._enqueue(((t, t.run_event(run.status)) for t in self._targets.values()), run.run_id,
