@@ -432,3 +432,10 @@ def test_machines_sharing_one_database_send_only_their_own_events(tmp_path):
     finally:
         again.stop()
         receiver.stop()
+
+
+def test_a_webhook_urls_value_of_the_wrong_shape_says_what_is_expected(tmp_path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"webhook_urls": 42}))
+    (warning,) = load_config(str(tmp_path), environ={"TELEMETRY_CONFIG": str(config_file)}).warning_dicts()
+    assert warning["key"] == "webhook_urls" and "a comma list of URLs or a list of targets" in warning["message"]
