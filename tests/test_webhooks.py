@@ -439,3 +439,19 @@ def test_a_webhook_urls_value_of_the_wrong_shape_says_what_is_expected(tmp_path)
     config_file.write_text(json.dumps({"webhook_urls": 42}))
     (warning,) = load_config(str(tmp_path), environ={"TELEMETRY_CONFIG": str(config_file)}).warning_dicts()
     assert warning["key"] == "webhook_urls" and "a comma list of URLs or a list of targets" in warning["message"]
+
+
+def test_a_receiver_slower_than_the_timeout_is_retried(tmp_path):
+    receiver = Receiver(delays_s=[3.0]).start()
+    pack = Pack(tmp_path, sqlite_url(str(tmp_path / "t.db")), {
+        "TELEMETRY_WEBHOOK_URLS": receiver.url(), "TELEMETRY_WEBHOOK_SECRET": SECRET, **FAST,
+        "TELEMETRY_WEBHOOK_TIMEOUT_S": "0.5"})
+    try:
+        pack.record(failed_run())
+        got = receiver.wait_for(lambda r: len(r) == 2)  # the first attempt is cut at 0.5 s, then retried
+        assert got[0].event_id == got[1].event_id
+        assert _wait(lambda: pack.health()["delivered"] == 1)
+        assert "timed out" in pack.health()["targets"][0]["last_error"]
+    finally:
+        pack.stop()
+        receiver.stop()

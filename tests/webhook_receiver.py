@@ -37,9 +37,11 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, port: int | None = None, statuses: list[int] | None = None) -> None:
+    def __init__(self, port: int | None = None, statuses: list[int] | None = None,
+                 delays_s: list[float] | None = None) -> None:
         self.port = port or free_port()
         self.statuses = list(statuses or [])  # answered in order, then 200
+        self.delays_s = list(delays_s or [])  # how long each answer waits, in order, then none
         self.received: list[Received] = []
         self.answered: list[int] = []
         self._lock = threading.Lock()
@@ -56,6 +58,9 @@ class Receiver:
             self.received.append(Received(request.path_qs, dict(request.headers), body))
             status = self.statuses.pop(0) if self.statuses else 200
             self.answered.append(status)
+            delay = self.delays_s.pop(0) if self.delays_s else 0.0
+        if delay:
+            await asyncio.sleep(delay)
         return web.Response(status=status, text="ok" if status < 300 else "nope")
 
     def start(self) -> Receiver:
