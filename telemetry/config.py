@@ -31,7 +31,7 @@ log = logging.getLogger("run_telemetry.config")
 ENV_PREFIX = "TELEMETRY_"
 CONFIG_FILE_NAME = "config.json"
 _NULLS = ("none", "null")
-_SECRET_KEYS = frozenset({"admin_token"})
+_SECRET_KEYS = frozenset({"admin_token", "webhook_secret"})
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1, le=2**62)]
 DATABASE_SCHEMES = ("sqlite", "sqlite3", "sqliteext", "postgres", "postgresql", "postgresext", "postgresqlext",
@@ -67,6 +67,18 @@ class TelemetryConfig(BaseModel):
     # Required as `Authorization: Bearer <token>` by prune and config writes when ComfyUI listens beyond
     # loopback. Never served, logged or stored in the database.
     admin_token: Annotated[str, Field(min_length=8, max_length=4096)] | None = None
+    # Webhooks (telemetry.webhooks): a comma list of URLs (environment) or, in the config file, a list of URLs
+    # or {"url", "events", "format"} objects; each entry is checked by telemetry.webhooks.config.
+    # Any JSON here: telemetry.webhooks.config checks each entry and says what it expected.
+    webhook_urls: Any = None
+    # Signs every webhook body (HMAC-SHA256). Never served, logged, stored or sent.
+    webhook_secret: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    webhook_timeout_s: Annotated[float, NoBool, Field(gt=0, le=300, allow_inf_nan=False)] = 5.0
+    webhook_retry_initial_s: Annotated[float, NoBool, Field(gt=0, le=86_400, allow_inf_nan=False)] = 10.0
+    webhook_retry_max_s: Annotated[float, NoBool, Field(gt=0, le=86_400, allow_inf_nan=False)] = 3600.0
+    webhook_retry_window_s: Annotated[float, NoBool, Field(gt=0, le=30 * 86_400, allow_inf_nan=False)] = 86_400.0
+    # Where people open ComfyUI (e.g. https://render-1.studio.lan:8188): webhooks link to the run in the panel.
+    public_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)
@@ -84,6 +96,10 @@ class TelemetryConfig(BaseModel):
         """The settings without secrets (the admin token shows as set or not)."""
         data = self.model_dump(exclude=set(_SECRET_KEYS))
         data["admin_token_set"] = self.admin_token is not None
+        data["webhook_secret_set"] = self.webhook_secret is not None
+        from .webhooks.config import targets_of  # webhook URLs often hold a token: only their redacted form
+
+        data["webhook_urls"] = [target.label for target in targets_of(self)]
         return data
 
     def warning_dicts(self) -> list[dict[str, Any]]:
@@ -94,9 +110,13 @@ _TOP_KEYS = frozenset(TelemetryConfig.model_fields) - {"analysis"}
 
 
 def _consistency(config: TelemetryConfig) -> list[tuple[tuple[str, ...], str]]:
+    problems: list[tuple[tuple[str, ...], str]] = []
     if config.retry_max_s < config.retry_initial_s:
-        return [(("retry_max_s", "retry_initial_s"), f"at least retry_initial_s ({config.retry_initial_s:g})")]
-    return []
+        problems.append((("retry_max_s", "retry_initial_s"), f"at least retry_initial_s ({config.retry_initial_s:g})"))
+    if config.webhook_retry_max_s < config.webhook_retry_initial_s:
+        problems.append((("webhook_retry_max_s", "webhook_retry_initial_s"),
+                         f"at least webhook_retry_initial_s ({config.webhook_retry_initial_s:g})"))
+    return problems
 
 
 def config_path(data_dir: str, environ: Mapping[str, str] | None = None) -> str:
@@ -141,6 +161,9 @@ def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> Tele
     analysis, found = settings_from_file(data.get(ANALYSIS_SECTION), file_source)
     warnings += [dataclasses.replace(w, key=f"{ANALYSIS_SECTION}.{w.key}") for w in found]
     config = TelemetryConfig.model_construct(**{**config.__dict__, "analysis": analysis})
+    from .webhooks.config import target_warnings  # the entries of webhook_urls, one warning per unusable part
+
+    warnings += target_warnings(config)
     warnings = [_redacted(w) for w in warnings]
     config._warnings = warnings
     config._path = path
@@ -150,7 +173,11 @@ def load_config(data_dir: str, environ: Mapping[str, str] | None = None) -> Tele
 
 
 def _redacted(warning: ConfigWarning) -> ConfigWarning:
-    if warning.key in _SECRET_KEYS:
+    if warning.key == "webhook_urls" and warning.source != "config":
+        # a value the type check refused, as written: it may hold webhook tokens (telemetry.webhooks.config's
+        # own warnings, source "config", show URLs redacted)
+        return dataclasses.replace(warning, value="(hidden)")
+    if warning.key in _SECRET_KEYS and warning.value is not None:
         return dataclasses.replace(warning, value="(hidden)", used="(hidden)" if warning.used else None)
     if warning.key == "database_url":
         from .store.database import redact_url

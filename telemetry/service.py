@@ -54,6 +54,7 @@ class TelemetryService:
         self.source = source
         self.instance = instance
         self.metrics = RunMetrics(instance)
+        self.webhooks: Any = None  # telemetry.webhooks.WebhookSender, set by attach_webhooks
         if recorder is not None:
             recorder.add_listener(self.metrics.observe)
 
@@ -108,6 +109,8 @@ class TelemetryService:
             "dropped": recorder.get("dropped", 0),
             "recorder": recorder,
             "config_warnings": self.config_warnings,
+            # pending and failed deliveries per URL (redacted), the oldest pending age, the last error
+            "webhooks": self.webhooks.health() if self.webhooks is not None else {"enabled": False},
         })
 
     def prometheus(self) -> str:

@@ -94,7 +94,17 @@ SCHEMAS: dict[str, Any] = {
         "recorder": {"type": "object"},
         "config_warnings": _array(_obj({"key": {"type": "string"}, "message": {"type": "string"}},
                                        ["key", "message"])),
+        "webhooks": _ref("WebhookHealth"),
     }, ["status", "database", "config_warnings"]),
+    "WebhookHealth": _obj({
+        "enabled": {"type": "boolean"}, "signed": {"type": "boolean"}, "pending": {"type": "integer"},
+        "failed": {"type": "integer"}, "delivered": {"type": "integer"}, "oldest_pending_age_ms": INT_OR_NULL,
+        "targets": _array(_obj({
+            "target": {"type": "string", "description": "the URL, redacted (no credentials, tokens or query)"},
+            "pending": {"type": "integer"}, "failed": {"type": "integer"}, "delivered": {"type": "integer"},
+            "oldest_pending_age_ms": INT_OR_NULL, "last_error": STR_OR_NULL, "last_status": INT_OR_NULL,
+            "configured": {"type": "boolean"}}, ["target", "pending", "failed"])),
+    }, ["enabled"]),
     "Filters": {**_obj({
         "status": {"anyOf": [STATUS_LIST, _array({"type": "string", "enum": STATUSES})]},
         "workflow": {"type": "string", "maxLength": 500}, "since_ms": INT64, "until_ms": INT64,
@@ -234,6 +244,13 @@ def _paths() -> dict[str, Any]:
                 "text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}),
                 [_query("format", {"type": "string", "enum": ["csv", "jsonl"]}, "csv or jsonl (default)"),
                  *FILTER_PARAMETERS, *PAGE_PARAMETERS]),
+        },
+        PREFIX + "/webhooks/test": {
+            "post": _op("send test webhook: queue a signed test event to every configured webhook URL",
+                        _responses(_obj({"queued": _array(_obj({"event_id": {"type": "string"},
+                                                                "target": {"type": "string"}},
+                                                               ["event_id", "target"]))}, ["queued"]),
+                                   "401", "403", ok_status="202"), security=ADMIN, tags=("webhooks",)),
         },
         PREFIX + "/openapi.json": {"get": _op("openapi: this description", _responses({"type": "object"}))},
         PREFIX + "/recommendations": {

@@ -42,6 +42,7 @@ class Plugin:
     service: TelemetryService
     installed_hooks: dict[str, bool]
     analysis: Any = None
+    webhooks: Any = None  # telemetry.webhooks.WebhookSender
     # optional parts that failed to import or start: part -> "ExceptionType: message" (served by /telemetry/health)
     optional: dict[str, str] = field(default_factory=dict)
 
@@ -202,11 +203,32 @@ def _start() -> Plugin:
     plugin = Plugin(config, data_dir, store, recorder, capture, service, installed, optional=optional)
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
+    _attach_webhooks(plugin)
     _attach_analysis(plugin)
     _add_routes(plugin)
     recorder.start()
+    if plugin.webhooks is not None:
+        plugin.webhooks.start()
     log.info("Run Telemetry recording to %s (hooks: %s)", store.kind, ", ".join(k for k, v in installed.items() if v))
     return plugin
+
+
+def _attach_webhooks(plugin: Plugin) -> None:
+    try:
+        from ..webhooks import attach_webhooks
+
+        plugin.webhooks = attach_webhooks(plugin.config, plugin.store, plugin.recorder, plugin.service,
+                                          instance=plugin.recorder.instance)
+    except Exception as exc:
+        _optional_failed(plugin, "webhooks", exc)
+
+
+def _recommendations_opened(plugin: Plugin, recommendations: list | None) -> None:
+    """Recorder thread: push newly opened recommendations to the panel and queue their webhooks."""
+    for recommendation in recommendations or []:
+        push(RECOMMENDATION_EVENT, recommendation)
+    if recommendations and plugin.webhooks is not None:
+        plugin.webhooks.enqueue_recommendations(recommendations)
 
 
 def _attach_analysis(plugin: Plugin) -> None:
@@ -224,8 +246,7 @@ def _attach_analysis(plugin: Plugin) -> None:
     def on_stored(run: Run) -> None:
         if run.status == "running":
             return
-        for recommendation in plugin.analysis.on_run_stored(run) or []:
-            push(RECOMMENDATION_EVENT, recommendation)
+        _recommendations_opened(plugin, plugin.analysis.on_run_stored(run))
 
     # Analysis waits for an idle ComfyUI; the run itself is already committed and pushed.
     plugin.recorder.add_listener(on_stored, when_idle=True)
@@ -256,8 +277,7 @@ def _check_queue_memory(plugin: Plugin) -> None:
     free = free_gpu_bytes(plugin.capture.device) if items else None
     if free is None:
         return
-    for recommendation in plugin.analysis.check_queue_memory(items, free) or []:
-        push(RECOMMENDATION_EVENT, recommendation)
+    _recommendations_opened(plugin, plugin.analysis.check_queue_memory(items, free))
 
 
 def _add_routes(plugin: Plugin) -> None:
@@ -271,6 +291,10 @@ def _add_routes(plugin: Plugin) -> None:
 
     protection = Protection(admin_token=plugin.config.admin_token, exposed=comfy_listens_beyond_loopback)
     add_core_routes(routes, current_service, protection)
+    if plugin.webhooks is not None:
+        from ..webhooks.routes import add_webhook_routes
+
+        add_webhook_routes(routes, lambda: plugin.webhooks, protection)
     try:
         from ..api.analysis_routes import add_analysis_routes
     except Exception as exc:

@@ -68,6 +68,13 @@ def _add_v5_columns(db: Database) -> None:
         run_migration(*steps)
 
 
+def _create_v6_outbox(db: Database) -> None:
+    """The webhook outbox (`telemetry.webhooks.outbox`); not in ALL_TABLES, so version 1 never creates it."""
+    from .schema import WebhookDeliveryRow
+
+    db.create_tables([WebhookDeliveryRow], safe=True)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -81,6 +88,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (3, _statements(*_V3_INDEXES)),
     (4, _statements(*_V4_INDEXES)),
     (5, _add_v5_columns),
+    (6, _create_v6_outbox),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

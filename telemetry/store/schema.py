@@ -218,6 +218,34 @@ class WorkflowNameRow(BaseModel):
         table_name = "workflow_names"
 
 
+class WebhookDeliveryRow(BaseModel):
+    """The webhook outbox (migration 6): one row per event and target, kept until delivered or given up
+    (`telemetry.webhooks.outbox`). The target's URL is not stored (it may hold a token): `target_key` is its hash,
+    `target_label` its redacted form; the signature is computed at send time, so the secret is not stored."""
+
+    id = AutoField()
+    event_id = CharField(max_length=64, unique=True)  # the idempotency key (X-Run-Telemetry-Event)
+    event = CharField(max_length=32)
+    subject = CharField(max_length=256, null=True)  # the run id or recommendation id
+    target_key = CharField(max_length=64)
+    target_label = TextField()
+    instance = CharField(max_length=256, null=True)
+    body = TextField()  # the exact bytes sent (UTF-8), the same on every retry
+    state = CharField(max_length=16, default="pending")  # pending | delivered | failed
+    attempts = IntegerField(default=0)
+    created_at_ms = BigIntegerField()
+    next_attempt_at_ms = BigIntegerField()
+    expires_at_ms = BigIntegerField()
+    last_attempt_at_ms = BigIntegerField(null=True)
+    last_status = IntegerField(null=True)
+    last_error = TextField(null=True)
+    delivered_at_ms = BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "webhook_deliveries"
+        indexes = ((("instance", "state", "next_attempt_at_ms"), False),)
+
+
 class SchemaVersionRow(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at_ms = BigIntegerField()

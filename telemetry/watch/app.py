@@ -80,6 +80,7 @@ class WatchApp:
     watcher: Watcher
     service: TelemetryService
     analysis: Any = None
+    webhooks: Any = None  # telemetry.webhooks.WebhookSender
 
 
 def build(options: WatchOptions, client: ComfyClient | None = None) -> WatchApp:
@@ -100,6 +101,9 @@ def build(options: WatchOptions, client: ComfyClient | None = None) -> WatchApp:
     service = TelemetryService(store, recorder, hooks=watcher.report, source="watcher", instance=instance,
                                config_warnings=config.warning_dicts())
     app = WatchApp(options, config, store, recorder, watcher, service)
+    from ..webhooks import attach_webhooks
+
+    app.webhooks = attach_webhooks(config, store, recorder, service, instance=instance)
     _attach_analysis(app)
     return app
 
@@ -117,7 +121,9 @@ def _attach_analysis(app: WatchApp) -> None:
 
     def on_stored(run: Run) -> None:
         if run.status != "running":
-            app.analysis.on_run_stored(run)
+            opened = app.analysis.on_run_stored(run)
+            if opened:
+                app.webhooks.enqueue_recommendations(opened)
 
     app.recorder.add_listener(on_stored, when_idle=True)
 
@@ -131,6 +137,9 @@ def make_web_app(app: WatchApp) -> web.Application:
     protection = Protection(admin_token=app.config.admin_token, exposed=lambda: listens_beyond_loopback(host))
     routes = web.RouteTableDef()
     add_core_routes(routes, lambda: app.service, protection)
+    from ..webhooks.routes import add_webhook_routes
+
+    add_webhook_routes(routes, lambda: app.webhooks, protection)
     try:
         from ..api.analysis_routes import add_analysis_routes
     except Exception:
@@ -154,6 +163,7 @@ async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) ->
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     app.recorder.start()
+    app.webhooks.start()
     runner = None
     if options.serve:
         host, port = parse_host_port(options.serve)
@@ -175,5 +185,6 @@ async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) ->
             await runner.cleanup()
         await asyncio.to_thread(app.recorder.flush, 10.0)
         await asyncio.to_thread(app.recorder.stop, 10.0)
+        await asyncio.to_thread(app.webhooks.stop, 10.0)
         await asyncio.to_thread(app.store.shutdown)
     return 0
