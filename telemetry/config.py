@@ -55,6 +55,10 @@ class TelemetryConfig(BaseModel):
     # Required as `Authorization: Bearer <token>` by prune and config writes when ComfyUI listens beyond
     # loopback. Never served, logged or stored in the database.
     admin_token: Annotated[str, Field(min_length=8, max_length=4096)] | None = None
+    # What a kWh of electricity costs: prices each run's GPU energy (/stats total_cost, the panel, /metrics).
+    # None: no cost is shown. `currency` only labels it (e.g. "EUR").
+    energy_price_per_kwh: Annotated[float, NoBool, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    currency: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^[A-Za-z$€£¥]+$")] | None = None
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)

@@ -206,11 +206,14 @@ class Run:
 
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         """The JSON shape served over REST and pushed to the panel. `detail=False` drops the per-node,
-        per-output and per-sample lists (the runs table and the websocket summary)."""
+        per-output and per-sample lists (the runs table and the websocket summary); `gpus`, one entry per
+        device, is always there."""
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _LIST_FIELDS:
+            if f.name == "gpus":
+                data[f.name] = [asdict(item) for item in value]
+            elif f.name in _LIST_FIELDS:
                 if detail:
                     data[f.name] = [asdict(item) for item in value]
             elif f.name in ("error", "labels"):
@@ -223,4 +226,4 @@ class Run:
         return data
 
 
-_LIST_FIELDS = frozenset({"nodes", "outputs", "gpu_samples", "gpus"})
+_LIST_FIELDS = frozenset({"nodes", "outputs", "gpu_samples"})
