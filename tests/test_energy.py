@@ -323,3 +323,20 @@ def test_the_fake_counter_uses_nvml_units():
     assert isinstance(first, int) and second - first == 69 * STEP_MS  # 69 W for 100 ms = 6900 mJ
     assert nvml.nvmlDeviceGetPowerUsage(handle) == 69_000  # milliwatts
     assert os.getpid() not in [p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)]
+
+
+# --- a real ComfyUI without a GPU -----------------------------------------------------------------------------------
+
+
+@pytest.mark.comfyui
+def test_a_real_comfyui_without_a_gpu_records_no_energy_and_no_gpus(comfy):
+    from comfy_harness import image_workflow
+
+    _, _, run = comfy.run_and_wait(image_workflow(prefix="energy"))
+    assert run["status"] == "success" and run["ram_peak_bytes"]  # the sampler ran
+    assert (run["energy_j"], run["energy_source"], run["energy_per_frame_j"], run["cost"]) == (None,) * 4
+    assert run["gpus"] == [] and all(n["energy_j"] is None for n in run["nodes"])
+    stats = comfy.get("/telemetry/stats")
+    assert (stats["total_energy_wh"], stats["total_cost"]) == (None, None)
+    status, metrics = comfy.request("GET", "/telemetry/metrics")
+    assert status == 200 and "comfyui_telemetry_energy_joules_total{" not in str(metrics)
