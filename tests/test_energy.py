@@ -257,6 +257,27 @@ def test_energy_and_gpus_round_trip_and_stats_sum_them(store):
     assert (unpriced["total_energy_wh"], unpriced["total_cost"]) == (None, None)
 
 
+def test_migration_8_adds_the_energy_and_gpu_columns_to_an_older_database(store):
+    from telemetry.store.migrations import LATEST_VERSION
+    from telemetry.store.store import Store
+
+    url = store.url
+    for table, column in (("runs", "energy_j"), ("runs", "energy_source"), ("runs", "gpus"),
+                          ("node_runs", "energy_j"), ("gpu_samples", "gpu_index")):
+        store.db.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")  # the schema before version 8
+    store.db.execute_sql("DELETE FROM schema_version WHERE version = 8")
+    store.close()
+
+    reopened = Store(url)
+    reopened.open()
+    try:
+        reopened.save_runs(energy_runs())
+        assert reopened.get_run("e1").to_dict() == energy_runs()[0].to_dict()
+        assert reopened.schema_version == LATEST_VERSION
+    finally:
+        reopened.close()
+
+
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.status, response.read().decode()
