@@ -361,3 +361,27 @@ def test_a_real_comfyui_without_a_gpu_records_no_energy_and_no_gpus(comfy):
     assert (stats["total_energy_wh"], stats["total_cost"]) == (None, None)
     status, metrics = comfy.request("GET", "/telemetry/metrics")
     assert status == 200 and "comfyui_telemetry_energy_joules_total{" not in str(metrics)
+
+
+def test_a_clock_that_fails_at_the_run_end_still_ends_the_run_without_energy():
+    ticks = itertools.count(T0, STEP_MS)
+    calls = {"n": 0}
+
+    def clock() -> int:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError("clock gone")
+        return next(ticks)
+
+    nvml = ReplayNvml.from_file(FIXTURE)
+    sampler = ResourceSampler(H100_1, interval_s=0.001, nvml=nvml, rss_reader=RssSequence([GIB]), clock_ms=clock)
+    sampler.start()
+    try:
+        sampler.run_started()
+        assert nvml.wait_for_calls("nvmlDeviceGetMemoryInfo", 2, WAIT_S)
+        summary = sampler.run_finished()
+        assert summary.wait_final(WAIT_S)
+        assert sampler.wait_idle(WAIT_S)  # sampling stopped: the run is over
+        assert summary.run_energy() == (None, None)
+    finally:
+        sampler.close()

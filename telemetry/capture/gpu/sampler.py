@@ -236,13 +236,18 @@ class ResourceSampler:
         """Stops sampling this run and hands back what was gathered (with one more RAM reading now), without
         waiting for the sampler thread. An empty summary when no run was started."""
         try:
-            end = self._boundary_sample()
+            try:
+                end: GpuSample | None = self._boundary_sample()
+            except Exception:  # a broken clock: the run still ends here, without an end time (so no energy)
+                logger.debug("run-end reading failed", exc_info=True)
+                end = None
             with self._lock:
                 run, self._run = self._run, None
                 if run is not None:
-                    run.add(end)
-                    run.summary.end_ms = end.t_ms
-                    if run.opened and not self._closed and self._thread is not None:
+                    if end is not None:
+                        run.add(end)
+                        run.summary.end_ms = end.t_ms
+                    if run.opened and end is not None and not self._closed and self._thread is not None:
                         self._ending = run  # the sampler thread takes the run-end readings, then sets final
                     else:
                         run.summary._final.set()
