@@ -325,7 +325,7 @@ class ResourceSampler:
             if opening:
                 run.opened = True
             elif run is not None:
-                t_ms = int(self._clock_ms())
+                t_ms = self._sample_time()
         if ending is not None:
             try:
                 self._boundary_readings(ending, ending.summary.end_ms, devices)
@@ -342,6 +342,9 @@ class ResourceSampler:
             # short run costs this thread one wake-up for the counters, not a sample.
             self._tick.wait(self._interval_s)
             return
+        if t_ms is None:
+            self._tick.wait(run.interval_s)
+            return
         samples, readings = self._read_devices(t_ms, devices)
         with self._lock:
             if self._run is not run:
@@ -355,6 +358,13 @@ class ResourceSampler:
                     run.replace_samples(halved)
                     run.interval_s *= 2
         self._tick.wait(run.interval_s)
+
+    def _sample_time(self) -> int | None:
+        try:
+            return int(self._clock_ms())
+        except Exception:
+            logger.debug("the sampler's clock failed; skipping a sample", exc_info=True)
+            return None
 
     def _read_devices(self, t_ms: int, devices: list[_Device]) -> tuple[list[GpuSample], list[tuple[Any, ...]]]:
         """One sample per device (RSS on ComfyUI's), and per device its counter, power and process memory."""
