@@ -165,7 +165,7 @@ export class DetailView implements View {
       );
     }
 
-    if ((run.gpus ?? []).length > 0) parts.push(this.gpuTable(run.gpus ?? [], units));
+    if ((run.gpus ?? []).length > 0) parts.push(h("h3", null, "GPUs"), h("div", { class: "rt-table-wrap" }, this.gpuTable(run.gpus ?? [], units)));
 
     const outputs = run.outputs ?? [];
     parts.push(h("h3", null, `Outputs (${formatCount(outputs.length)})`));
