@@ -7,7 +7,11 @@ says so and exits 0 having measured nothing. It compares, for every phase:
 - NVML's used memory sampled by the pack's `ResourceSampler` thread (needs `pynvml` / nvidia-ml-py),
 - `torch.cuda.mem_get_info` (`DeviceMemoryProbe`: device used = total - free),
 
-and which peak `choose_gpu_peak` keeps with and without DynamicVRAM. Phases: tensors of known sizes through
+and which peak `choose_gpu_peak` keeps with and without DynamicVRAM. Energy: for every phase, the energy the
+sampler attributes to the run (`energy_j`, `energy_source`), NVML's total energy counter read by this script
+itself before and after the phase (millijoules, Volta and newer), and the same span integrated from the
+sampler's power samples, so the counter and the power integral can be compared side by side; a matmul phase
+draws load so that the counter visibly moves. Phases: tensors of known sizes through
 torch's caching allocator, then (where libcudart can be loaded) a raw `cudaMalloc` of known size that torch's
 counters cannot see, which is what model weights held by comfy-aimdo look like to them. With `--comfyui DIR` it
 also starts that ComfyUI tree on the GPU with the pack and runs a model-free workflow, and records the run's
@@ -88,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         if size > free * 0.6 or time.monotonic() - started > args.budget_s:
             break
         phases.append(_phase(f"torch tensor {size // MIB} MiB", size, sampler, probe, mem, torch, device,
-                             lambda n=size: _torch_alloc(torch, n)))
+                             lambda n=size: _torch_alloc(torch, n), nvml=nvml))
+    if time.monotonic() - started < args.budget_s:
+        phases.append(_phase("matmul load 2 s (energy)", 3 * 8192 * 8192 * 2, sampler, probe, mem, torch, device,
+                             lambda: _matmul_load(torch, 2.0), nvml=nvml))
     cudart = _cudart()
     if cudart is not None and time.monotonic() - started < args.budget_s:
         size = min(4 * GIB, int(free * 0.4))
         phases.append(_phase(f"raw cudaMalloc {size // MIB} MiB (outside torch's allocator)", size, sampler, probe,
-                             mem, torch, device, lambda n=size: _raw_alloc(cudart, n)))
+                             mem, torch, device, lambda n=size: _raw_alloc(cudart, n), nvml=nvml))
     sampler.close()
 
     comfy = None
@@ -131,6 +138,37 @@ def _torch_alloc(torch: Any, size: int) -> Any:
     return free
 
 
+def _matmul_load(torch: Any, seconds: float) -> Any:
+    """Half-precision matmuls for `seconds`: the GPU draws near its load power, and the energy counter rises."""
+    a = torch.randn(8192, 8192, dtype=torch.float16, device="cuda")
+    b = torch.randn(8192, 8192, dtype=torch.float16, device="cuda")
+    c = torch.empty(8192, 8192, dtype=torch.float16, device="cuda")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        torch.matmul(a, b, out=c)
+        torch.cuda.synchronize()
+
+    def free() -> None:
+        nonlocal a, b, c
+        del a, b, c
+        torch.cuda.empty_cache()
+    return free
+
+
+def _energy_counter_mj(nvml: Any, index: int | None) -> int | None:
+    """NVML's total energy counter read here, independently of the sampler thread (None: not supported)."""
+    if nvml is None or index is None:
+        return None
+    try:
+        nvml.nvmlInit()
+        try:
+            return int(nvml.nvmlDeviceGetTotalEnergyConsumption(nvml.nvmlDeviceGetHandleByIndex(index)))
+        finally:
+            nvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
 def _cudart() -> Any | None:
     for name in ("libcudart.so", "libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0"):
         try:
@@ -160,7 +198,8 @@ def _raw_alloc(cudart: Any, size: int) -> Any:
 
 
 def _phase(name: str, size: int, sampler: Any, probe: Any, mem: Any, torch: Any, device: Any,
-           allocate: Any) -> dict[str, Any]:
+           allocate: Any, nvml: Any = None) -> dict[str, Any]:
+    from telemetry.capture.gpu.energy import power_energy_j
     from telemetry.collector import choose_gpu_peak
 
     torch.cuda.synchronize()
@@ -168,6 +207,7 @@ def _phase(name: str, size: int, sampler: Any, probe: Any, mem: Any, torch: Any,
     baseline = mem.read_used()
     probe.reset_peak()
     mem.reset()
+    counter_before = _energy_counter_mj(nvml, device.nvml_index)
     sampler.run_started()
     release = allocate()
     mem.read_used()
@@ -178,6 +218,11 @@ def _phase(name: str, size: int, sampler: Any, probe: Any, mem: Any, torch: Any,
     time.sleep(0.1)
     mem.read_used()
     summary = sampler.run_finished()
+    summary.wait_final()
+    counter_after = _energy_counter_mj(nvml, device.nvml_index)
+    energy_j, energy_source = summary.run_energy()
+    track = next((d for d in summary.devices if d.comfyui_device), None)
+    power_points = [(s.t_ms, s.power_w) for s in summary.samples if s.power_w is not None]
     allocated, reserved = probe.read_peak()
     readings = [{"t_ms": s.t_ms, "used_mib": s.used_bytes // MIB, "used_bytes": s.used_bytes,
                  "util_percent": s.util_percent, "temperature_c": s.temperature_c, "power_w": s.power_w}
@@ -191,6 +236,14 @@ def _phase(name: str, size: int, sampler: Any, probe: Any, mem: Any, torch: Any,
         "nvml_used_peak_bytes": summary.gpu_used_peak_bytes,
         "mem_get_info_used_peak_bytes": mem.peak_bytes,
         "nvml_readings": readings,
+        "energy_j": energy_j,
+        "energy_source": energy_source,
+        "energy_counter_mj": [list(p) for p in track.counter] if track is not None else [],
+        "script_counter_delta_j": (None if counter_before is None or counter_after is None
+                                   else (counter_after - counter_before) / 1000.0),
+        "power_integral_j": (power_energy_j(power_points, summary.start_ms, summary.end_ms)
+                             if summary.start_ms is not None and summary.end_ms is not None else None),
+        "gpus": [vars(g) for g in summary.gpus()],
     }
     phase["chosen"] = {
         "dynamic_vram_on": list(choose_gpu_peak(allocated, summary.gpu_used_peak_bytes, mem.peak_bytes, True)),
@@ -233,6 +286,9 @@ def _comfyui_run(root: Path, deadline_s: float) -> dict[str, Any] | None:
                 "gpu_peak_bytes": run["gpu_peak_bytes"], "gpu_peak_source": run["gpu_peak_source"],
                 "gpu_used_peak_bytes": run["gpu_used_peak_bytes"], "dynamic_vram": run["dynamic_vram"],
                 "node_gpu_peaks": {n["node_id"]: n["gpu_peak_bytes"] for n in run["nodes"]},
+                "energy_j": run.get("energy_j"), "energy_source": run.get("energy_source"),
+                "node_energy_j": {n["node_id"]: n.get("energy_j") for n in run["nodes"]},
+                "gpus": run.get("gpus"),
                 "hooks": health.get("hooks")}
     except Exception as exc:
         print(f"ComfyUI workflow failed: {exc!r}")
@@ -256,10 +312,23 @@ def _print_table(phases: list[dict[str, Any]], comfy: dict[str, Any] | None) -> 
               f" {gib(p['nvml_used_peak_bytes'])} {gib(p['mem_get_info_used_peak_bytes'])} {ratio}  "
               f"{p['chosen']['dynamic_vram_on'][1]}")
     print("(GiB; nvml and meminfo are whole-device used memory, nvml/torch compares the rise above the baseline)")
+
+    def joules(value: Any) -> str:
+        return f"{'-':>9}" if value is None else f"{value:9.1f}"
+
+    print(f"\n{'phase':52} {'energy J':>9} {'source':>14} {'script J':>9} {'power J':>9} {'power/counter':>13}")
+    for p in phases:
+        counter, power = p.get("energy_j"), p.get("power_integral_j")
+        ratio = f"{power / counter:13.3f}" if counter and power is not None and p.get("energy_source") == \
+            "nvml_counter" else f"{'-':>13}"
+        print(f"{p['name'][:52]:52} {joules(counter)} {p.get('energy_source') or '-':>14} "
+              f"{joules(p.get('script_counter_delta_j'))} {joules(power)} {ratio}")
+    print("(energy J: what the run records; script J: the counter read by this script around the phase, a little "
+          "wider; power J: the trapezoid over the sampler's power samples)")
     if comfy is not None:
         print(f"\nComfyUI run: {comfy['status']}, peak {gib(comfy['gpu_peak_bytes'])} GiB from "
               f"{comfy['gpu_peak_source']}, NVML used peak {gib(comfy['gpu_used_peak_bytes'])}, dynamic_vram "
-              f"{comfy['dynamic_vram']}")
+              f"{comfy['dynamic_vram']}, energy {comfy.get('energy_j')} J ({comfy.get('energy_source')})")
 
 
 def _record(device: Any, nvml: Any, torch: Any, phases: list[dict[str, Any]],

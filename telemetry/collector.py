@@ -10,6 +10,7 @@ Two ways in share this module:
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -105,6 +106,9 @@ class RunTrace:
     dynamic_vram: bool | None = None
     ram_peak_bytes: int | None = None
     gpu_samples: list[GpuSample] = field(default_factory=list)
+    # The sampler's `ResourceSummary` of the run (telemetry.capture.gpu.sampler): per-GPU peaks and energy
+    # readings, read when the run is built on the recorder thread.
+    resources: Any = None
 
     def node_started(self, node_id: str, perf: float, wall_ms: int, class_type: str | None = None,
                      display_node_id: str | None = None, parent_node_id: str | None = None) -> None:
@@ -475,7 +479,30 @@ def build_run(prompt_id: str, item: Mapping[str, Any], trace: RunTrace | None = 
             torch_peak = max([torch_peak or 0, *node_peaks])
         run.gpu_peak_bytes, run.gpu_peak_source = choose_gpu_peak(
             torch_peak, trace.gpu_used_peak_bytes, trace.gpu_mem_info_peak_bytes, trace.dynamic_vram)
+        if trace.resources is not None:
+            apply_resources(run, trace.resources)
     return make_storable(run)
+
+
+_NODES_THAT_RAN = frozenset({NodeStatus.EXECUTED, NodeStatus.FAILED, NodeStatus.INTERRUPTED})
+
+
+def apply_resources(run: Run, resources: Any) -> None:
+    """The run's GPUs and energy, and each node's energy, from the sampler's summary (recorder thread: it may
+    wait up to a second for the sampler's run-end reading). A node's energy spans its wall-clock start and
+    duration, noted by the worker. A failure here costs the run these figures, never its record."""
+    try:
+        resources.wait_final()
+        run.gpus = list(resources.gpus())
+        run.energy_j, run.energy_source = resources.run_energy()
+        if run.energy_j is None:
+            return
+        for node in run.nodes:
+            if node.status in _NODES_THAT_RAN and node.started_at_ms is not None and node.duration_ms is not None:
+                node.energy_j = resources.energy_between(node.started_at_ms, node.started_at_ms + node.duration_ms)
+    except Exception:
+        logging.getLogger("run_telemetry.collector").warning("energy and per-GPU figures failed", exc_info=True)
+        run.gpus, run.energy_j, run.energy_source = [], None, None
 
 
 def choose_gpu_peak(torch_peak: int | None, nvml_peak: int | None, mem_info_peak: int | None,

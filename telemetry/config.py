@@ -79,6 +79,10 @@ class TelemetryConfig(BaseModel):
     webhook_retry_window_s: Annotated[float, NoBool, Field(gt=0, le=30 * 86_400, allow_inf_nan=False)] = 86_400.0
     # Where people open ComfyUI (e.g. https://render-1.studio.lan:8188): webhooks link to the run in the panel.
     public_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    # What a kWh of electricity costs: prices each run's GPU energy (/stats total_cost, the panel, /metrics).
+    # None: no cost is shown. `currency` only labels it (e.g. "EUR").
+    energy_price_per_kwh: Annotated[float, NoBool, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    currency: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^[A-Za-z$€£¥]+$")] | None = None
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)

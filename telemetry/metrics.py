@@ -26,8 +26,9 @@ def _labels(pairs: Mapping[str, Any]) -> str:
 
 
 class RunMetrics:
-    def __init__(self, instance: str | None) -> None:
+    def __init__(self, instance: str | None, *, energy_price_per_kwh: float | None = None) -> None:
         self.instance = instance or "unknown"
+        self.energy = _EnergyMetrics(energy_price_per_kwh)
         self._lock = threading.Lock()
         self._runs: dict[tuple[str, str], int] = {}
         self._frames: dict[str, int] = {}
@@ -62,6 +63,7 @@ class RunMetrics:
                 self._buckets[index] += 1
             self._last_gpu_peak = run.gpu_peak_bytes if run.gpu_peak_bytes is not None else self._last_gpu_peak
             self._last_ram_peak = run.ram_peak_bytes if run.ram_peak_bytes is not None else self._last_ram_peak
+            self.energy.observe(run, workflow)
 
     def render(self, health: Callable[[], Mapping[str, Any]] | None = None) -> str:
         inst = {"instance": self.instance}
@@ -98,6 +100,7 @@ class RunMetrics:
                 if value is not None:
                     family(name, "gauge", help_text)
                     lines.append(f"{name}{_labels(inst)} {value}")
+            self.energy.render(lines, inst, family)
         if health is not None:
             h = health()
             for name, key, help_text in (
@@ -110,3 +113,32 @@ class RunMetrics:
             family("comfyui_telemetry_database_up", "gauge", "1 when the telemetry database accepts writes.")
             lines.append(f"comfyui_telemetry_database_up{_labels(inst)} {1 if h.get('database_ready') else 0}")
         return "\n".join(lines) + "\n"
+
+
+class _EnergyMetrics:
+    """GPU energy and its cost, by workflow (runs with an energy figure only; kept under RunMetrics' lock)."""
+
+    def __init__(self, price_per_kwh: float | None) -> None:
+        self.price_per_kwh = price_per_kwh
+        self.joules: dict[str, float] = {}
+        self.last_run_j: float | None = None
+
+    def observe(self, run: Run, workflow: str) -> None:
+        if run.energy_j is None:
+            return
+        self.joules[workflow] = self.joules.get(workflow, 0.0) + run.energy_j
+        self.last_run_j = run.energy_j
+
+    def render(self, lines: list[str], inst: Mapping[str, str], family: Callable[[str, str, str], None]) -> None:
+        family("comfyui_telemetry_energy_joules_total", "counter", "GPU energy of finished runs (ComfyUI's GPU).")
+        for workflow, joules in sorted(self.joules.items()):
+            lines.append(f"comfyui_telemetry_energy_joules_total{_labels({**inst, 'workflow': workflow})} {joules:.3f}")
+        if self.price_per_kwh is not None:
+            family("comfyui_telemetry_energy_cost_total", "counter",
+                   "What that energy cost at the configured energy_price_per_kwh.")
+            for workflow, joules in sorted(self.joules.items()):
+                cost = joules / 3_600_000.0 * self.price_per_kwh
+                lines.append(f"comfyui_telemetry_energy_cost_total{_labels({**inst, 'workflow': workflow})} {cost:.6f}")
+        if self.last_run_j is not None:
+            family("comfyui_telemetry_last_run_energy_joules", "gauge", "GPU energy of the last run.")
+            lines.append(f"comfyui_telemetry_last_run_energy_joules{_labels(inst)} {self.last_run_j:.3f}")

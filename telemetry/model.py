@@ -100,6 +100,8 @@ class NodeRun:
     gpu_peak_bytes: int | None = None
     display_node_id: str | None = None
     parent_node_id: str | None = None
+    # Energy of ComfyUI's GPU while the node ran (joules; see `Run.energy_source`); None without a GPU reading.
+    energy_j: float | None = None
 
 
 @dataclass
@@ -121,6 +123,32 @@ class GpuSample:
     temperature_c: float | None = None
     power_w: float | None = None
     ram_rss_bytes: int | None = None
+    # NVML index of the GPU the GPU readings come from (one series per device); None on RAM-only samples.
+    gpu_index: int | None = None
+
+
+class EnergySource:
+    """Where a run's `energy_j` came from (`energy_source`)."""
+
+    NVML_COUNTER = "nvml_counter"  # nvmlDeviceGetTotalEnergyConsumption (mJ since driver load, Volta and newer)
+    POWER_SAMPLES = "power_samples"  # nvmlDeviceGetPowerUsage samples, integrated with the trapezoid rule
+
+    ALL = frozenset({NVML_COUNTER, POWER_SAMPLES})
+
+
+@dataclass
+class RunGpu:
+    """One GPU seen during a run. `index` is NVML's (not torch's: CUDA_VISIBLE_DEVICES renumbers torch's);
+    `external_bytes` is the largest memory other processes held on it during the run (None when NVML cannot
+    tell processes apart); `comfyui_device` marks the device ComfyUI computes on."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    peak_used_bytes: int | None = None
+    external_bytes: int | None = None
+    comfyui_device: bool = False
+    energy_j: float | None = None
 
 
 @dataclass
@@ -155,6 +183,10 @@ class Run:
     ram_peak_bytes: int | None = None
     # Whether ComfyUI ran with DynamicVRAM (comfy-aimdo); None where that ComfyUI has no such mode.
     dynamic_vram: bool | None = None
+    # Energy of ComfyUI's GPU over the run, in joules, and where it came from (an `EnergySource`); both None
+    # without a GPU that reports energy or power. Never estimated from anything else.
+    energy_j: float | None = None
+    energy_source: str | None = None
     labels: RunLabels = field(default_factory=RunLabels)
     instance: str | None = None
     source: str = "plugin"
@@ -162,14 +194,26 @@ class Run:
     nodes: list[NodeRun] = field(default_factory=list)
     outputs: list[RunOutput] = field(default_factory=list)
     gpu_samples: list[GpuSample] = field(default_factory=list)
+    # Every GPU sampled during the run (empty without NVML).
+    gpus: list[RunGpu] = field(default_factory=list)
+
+    @property
+    def energy_per_frame_j(self) -> float | None:
+        """Energy per image or video frame produced; None without energy or frames."""
+        if self.energy_j is None or not self.frame_count:
+            return None
+        return self.energy_j / self.frame_count
 
     def to_dict(self, detail: bool = True) -> dict[str, Any]:
         """The JSON shape served over REST and pushed to the panel. `detail=False` drops the per-node,
-        per-output and per-sample lists (the runs table and the websocket summary)."""
+        per-output and per-sample lists (the runs table and the websocket summary); `gpus`, one entry per
+        device, is always there."""
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _LIST_FIELDS:
+            if f.name == "gpus":
+                data[f.name] = [asdict(item) for item in value]
+            elif f.name in _LIST_FIELDS:
                 if detail:
                     data[f.name] = [asdict(item) for item in value]
             elif f.name in ("error", "labels"):
@@ -178,6 +222,7 @@ class Run:
                 data[f.name] = dict(value)
             else:
                 data[f.name] = value
+        data["energy_per_frame_j"] = self.energy_per_frame_j
         return data
 
 

@@ -38,6 +38,7 @@ EXPORT_COLUMNS = (
     "images", "videos", "audio", "other", "frame_count", "error_kind", "error_node_type", "error_exception_type",
     "error_message", "interrupted_reason", "gpu_name", "gpu_total_bytes", "gpu_peak_bytes", "gpu_used_peak_bytes",
     "ram_peak_bytes", "story_title", "scene", "tags", "instance", "parameters",
+    "energy_j", "energy_source", "energy_per_frame_j", "gpus",
 )
 
 
@@ -45,15 +46,18 @@ class TelemetryService:
     def __init__(self, store: Store, recorder: Recorder | None, *, hooks: Callable[[], Mapping[str, Any]] | None = None,
                  source: str = "plugin", instance: str | None = None,
                  config_warnings: list[dict[str, Any]] | None = None,
-                 optional: Callable[[], Mapping[str, str]] | None = None) -> None:
+                 optional: Callable[[], Mapping[str, str]] | None = None,
+                 energy_price_per_kwh: float | None = None, currency: str | None = None) -> None:
         self.store = store
+        self.energy_price_per_kwh = energy_price_per_kwh
+        self.currency = currency
         self.config_warnings = list(config_warnings or [])
         self._optional = optional or (lambda: {})
         self.recorder = recorder
         self._hooks = hooks or (lambda: {})
         self.source = source
         self.instance = instance
-        self.metrics = RunMetrics(instance)
+        self.metrics = RunMetrics(instance, energy_price_per_kwh=energy_price_per_kwh)
         self.webhooks: Any = None  # telemetry.webhooks.WebhookSender, set by attach_webhooks
         if recorder is not None:
             recorder.add_listener(self.metrics.observe)
@@ -73,13 +77,18 @@ class TelemetryService:
         if run is None:
             raise NotFoundError(f"no run with id {run_id!r}")
         data = run.to_dict(detail=True)
+        data["cost"] = (run.energy_j / 3_600_000.0 * self.energy_price_per_kwh
+                        if run.energy_j is not None and self.energy_price_per_kwh is not None else None)
+        data["currency"] = self.currency
         data["node_types"] = _totals_by(data["nodes"], "class_type")
         data["subgraphs"] = _totals_by(data["nodes"], "parent_node_id")
         return json_safe(data)
 
     def stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()
-        return json_safe(self.store.stats(parse_run_filters(query)))
+        stats = self.store.stats(parse_run_filters(query), price_per_kwh=self.energy_price_per_kwh)
+        stats["currency"] = self.currency
+        return json_safe(stats)
 
     def node_type_stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()
@@ -194,7 +203,8 @@ def _csv_row(run) -> list[Any]:
               "error_exception_type": err.get("exception_type"), "error_message": err.get("message"),
               "story_title": labels.get("story_title"), "scene": labels.get("scene"),
               "tags": ",".join(labels.get("tags") or []),
-              "parameters": json.dumps(d.get("parameters") or {}, ensure_ascii=False)}
+              "parameters": json.dumps(d.get("parameters") or {}, ensure_ascii=False),
+              "gpus": json.dumps(d.get("gpus") or [], ensure_ascii=False)}
     return [values.get(c) for c in EXPORT_COLUMNS]
 
 

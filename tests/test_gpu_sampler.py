@@ -389,8 +389,8 @@ def test_cuda_visible_devices_1_0_maps_torch_0_to_nvml_1(identity):
     first = detect_device(torch_module=fake_torch(visible, current=0), nvml=nvml, environ=environ)
     second = detect_device(torch_module=fake_torch(visible, current=1), nvml=nvml, environ=environ)
 
-    assert first == DeviceInfo("cuda", 0, 1, "NVIDIA H100 80GB HBM3", 81559 * MIB)
-    assert (second.torch_index, second.nvml_index) == (1, 0)
+    assert first == DeviceInfo("cuda", 0, 1, "NVIDIA H100 80GB HBM3", 81559 * MIB, visible_nvml_indexes=(1, 0))
+    assert (second.torch_index, second.nvml_index, second.visible_nvml_indexes) == (1, 0, (1, 0))
     assert nvml.calls["nvmlInit"] == nvml.calls["nvmlShutdown"] == 2  # NVML is released after detection
 
 

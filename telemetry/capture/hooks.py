@@ -133,6 +133,7 @@ class Capture:
                     trace.gpu_used_peak_bytes = summary.gpu_used_peak_bytes
                     trace.ram_peak_bytes = summary.ram_peak_bytes
                     trace.gpu_samples = summary.samples
+                    trace.resources = summary  # per-GPU peaks and energy, read on the recorder thread
             except Exception:
                 self._hook_failed("run end (resources)")
             self.current = None

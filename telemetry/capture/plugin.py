@@ -199,7 +199,8 @@ def _start() -> Plugin:
 
     optional: dict[str, str] = {}
     service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance,
-                               config_warnings=config.warning_dicts(), optional=lambda: optional)
+                               config_warnings=config.warning_dicts(), optional=lambda: optional,
+                               energy_price_per_kwh=config.energy_price_per_kwh, currency=config.currency)
     plugin = Plugin(config, data_dir, store, recorder, capture, service, installed, optional=optional)
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)

@@ -7,7 +7,7 @@ from typing import Any
 
 from peewee import BigIntegerField, CharField, IntegerField, Model
 
-from ..model import GpuSample, NodeRun, OutputKind, Run, RunError, RunLabels, RunOutput
+from ..model import EnergySource, GpuSample, NodeRun, OutputKind, Run, RunError, RunGpu, RunLabels, RunOutput
 from .schema import GpuSampleRow, NodeRunRow, RunOutputRow, RunRow
 
 _INT64 = (1 << 63) - 1
@@ -90,6 +90,9 @@ def run_to_row(run: Run, updated_at_ms: int) -> dict[str, Any]:
         "ram_peak_bytes": run.ram_peak_bytes,
         "gpu_peak_source": run.gpu_peak_source,
         "dynamic_vram": run.dynamic_vram,
+        "energy_j": _finite(run.energy_j),
+        "energy_source": run.energy_source if run.energy_source in EnergySource.ALL else None,
+        "gpus": _dumps([_gpu_dict(g) for g in run.gpus]) if run.gpus else None,
         "story_title": run.labels.story_title,
         "scene": run.labels.scene,
         "tags": _dumps(run.labels.tags) if run.labels.tags else None,
@@ -143,6 +146,9 @@ def row_to_run(row: RunRow) -> Run:
         ram_peak_bytes=row.ram_peak_bytes,
         gpu_peak_source=row.gpu_peak_source,
         dynamic_vram=row.dynamic_vram,
+        energy_j=row.energy_j,
+        energy_source=row.energy_source,
+        gpus=_gpus(row.gpus),
         labels=RunLabels(story_title=row.story_title, scene=row.scene, tags=_loads(row.tags, [])),
         instance=row.instance,
         source=row.source,
@@ -163,6 +169,7 @@ def node_rows(run: Run, run_id: str | None = None) -> list[dict[str, Any]]:
             "gpu_peak_bytes": node.gpu_peak_bytes,
             "display_node_id": node.display_node_id,
             "parent_node_id": node.parent_node_id,
+            "energy_j": _finite(node.energy_j),
         })
         for position, node in enumerate(run.nodes)
     ]
@@ -194,6 +201,7 @@ def sample_rows(run: Run, samples: list[GpuSample], run_id: str | None = None) -
             "temperature_c": s.temperature_c,
             "power_w": s.power_w,
             "ram_rss_bytes": s.ram_rss_bytes,
+            "gpu_index": s.gpu_index,
         })
         for s in samples
     ]
@@ -209,6 +217,7 @@ def row_to_node(row: NodeRunRow) -> NodeRun:
         gpu_peak_bytes=row.gpu_peak_bytes,
         display_node_id=row.display_node_id,
         parent_node_id=row.parent_node_id,
+        energy_j=row.energy_j,
     )
 
 
@@ -217,4 +226,25 @@ def row_to_output(row: RunOutputRow) -> RunOutput:
 
 
 def row_to_sample(row: GpuSampleRow) -> GpuSample:
-    return GpuSample(row.t_ms, row.used_bytes, row.util_percent, row.temperature_c, row.power_w, row.ram_rss_bytes)
+    return GpuSample(row.t_ms, row.used_bytes, row.util_percent, row.temperature_c, row.power_w, row.ram_rss_bytes,
+                     row.gpu_index)
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value == value and abs(value) != float("inf") else None
+
+
+def _gpu_dict(gpu: RunGpu) -> dict[str, Any]:
+    return {"index": gpu.index, "name": gpu.name, "uuid": gpu.uuid, "peak_used_bytes": gpu.peak_used_bytes,
+            "external_bytes": gpu.external_bytes, "comfyui_device": bool(gpu.comfyui_device),
+            "energy_j": _finite(gpu.energy_j)}
+
+
+def _gpus(text: str | None) -> list[RunGpu]:
+    found = []
+    for entry in _loads(text, []):
+        if isinstance(entry, dict) and isinstance(entry.get("index"), int):
+            found.append(RunGpu(entry["index"], entry.get("name"), entry.get("uuid"), entry.get("peak_used_bytes"),
+                                entry.get("external_bytes"), bool(entry.get("comfyui_device")),
+                                entry.get("energy_j")))
+    return found

@@ -75,6 +75,30 @@ def _create_v6_outbox(db: Database) -> None:
     db.create_tables([WebhookDeliveryRow], safe=True)
 
 
+_V8_COLUMNS = {"runs": ("energy_j", "energy_source", "gpus"), "node_runs": ("energy_j",),
+               "gpu_samples": ("gpu_index",)}
+
+
+def _add_v8_columns(db: Database) -> None:
+    """Energy and every GPU (issue 12): `runs.energy_j`, `runs.energy_source`, `runs.gpus` (JSON),
+    `node_runs.energy_j`, `gpu_samples.gpu_index`. Only missing columns are added (a database created by this code
+    at version 1 has them), so the step is safe to run whatever happened before."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as run_migration
+
+    from .schema import GpuSampleRow, NodeRunRow, RunRow
+
+    migrator = SchemaMigrator.from_database(db)
+    steps = []
+    for model in (RunRow, NodeRunRow, GpuSampleRow):
+        table = model._meta.table_name
+        present = {column.name for column in db.get_columns(table)}
+        steps += [migrator.add_column(table, name, model._meta.fields[name])
+                  for name in _V8_COLUMNS[table] if name not in present]
+    if steps:
+        run_migration(*steps)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -89,6 +113,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (4, _statements(*_V4_INDEXES)),
     (5, _add_v5_columns),
     (6, _create_v6_outbox),
+    (8, _add_v8_columns),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -113,14 +138,17 @@ def migrate(db: Database) -> int:
         with db.atomic(lock_type="IMMEDIATE") if isinstance(db, SqliteDatabase) else contextlib.nullcontext():
             db.create_tables([SchemaVersionRow], safe=True)
             version = current_version(db)
+            # Every migration not yet recorded runs, not only those above the highest: numbers are handed out to
+            # parallel work, so a database may hold 8 before 6 exists. Every step is safe to run on any schema.
+            applied = {v for (v,) in SchemaVersionRow.select(SchemaVersionRow.version).tuples()}
             for target, step in MIGRATIONS:
-                if target <= version:
+                if target in applied:
                     continue
                 with db.atomic():
                     step(db)
                     SchemaVersionRow.create(version=target, applied_at_ms=int(time.time() * 1000))
                 log.info("telemetry schema migrated to version %d", target)
-                version = target
+                version = max(version, target)
         return version
     finally:
         if is_pg:

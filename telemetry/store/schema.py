@@ -113,6 +113,11 @@ class RunRow(BaseModel):
     # Added by migration 5: where gpu_peak_bytes came from, and whether DynamicVRAM (comfy-aimdo) was on.
     gpu_peak_source = CharField(max_length=32, null=True)
     dynamic_vram = BooleanField(null=True)
+    # Added by migration 8: the run's energy (joules) and its source, and every GPU sampled (JSON list of
+    # model.RunGpu).
+    energy_j = FloatField(null=True)
+    energy_source = CharField(max_length=16, null=True)
+    gpus = TextField(null=True)
     story_title = TextField(null=True)
     scene = TextField(null=True)
     tags = TextField(null=True)  # JSON list
@@ -145,6 +150,7 @@ class NodeRunRow(BaseModel):
     gpu_peak_bytes = BigIntegerField(null=True)
     display_node_id = CharField(max_length=128, null=True)
     parent_node_id = CharField(max_length=128, null=True)
+    energy_j = FloatField(null=True)  # migration 8
 
     class Meta:
         table_name = "node_runs"
@@ -174,6 +180,7 @@ class GpuSampleRow(BaseModel):
     temperature_c = FloatField(null=True)
     power_w = FloatField(null=True)
     ram_rss_bytes = BigIntegerField(null=True)
+    gpu_index = IntegerField(null=True)  # migration 8: NVML index of the GPU read (one series per device)
 
     class Meta:
         table_name = "gpu_samples"

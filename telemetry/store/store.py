@@ -402,8 +402,10 @@ class Store:
         return RunRow.select().where(RunRow.run_id == run_id).exists()
 
     @_on_own_database
-    def stats(self, filters: RunFilters) -> dict[str, Any]:
-        """Totals, by status and by workflow from one grouped scan of the matching runs, plus percentiles."""
+    def stats(self, filters: RunFilters, price_per_kwh: float | None = None) -> dict[str, Any]:
+        """Totals, by status and by workflow from one grouped scan of the matching runs, plus percentiles.
+        Energy (`total_energy_wh`, per workflow `energy_wh`) sums the runs that have one (null when none has);
+        `total_cost` / `cost` price it at `price_per_kwh` (null without a price)."""
         grouped = self.filtered(filters, RunRow.select(
             RunRow.workflow_key,
             RunRow.status,
@@ -414,13 +416,17 @@ class Store:
             fn.COUNT(RunRow.duration_ms).alias("durations"),
             fn.MAX(RunRow.gpu_peak_bytes).alias("gpu_peak"),
             fn.MAX(RunRow.ram_peak_bytes).alias("ram_peak"),
+            fn.SUM(RunRow.energy_j).alias("energy_j"),
+            fn.COUNT(RunRow.energy_j).alias("energies"),
         )).group_by(RunRow.workflow_key, RunRow.status)
         by_status = {s: 0 for s in sorted(RunStatus.ALL)}
         workflows: dict[Any, dict[str, Any]] = {}
         frames = durations = 0
         duration_sum = 0.0
-        gpu_peak = ram_peak = None
+        gpu_peak = ram_peak = energy_j = None
         for row in grouped.dicts():
+            if row["energies"]:
+                energy_j = (energy_j or 0.0) + float(row["energy_j"] or 0.0)
             by_status[row["status"]] = by_status.get(row["status"], 0) + row["runs"]
             frames += row["frames"] or 0
             duration_sum += row["duration_sum"] or 0.0
@@ -429,7 +435,9 @@ class Store:
             ram_peak = _max(ram_peak, row["ram_peak"])
             entry = workflows.setdefault(row["workflow_key"], {
                 "workflow": row["workflow_key"], "workflow_name": row["name"], "runs": 0, "ok": 0, "finished": 0,
-                "duration_sum": 0.0, "durations": 0, "total_frames": 0})
+                "duration_sum": 0.0, "durations": 0, "total_frames": 0, "energy_j": None})
+            if row["energies"]:
+                entry["energy_j"] = (entry["energy_j"] or 0.0) + float(row["energy_j"] or 0.0)
             entry["workflow_name"] = entry["workflow_name"] or row["name"]
             entry["runs"] += row["runs"]
             entry["ok"] += row["runs"] if row["status"] == RunStatus.SUCCESS else 0
@@ -443,6 +451,8 @@ class Store:
             "success_rate": e["ok"] / e["finished"] if e["finished"] else None,
             "avg_duration_ms": e["duration_sum"] / e["durations"] if e["durations"] else None,
             "total_frames": e["total_frames"],
+            "energy_wh": _wh(e["energy_j"]),
+            "cost": _cost(e["energy_j"], price_per_kwh),
         } for e in top]
         finished = sum(by_status[s] for s in RunStatus.FINAL)
         p50, p95 = self._duration_percentiles(filters, durations, (0.50, 0.95))
@@ -455,6 +465,9 @@ class Store:
             "p95_duration_ms": p95,
             "max_gpu_peak_bytes": gpu_peak,
             "max_ram_peak_bytes": ram_peak,
+            "total_energy_wh": _wh(energy_j),
+            "total_cost": _cost(energy_j, price_per_kwh),
+            "energy_price_per_kwh": price_per_kwh,
             "by_status": by_status,
             "by_workflow": by_workflow,
         }
@@ -518,3 +531,13 @@ class Store:
     @_on_own_database
     def delete_preset(self, preset_id: int) -> bool:
         return FilterPresetRow.delete().where(FilterPresetRow.id == preset_id).execute() > 0
+
+
+def _wh(energy_j: float | None) -> float | None:
+    return None if energy_j is None else energy_j / 3600.0
+
+
+def _cost(energy_j: float | None, price_per_kwh: float | None) -> float | None:
+    if energy_j is None or price_per_kwh is None:
+        return None
+    return energy_j / 3_600_000.0 * price_per_kwh

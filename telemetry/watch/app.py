@@ -99,7 +99,8 @@ def build(options: WatchOptions, client: ComfyClient | None = None) -> WatchApp:
     watcher = Watcher(client, recorder, context, interval_s=options.interval_s,
                       history_items=options.history_items, backfill_items=options.backfill_items)
     service = TelemetryService(store, recorder, hooks=watcher.report, source="watcher", instance=instance,
-                               config_warnings=config.warning_dicts())
+                               config_warnings=config.warning_dicts(),
+                               energy_price_per_kwh=config.energy_price_per_kwh, currency=config.currency)
     app = WatchApp(options, config, store, recorder, watcher, service)
     from ..webhooks import attach_webhooks
 

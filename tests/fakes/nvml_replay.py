@@ -7,11 +7,22 @@ devices with their identity and a sequence of
 readings; every query function walks its own cursor through the sequence and then holds the last reading. The
 error class mirrors pynvml's: `NVMLError(value)` becomes the subclass for that code (`NVMLError_NotSupported`
 for 3) and carries `.value`, so code that handles the real library handles this one.
+
+Energy: `nvmlDeviceGetTotalEnergyConsumption` answers in NVML's unit, millijoules since the driver loaded. The
+replay has no recorded counter, so the fake derives one from the replayed power: it starts at the device's
+`energy_base_mj` and each call adds one step of `energy_step_ms` (default 100 ms) at the power of the reading its
+cursor is on (W x ms = mJ). Every value it answers is kept in `energy_answers`. List "energy" under
+`unsupported` for a GPU without the counter (pre-Volta), as NVML answers NOT_SUPPORTED there.
+
+Other processes: `nvmlDeviceGetComputeRunningProcesses` / `...GraphicsRunningProcesses` answer from a device's
+`processes` (`[{"pid": int | "self", "used_mib": int | None, "kind": "compute" | "graphics"}]`; "self" is this
+process), or the `processes` option. Two GPUs: the fixture's two H100s are NVML devices 0 and 1.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Collection, Mapping
@@ -30,7 +41,9 @@ NVML_ERROR_UNKNOWN = 999
 NVML_TEMPERATURE_GPU = 0
 
 BYTES_PER_MIB = 1024 * 1024
-QUERY_FIELDS = {"memory": "used_mib", "utilization": "util_percent", "temperature": "temperature_c", "power": "power_w"}
+QUERY_FIELDS = {"memory": "used_mib", "utilization": "util_percent", "temperature": "temperature_c", "power": "power_w",
+                "energy": "power_w"}
+DEFAULT_ENERGY_STEP_MS = 100
 
 
 class NVMLError(Exception):
@@ -107,6 +120,14 @@ class _Handle:
     index: int
 
 
+@dataclass(frozen=True)
+class ReplayProcessInfo:
+    """pynvml's c_nvmlProcessInfo_t fields the pack reads (usedGpuMemory None: NVML_VALUE_NOT_AVAILABLE)."""
+
+    pid: int
+    usedGpuMemory: int | None  # noqa: N815 - pynvml's field name
+
+
 class ReplayNvml:
     """The pynvml functions the pack uses, answering from a replay file.
 
@@ -127,8 +148,13 @@ class ReplayNvml:
         fail_init: int | None = None,
         fail_calls: Mapping[str, Collection[int]] | None = None,
         fail_code: int = NVML_ERROR_UNKNOWN,
+        processes: Mapping[int, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.devices = list(replay["devices"])
+        self._processes = {i: list((processes or {}).get(i, device.get("processes", ())))
+                           for i, device in enumerate(self.devices)}
+        self._energy_mj = {i: float(device.get("energy_base_mj", 0)) for i, device in enumerate(self.devices)}
+        self.energy_answers: dict[int, list[int]] = {i: [] for i in range(len(self.devices))}
         self._unsupported = {
             i: set(device.get("unsupported", ())) | set((unsupported or {}).get(i, ()))
             for i, device in enumerate(self.devices)
@@ -235,3 +261,35 @@ class ReplayNvml:
         """Milliwatts, like NVML."""
         self._enter("nvmlDeviceGetPowerUsage")
         return int(round(float(self._reading(handle, "power")) * 1000))
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:  # noqa: N802
+        """Millijoules since the driver loaded, like NVML (derived from the replayed power; see the module)."""
+        self._enter("nvmlDeviceGetTotalEnergyConsumption")
+        device = self._device(handle)
+        watts = float(self._reading(handle, "energy"))
+        with self._changed:
+            value = int(round(self._energy_mj[handle.index]))
+            self._energy_mj[handle.index] += watts * float(device.get("energy_step_ms", DEFAULT_ENERGY_STEP_MS))
+            self.energy_answers[handle.index].append(value)
+        return value
+
+    def _process_list(self, handle: _Handle, kind: str) -> list[ReplayProcessInfo]:
+        self._device(handle)
+        if "processes" in self._unsupported[handle.index]:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        found = []
+        for entry in self._processes[handle.index]:
+            if entry.get("kind", "compute") != kind:
+                continue
+            pid = os.getpid() if entry["pid"] == "self" else int(entry["pid"])
+            used = entry.get("used_mib")
+            found.append(ReplayProcessInfo(pid, None if used is None else int(used) * BYTES_PER_MIB))
+        return found
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[ReplayProcessInfo]:  # noqa: N802
+        self._enter("nvmlDeviceGetComputeRunningProcesses")
+        return self._process_list(handle, "compute")
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[ReplayProcessInfo]:  # noqa: N802
+        self._enter("nvmlDeviceGetGraphicsRunningProcesses")
+        return self._process_list(handle, "graphics")

@@ -75,24 +75,40 @@ export function durationTimelineData(points: readonly TimelinePoint[]): Aligned 
   return timelineData(points, ["avg_duration_ms", "p95_duration_ms"], 1000);
 }
 
-/** GPU memory used and process RAM over the run, x in seconds from the run's start. */
+/** GPU memory used and process RAM over the run, x in seconds from the run's start: one series per GPU
+ * (`devices`, NVML indexes in order of first appearance; samples without `gpu_index` count as one unnamed GPU),
+ * then RAM. */
 export function gpuSamplesData(
   samples: readonly GpuSample[],
   runStartMs: number | null | undefined,
   units: Units,
-): { data: Aligned; unit: string; hasRam: boolean; hasGpu: boolean } {
+): { data: Aligned; unit: string; hasRam: boolean; hasGpu: boolean; devices: (number | null)[] } {
   const sorted = [...samples].sort((a, b) => a.t_ms - b.t_ms);
   const origin = typeof runStartMs === "number" ? runStartMs : (sorted[0]?.t_ms ?? 0);
   const max = Math.max(0, ...sorted.map((s) => Math.max(s.used_bytes ?? 0, s.ram_rss_bytes ?? 0)));
   const { divisor, unit } = bytesScale(max, units);
-  const xs = sorted.map((s) => (s.t_ms - origin) / 1000);
-  const used = sorted.map((s) => (typeof s.used_bytes === "number" ? s.used_bytes / divisor : null));
-  const ram = sorted.map((s) => (typeof s.ram_rss_bytes === "number" ? s.ram_rss_bytes / divisor : null));
+  const devices: (number | null)[] = [];
+  for (const s of sorted) {
+    const index = typeof s.gpu_index === "number" ? s.gpu_index : null;
+    if (typeof s.used_bytes === "number" && !devices.includes(index)) devices.push(index);
+  }
+  if (devices.length === 0) devices.push(null);
+  const times = [...new Set(sorted.map((s) => s.t_ms))];
+  const row = new Map(times.map((t, i) => [t, i]));
+  const used = devices.map(() => times.map((): number | null => null));
+  const ram = times.map((): number | null => null);
+  for (const s of sorted) {
+    const i = row.get(s.t_ms)!;
+    const d = devices.indexOf(typeof s.gpu_index === "number" ? s.gpu_index : null);
+    if (typeof s.used_bytes === "number" && d >= 0) used[d][i] = s.used_bytes / divisor;
+    if (typeof s.ram_rss_bytes === "number") ram[i] = s.ram_rss_bytes / divisor;
+  }
   return {
-    data: [xs, used, ram],
+    data: [times.map((t) => (t - origin) / 1000), ...used, ram],
     unit,
-    hasGpu: used.some((v) => v !== null),
+    hasGpu: used.some((ys) => ys.some((v) => v !== null)),
     hasRam: ram.some((v) => v !== null),
+    devices,
   };
 }
 

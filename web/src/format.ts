@@ -169,3 +169,19 @@ export function shortId(id: string | null | undefined): string {
   if (!id) return EMPTY;
   return id.length > 8 ? id.slice(0, 8) : id;
 }
+
+/** Joules as "12.3 kJ" / "850 J" / "1.25 kWh" (large amounts in watt-hours, how electricity is billed). */
+export function formatEnergy(joules: number | null | undefined): string {
+  if (typeof joules !== "number" || !Number.isFinite(joules)) return EMPTY;
+  if (joules >= 3_600_000) return `${(joules / 3_600_000).toFixed(2)} kWh`;
+  if (joules >= 36_000) return `${(joules / 3600).toFixed(1)} Wh`;
+  if (joules >= 1000) return `${(joules / 1000).toFixed(1)} kJ`;
+  return `${joules >= 10 ? Math.round(joules) : joules.toFixed(1)} J`;
+}
+
+/** A cost with its currency ("0.0042 EUR"): four significant decimals, since one run costs fractions of a cent. */
+export function formatCost(cost: number | null | undefined, currency: string | null | undefined): string {
+  if (typeof cost !== "number" || !Number.isFinite(cost)) return EMPTY;
+  const text = cost >= 1 ? cost.toFixed(2) : cost.toPrecision(2);
+  return currency ? `${text} ${currency}` : text;
+}

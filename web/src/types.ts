@@ -70,6 +70,12 @@ export interface RunSummary {
   gpu_reserved_peak_bytes?: number | null;
   gpu_used_peak_bytes?: number | null;
   ram_peak_bytes?: number | null;
+  /** GPU energy of the run in joules (ComfyUI's GPU), and where it came from; null without a GPU reading. */
+  energy_j?: number | null;
+  energy_source?: "nvml_counter" | "power_samples" | null;
+  energy_per_frame_j?: number | null;
+  /** Every GPU sampled during the run (empty without NVML). */
+  gpus?: RunGpu[];
   labels?: RunLabels | null;
   instance?: string | null;
   source?: string | null;
@@ -85,6 +91,18 @@ export interface NodeRun {
   gpu_peak_bytes?: number | null;
   display_node_id?: string | null;
   parent_node_id?: string | null;
+  energy_j?: number | null;
+}
+
+/** One GPU of a run: `index` is NVML's; `external_bytes` is what other processes held on it. */
+export interface RunGpu {
+  index: number;
+  name: string | null;
+  uuid: string | null;
+  peak_used_bytes: number | null;
+  external_bytes: number | null;
+  comfyui_device: boolean;
+  energy_j?: number | null;
 }
 
 export interface RunOutput {
@@ -104,6 +122,8 @@ export interface GpuSample {
   temperature_c?: number | null;
   power_w?: number | null;
   ram_rss_bytes?: number | null;
+  /** NVML index of the GPU read; null on RAM-only samples. */
+  gpu_index?: number | null;
 }
 
 /** `Run.to_dict()`: `GET /telemetry/runs/{run_id}`. */
@@ -111,6 +131,9 @@ export interface RunDetail extends RunSummary {
   nodes?: NodeRun[];
   outputs?: RunOutput[];
   gpu_samples?: GpuSample[];
+  /** energy_j priced at the configured energy_price_per_kwh (null without one). */
+  cost?: number | null;
+  currency?: string | null;
 }
 
 export interface RunsPage {
@@ -128,6 +151,8 @@ export interface WorkflowStats {
   runs: number;
   success_rate: number | null;
   avg_duration_ms: number | null;
+  energy_wh?: number | null;
+  cost?: number | null;
 }
 
 export interface Stats {
@@ -138,6 +163,10 @@ export interface Stats {
   p50_duration_ms: number | null;
   p95_duration_ms: number | null;
   max_gpu_peak_bytes: number | null;
+  total_energy_wh?: number | null;
+  total_cost?: number | null;
+  energy_price_per_kwh?: number | null;
+  currency?: string | null;
   by_status: Partial<Record<RunStatus, number>>;
   by_workflow: WorkflowStats[];
 }

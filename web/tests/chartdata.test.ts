@@ -95,6 +95,28 @@ describe("gpuSamplesData", () => {
       1000,
       "binary",
     );
-    expect(shaped).toEqual({ data: [[0, 2], [2, 4], [null, 1]], unit: "GiB", hasGpu: true, hasRam: true });
+    expect(shaped).toEqual({ data: [[0, 2], [2, 4], [null, 1]], unit: "GiB", hasGpu: true, hasRam: true, devices: [null] });
+  });
+
+  it("draws one line per GPU, aligned on the sample times", () => {
+    const GiB = 1024 ** 3;
+    const shaped = gpuSamplesData(
+      [
+        { t_ms: 1000, ram_rss_bytes: GiB },
+        { t_ms: 1100, used_bytes: 70 * GiB, ram_rss_bytes: 2 * GiB, gpu_index: 1 },
+        { t_ms: 1100, used_bytes: 78 * GiB, gpu_index: 0 },
+        { t_ms: 1200, used_bytes: 72 * GiB, ram_rss_bytes: 2 * GiB, gpu_index: 1 },
+        { t_ms: 1200, used_bytes: 77 * GiB, gpu_index: 0 },
+      ],
+      1000,
+      "binary",
+    );
+    expect(shaped.devices).toEqual([1, 0]);
+    expect(shaped.data).toEqual([
+      [0, 0.1, 0.2],
+      [null, 70, 72],
+      [null, 78, 77],
+      [1, 2, 2],
+    ]);
   });
 });

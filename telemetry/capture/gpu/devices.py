@@ -25,6 +25,9 @@ class DeviceInfo:
     nvml_index: int | None  # NVML index of the same physical GPU; None when NVML is unusable or no match
     name: str | None
     total_bytes: int | None
+    # NVML indexes of every GPU this process can use, in torch's order (CUDA_VISIBLE_DEVICES applied): the
+    # devices sampled. None: only `nvml_index` (or nothing) is known.
+    visible_nvml_indexes: tuple[int, ...] | None = None
 
 
 CPU_DEVICE = DeviceInfo(backend="cpu", torch_index=None, nvml_index=None, name=None, total_bytes=None)
@@ -76,8 +79,9 @@ def _describe_device(torch: Any, device: Any | None, nvml: Any | None, environ: 
         index = torch.cuda.current_device() if index is None else index
         props = torch.cuda.get_device_properties(index)
         is_rocm = bool(getattr(getattr(torch, "version", None), "hip", None))
-        nvml_index = None if is_rocm else _nvml_index_for(torch, index, props, nvml, environ)
-        return DeviceInfo("rocm" if is_rocm else "cuda", index, nvml_index, props.name, int(props.total_memory))
+        nvml_index, visible = (None, None) if is_rocm else _nvml_indexes_for(torch, index, nvml, environ)
+        return DeviceInfo("rocm" if is_rocm else "cuda", index, nvml_index, props.name, int(props.total_memory),
+                          visible)
     if kind == "xpu":
         index = torch.xpu.current_device() if index is None else index
         props = torch.xpu.get_device_properties(index)
@@ -101,31 +105,49 @@ def _default_device_type(torch: Any) -> str:
     return "cpu"
 
 
-def _nvml_index_for(torch: Any, index: int, props: Any, nvml: Any | None, environ: Mapping[str, str]) -> int | None:
+def _nvml_indexes_for(torch: Any, index: int, nvml: Any | None,
+                      environ: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
+    """NVML's index of torch's device `index`, and those of every device torch sees (in torch's order; a device
+    that cannot be matched is left out)."""
     nvml = nvml if nvml is not None else _import_pynvml()
     if nvml is None:
-        return None
+        return None, None
     try:
         nvml.nvmlInit()
     except Exception as exc:
         logger.info("NVML unavailable (%r); GPU sampling disabled", exc)
-        return None
+        return None, None
     try:
         gpus = list_nvml_gpus(nvml)
-        uuid = getattr(props, "uuid", None)
-        pci = _attempt(lambda: _pci_text(getattr(props, "pci_domain_id", 0), props.pci_bus_id, props.pci_device_id))
-        return match_nvml_index(
-            gpus,
-            torch_index=index,
-            uuid=None if uuid is None else str(uuid),
-            pci_bus_id=pci,
-            visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
-            device_order=environ.get("CUDA_DEVICE_ORDER"),
-            torch_device_count=_attempt(torch.cuda.device_count),
-        )
+        count = _attempt(torch.cuda.device_count)
+
+        def match(torch_index: int) -> int | None:
+            props = torch.cuda.get_device_properties(torch_index)
+            uuid = getattr(props, "uuid", None)
+            pci = _attempt(lambda: _pci_text(getattr(props, "pci_domain_id", 0), props.pci_bus_id,
+                                             props.pci_device_id))
+            return match_nvml_index(
+                gpus,
+                torch_index=torch_index,
+                uuid=None if uuid is None else str(uuid),
+                pci_bus_id=pci,
+                visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
+                device_order=environ.get("CUDA_DEVICE_ORDER"),
+                torch_device_count=count,
+            )
+
+        own = match(index)
+        visible: list[int] = []
+        for torch_index in range(count if isinstance(count, int) else 0):
+            found = own if torch_index == index else _attempt(lambda i=torch_index: match(i))
+            if found is not None and found not in visible:
+                visible.append(found)
+        if own is not None and own not in visible:
+            visible.insert(0, own)
+        return own, tuple(visible) if own is not None else None
     except Exception:
         logger.warning("could not match the torch device to an NVML device", exc_info=True)
-        return None
+        return None, None
     finally:
         _quietly(nvml.nvmlShutdown)
 

@@ -10,7 +10,20 @@ from ...model import GpuSample
 def downsample_samples(samples: list[GpuSample], max_points: int) -> list[GpuSample]:
     """At most `max_points` samples, in time order, keeping the first, the last and the peaks of `used_bytes`
     and `ram_rss_bytes`: the interior is cut into buckets and each bucket keeps its max-used and max-RSS sample.
-    With fewer than 4 points allowed, the peak wins over the ends. Pure."""
+    With fewer than 4 points allowed, the peak wins over the ends. Several GPUs (`gpu_index`) share the points
+    and each keeps its own first, last and peaks. Pure."""
+    groups: dict[int | None, list[GpuSample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.gpu_index, []).append(sample)
+    if len(groups) <= 1 or len(samples) <= max_points:
+        return _downsample_series(samples, max_points)
+    share = max(1, max_points // len(groups))
+    kept = [s for group in groups.values() for s in _downsample_series(group, share)]
+    order = {id(s): i for i, s in enumerate(samples)}
+    return sorted(kept, key=lambda s: order[id(s)])
+
+
+def _downsample_series(samples: list[GpuSample], max_points: int) -> list[GpuSample]:
     n = len(samples)
     if max_points <= 0:
         return []

@@ -9,14 +9,16 @@ import { button, h, setChildren, type Child } from "../dom";
 import {
   EMPTY,
   formatBytes,
+  formatCost,
   formatCount,
   formatDateTime,
+  formatEnergy,
   formatDuration,
   formatValue,
   shortId,
 } from "../format";
 import { durationText, statusExplanation } from "../status";
-import type { RunDetail, RunOutput, RunSummary } from "../types";
+import type { RunDetail, RunGpu, RunOutput, RunSummary } from "../types";
 import { isImageOutput, viewPath } from "../urls";
 import { layoutWaterfall, waterfallSummary } from "../waterfall";
 import { Chart, PALETTE } from "./chart";
@@ -117,6 +119,9 @@ export class DetailView implements View {
         ["GPU peak", `${formatBytes(run.gpu_peak_bytes, units)}${run.gpu_total_bytes ? ` of ${formatBytes(run.gpu_total_bytes, units)}` : ""}`],
         ["GPU reserved", formatBytes(run.gpu_reserved_peak_bytes, units)],
         ["RAM peak", formatBytes(run.ram_peak_bytes, units)],
+        ["Energy", energyText(run)],
+        ["Energy per frame", formatEnergy(run.energy_per_frame_j)],
+        ["Cost", formatCost(run.cost, run.currency)],
         ["GPU", run.gpu_name ?? "—"],
         ["Instance", run.instance ?? "—"],
         ["Source", run.source ?? "—"],
@@ -129,8 +134,14 @@ export class DetailView implements View {
     const shaped = gpuSamplesData(samples, run.started_at_ms, units);
     parts.push(h("h3", null, shaped.hasGpu || samples.length < 2 ? "GPU memory over the run" : "Memory over the run (no GPU)"));
     if (samples.length >= 2) {
+      const gpus = run.gpus ?? [];
+      const colors = [PALETTE.purple, PALETTE.blue, PALETTE.orange, PALETTE.green, PALETTE.red];
       const series = [
-        { label: "GPU used", color: PALETTE.purple, kind: "line" as const },
+        ...shaped.devices.map((index, i) => ({
+          label: gpuLabel(gpus.find((g) => g.index === index), index, shaped.devices.length),
+          color: colors[i % colors.length],
+          kind: "line" as const,
+        })),
         { label: "Process RAM", color: PALETTE.grey, kind: "line" as const, dash: [4, 3] },
       ];
       this.chart = new Chart({
@@ -154,6 +165,8 @@ export class DetailView implements View {
       );
     }
 
+    if ((run.gpus ?? []).length > 0) parts.push(h("h3", null, "GPUs"), h("div", { class: "rt-table-wrap" }, this.gpuTable(run.gpus ?? [], units)));
+
     const outputs = run.outputs ?? [];
     parts.push(h("h3", null, `Outputs (${formatCount(outputs.length)})`));
     parts.push(outputs.length > 0 ? this.outputs(outputs) : h("p", { class: "rt-muted rt-small" }, "No outputs recorded."));
@@ -170,6 +183,28 @@ export class DetailView implements View {
 
     setChildren(this.el, parts);
     if (this.el.isConnected) this.chart?.draw();
+  }
+
+  private gpuTable(gpus: RunGpu[], units: ReturnType<ViewContext["env"]["settings"]>["units"]): HTMLElement {
+    return h(
+      "table",
+      { class: "rt-table rt-small", "data-testid": "gpu-table", "aria-label": "GPUs during the run" },
+      h("thead", null, h("tr", null, ...["GPU", "Peak used", "Other processes", "Energy"].map((c) => h("th", null, c)))),
+      h(
+        "tbody",
+        null,
+        ...gpus.map((g) =>
+          h(
+            "tr",
+            { "data-gpu-index": String(g.index) },
+            h("td", { title: g.uuid ?? "" }, `#${g.index} ${g.name ?? "GPU"}${g.comfyui_device ? " (ComfyUI)" : ""}`),
+            h("td", null, formatBytes(g.peak_used_bytes, units)),
+            h("td", null, g.external_bytes == null ? "unknown" : formatBytes(g.external_bytes, units)),
+            h("td", null, formatEnergy(g.energy_j)),
+          ),
+        ),
+      ),
+    );
   }
 
   private canSelect(run: RunDetail, nodeId: string): { ok: boolean; why: string } {
@@ -329,4 +364,16 @@ function kvShown(rows: [string, string][]): HTMLElement {
 
 export function compareLabel(run: RunSummary): string {
   return `${workflowLabel(run)} · ${shortId(run.run_id)}`;
+}
+
+function energyText(run: RunDetail): string {
+  if (run.energy_j == null) return "—";
+  const how = run.energy_source === "nvml_counter" ? "NVML energy counter" : "integrated from power samples";
+  return `${formatEnergy(run.energy_j)} (${how})`;
+}
+
+function gpuLabel(gpu: RunGpu | undefined, index: number | null, count: number): string {
+  if (count <= 1 && !gpu) return "GPU used";
+  const name = gpu?.name ?? "GPU";
+  return `#${index ?? "?"} ${name}${gpu?.comfyui_device ? " (ComfyUI)" : ""}`;
 }

@@ -15,7 +15,7 @@ import {
 import type { Result } from "../client";
 import { button, h, setChildren } from "../dom";
 import { chooseBuckets } from "../filters";
-import { formatBytes, formatCount, formatDateTime, formatDuration, formatPercent } from "../format";
+import { formatBytes, formatCost, formatCount, formatDateTime, formatDuration, formatEnergy, formatPercent } from "../format";
 import { STATUS_LABEL } from "../status";
 import { RUN_STATUSES, type Stats, type Timeline, type Trend } from "../types";
 import { Chart, PALETTE } from "./chart";
@@ -104,6 +104,10 @@ export class OverviewView implements View {
             `p50 ${formatDuration(s.p50_duration_ms)} · p95 ${formatDuration(s.p95_duration_ms)}`,
           ),
           card("GPU peak", formatBytes(s.max_gpu_peak_bytes, units), "highest of any run"),
+          // Only where some run has a GPU energy reading: no card of dashes on CPU machines.
+          s.total_energy_wh != null
+            ? card("GPU energy", formatEnergy(s.total_energy_wh * 3600), s.total_cost != null ? `cost ${formatCost(s.total_cost, s.currency)}` : "no energy_price_per_kwh set")
+            : null,
         ),
         statusBar(s),
       );
