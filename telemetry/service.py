@@ -109,6 +109,13 @@ class TelemetryService:
             "config_warnings": self.config_warnings,
         })
 
+    def instances(self) -> dict[str, Any]:
+        """The fleet: every instance's last heartbeat, `online` when seen within 2 minutes."""
+        from .instances import list_instances
+
+        self.store.ensure_schema()
+        return json_safe({"instances": list_instances(self.store)})
+
     def prometheus(self) -> str:
         return self.metrics.render(self.recorder.health if self.recorder else None)
 

@@ -67,6 +67,13 @@ def _add_v5_columns(db: Database) -> None:
         run_migration(*steps)
 
 
+def _create_v9_instances(db: Database) -> None:
+    """The `instances` table: one heartbeat row per recording process (fleets)."""
+    from .schema import InstanceRow
+
+    db.create_tables([InstanceRow], safe=True)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -80,6 +87,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (3, _statements(*_V3_INDEXES)),
     (4, _statements(*_V4_INDEXES)),
     (5, _add_v5_columns),
+    (9, _create_v9_instances),  # 6-8: assigned to parallel work
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
