@@ -186,3 +186,20 @@ def test_serve_with_a_token_needs_it_on_every_request_but_the_page(tmp_path):
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
     assert token not in output
+
+
+def test_a_watcher_heartbeats_too_saying_whether_its_comfyui_answers(tmp_path, monkeypatch):
+    monkeypatch.delenv("TELEMETRY_DATABASE_URL", raising=False)
+    watch = build_watch(WatchOptions(data_dir=str(tmp_path), comfyui_url="http://127.0.0.1:9", instance="box-c"))
+    watch.recorder.start()
+    try:
+        deadline = time.monotonic() + 20
+        while watch.app.heartbeat.beats == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (row,) = watch.service.instances()["instances"]
+    finally:
+        watch.recorder.stop()
+        watch.store.shutdown()
+    assert (row["instance"], row["source"], row["online"]) == ("box-c", "watcher", True)
+    assert row["health"] == "degraded" and row["details"]["comfyui_url"] == "http://127.0.0.1:9"
+    assert row["queue_depth"] == 0

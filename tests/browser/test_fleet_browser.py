@@ -7,6 +7,7 @@ instance that stopped and was not seen for 2 minutes is marked offline."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,15 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
             stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         _wait_http(base + "/", serve)
+        request = urllib.request.Request(base + "/telemetry/instances", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            listed = {i["instance"]: i for i in json.loads(response.read())["instances"]}
+        assert set(listed) == set(INSTANCES)
+        for name in INSTANCES:  # each plugin's heartbeat, written by its recorder thread
+            beat = listed[name]
+            assert beat["online"] and beat["source"] == "plugin" and beat["health"] == "ok", beat
+            assert (beat["comfyui_version"], beat["frontend_version"]) == ("0.3.75", tree.frontend), beat
+            assert beat["runs"] == len(runs[name]) and beat["queue_depth"] == 0, beat
 
         context = chromium_browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
         page = context.new_page()

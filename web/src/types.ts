@@ -228,6 +228,8 @@ export interface QueueEta {
 }
 
 export interface Health {
+  /** "plugin", "watcher", or "serve" (read-only). */
+  source?: string;
   hooks?: Record<string, unknown>;
   database?: { kind?: string; state?: string; [key: string]: unknown };
   queue_depth?: number;

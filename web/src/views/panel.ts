@@ -415,7 +415,7 @@ export class TelemetryPanel {
     const bad = dropped > 0 || !["ok", "ready", "connected", "healthy"].includes(stateText.toLowerCase());
     this.footer.classList.toggle("rt-warn", bad);
     this.footer.textContent =
-      `Recording to ${typeof db.kind === "string" ? db.kind : "database"} (${stateText})` +
+      `${hlt.source === "serve" ? "Reading" : "Recording to"} ${typeof db.kind === "string" ? db.kind : "database"} (${stateText})` +
       (typeof hlt.buffered === "number" && hlt.buffered > 0 ? ` · ${hlt.buffered} buffered` : "") +
       (dropped > 0 ? ` · ${dropped} runs dropped` : "");
   }
