@@ -1,5 +1,6 @@
-"""A fleet in a real browser: two real ComfyUI instances with the pack record into one real PostgreSQL (a fresh
-schema), `python -m telemetry serve --token` serves that database, and headless Chromium opens serve's page.
+"""A fleet in a real browser: two real ComfyUI instances with the pack (0.3.75 and 0.8.0) record into one real
+PostgreSQL (a fresh schema), `python -m telemetry serve --token` serves that database, and headless Chromium opens
+serve's page.
 
 What a fleet operator sees: the page asks for the token once (and keeps it for the tab), the panel lists both
 instances by name in its instance selector, choosing one filters the runs table to that instance's runs, and an
@@ -18,7 +19,7 @@ import urllib.request
 
 import psycopg2
 import pytest
-from comfy_harness import REPO, ComfyServer, free_port, image_workflow
+from comfy_harness import REPO, ComfyServer, comfyui_trees, free_port, image_workflow
 from matrix import require_tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui, pytest.mark.postgres]
@@ -64,10 +65,11 @@ def _schema_of(url: str) -> str:
 
 
 def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url, pg_schema_url, tmp_path):
-    tree = require_tree("0.3.75")
+    # One of each ComfyUI where both are provisioned (a leg without 0.8.0 runs two 0.3.75 instances).
+    trees = [require_tree("0.3.75"), require_tree("0.8.0" if "0.8.0" in comfyui_trees() else "0.3.75")]
     servers = [ComfyServer.for_tree(tree, tmp_path / name.split(":")[0],
                                     env={"TELEMETRY_DATABASE_URL": pg_schema_url, "TELEMETRY_INSTANCE": name})
-               for name in INSTANCES]
+               for tree, name in zip(trees, INSTANCES, strict=True)]
     serve = None
     try:
         _start_all(servers)
@@ -91,10 +93,10 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
         with urllib.request.urlopen(request, timeout=10) as response:
             listed = {i["instance"]: i for i in json.loads(response.read())["instances"]}
         assert set(listed) == set(INSTANCES)
-        for name in INSTANCES:  # each plugin's heartbeat, written by its recorder thread
+        for name, tree in zip(INSTANCES, trees, strict=True):  # each plugin's heartbeat, from its recorder thread
             beat = listed[name]
             assert beat["online"] and beat["source"] == "plugin" and beat["health"] == "ok", beat
-            assert (beat["comfyui_version"], beat["frontend_version"]) == ("0.3.75", tree.frontend), beat
+            assert (beat["comfyui_version"], beat["frontend_version"]) == (tree.version, tree.frontend), beat
             assert beat["runs"] == len(runs[name]) and beat["queue_depth"] == 0, beat
 
         context = chromium_browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
