@@ -203,3 +203,23 @@ def test_a_watcher_heartbeats_too_saying_whether_its_comfyui_answers(tmp_path, m
     assert (row["instance"], row["source"], row["online"]) == ("box-c", "watcher", True)
     assert row["health"] == "degraded" and row["details"]["comfyui_url"] == "http://127.0.0.1:9"
     assert row["queue_depth"] == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--listen", "abc:xyz"], "--listen must be HOST:PORT"),
+    (["--token", "short"], "at least 8 characters"),
+])
+def test_serve_usage_errors_exit_2_with_a_message(args, message, tmp_path):
+    out = subprocess.run(_serve_cmd(*args, "--data-dir", str(tmp_path)), capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env=_env())
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("module", ["telemetry/capture/plugin.py", "telemetry/watch/app.py", "telemetry/serve.py"])
+def test_the_app_is_assembled_in_one_place(module):
+    """The plugin, the watcher and serve build store, recorder, service and analysis only through
+    telemetry/app.py: a second copy of the assembly is what let the watcher drift from the plugin."""
+    source = (ROOT / module).read_text()
+    for constructor in ("Store(", "Recorder(", "TelemetryService(", "AnalysisService("):
+        assert constructor not in source, f"{module} builds {constructor[:-1]} itself; use telemetry.app.assemble"
+    assert "assemble(" in source
