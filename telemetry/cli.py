@@ -2,6 +2,7 @@
 
     python -m telemetry watch --comfyui http://127.0.0.1:8188 [--database-url URL] [--serve 127.0.0.1:8190]
                               [--interval 1.0] [--instance NAME]
+    python -m telemetry serve [--listen HOST:PORT] [--database-url URL] [--token T]
 """
 
 from __future__ import annotations
@@ -60,6 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--data-dir", default=None,
                        help="where the default SQLite file and config.json live (default: ~/.run_telemetry)")
     watch.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    serve = commands.add_parser(
+        "serve", help="serve the REST routes and the panel as a web page over any telemetry database",
+        description="Serve /telemetry/* and the Telemetry panel as a standalone page (http://HOST:PORT/) over a "
+                    "telemetry database, read-only (nothing is recorded). Beyond loopback a token is required; "
+                    "every request then needs 'Authorization: Bearer TOKEN' and the page asks for it once.")
+    serve.add_argument("--listen", default="127.0.0.1:8190", metavar="HOST:PORT",
+                       help="address to serve on (default: %(default)s)")
+    serve.add_argument("--database-url", default=None,
+                       help="sqlite:///path or postgresql://... (default: TELEMETRY_DATABASE_URL, else SQLite at "
+                            "~/.run_telemetry/telemetry.db)")
+    serve.add_argument("--token", default=None,
+                       help="bearer token every request must carry (default: TELEMETRY_TOKEN); required beyond "
+                            "loopback, at least 8 characters")
+    serve.add_argument("--data-dir", default=None,
+                       help="where the default SQLite file and config.json live (default: ~/.run_telemetry)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
@@ -89,7 +107,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_watch(watch_options(args)))
         except KeyboardInterrupt:
             return 0
+    if args.command == "serve":
+        return _serve(args)
     return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import DEFAULT_DATA_DIR, ServeOptions, UsageError, check_options, run_serve
+
+    options = ServeOptions(listen=args.listen, database_url=args.database_url, token=args.token,
+                           data_dir=os.path.expanduser(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR)
+    try:
+        check_options(options)
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    try:
+        return asyncio.run(run_serve(options))
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot serve on {args.listen}: {exc}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -122,6 +122,13 @@ class TelemetryService:
             "webhooks": self.webhooks.health() if self.webhooks is not None else {"enabled": False},
         })
 
+    def instances(self) -> dict[str, Any]:
+        """The fleet: every instance's last heartbeat, `online` when seen within 2 minutes."""
+        from .instances import list_instances
+
+        self.store.ensure_schema()
+        return json_safe({"instances": list_instances(self.store)})
+
     def prometheus(self) -> str:
         return self.metrics.render(self.recorder.health if self.recorder else None)
 

@@ -236,7 +236,7 @@ def test_migration_5_adds_the_gpu_peak_source_and_dynamic_vram_columns_to_an_old
     with sqlite3.connect(path) as db:  # the schema as version 4 left it
         db.execute("ALTER TABLE runs DROP COLUMN gpu_peak_source")
         db.execute("ALTER TABLE runs DROP COLUMN dynamic_vram")
-        db.execute("DELETE FROM schema_version WHERE version = 5")
+        db.execute("DELETE FROM schema_version WHERE version >= 5")
     store = Store(sqlite_url(str(path)))
     store.open()
     run = build_run("r", _history("success", [["execution_start", {"timestamp": 1}],

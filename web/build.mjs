@@ -11,6 +11,8 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bundle = join(here, "dist", "telemetry.js");
+// The host shim of `python -m telemetry serve` (web/host/, outside dist/: ComfyUI loads every .js in dist/).
+const hostBundle = join(here, "host", "host.js");
 const check = process.argv.includes("--check");
 
 // "comfyui:app" → "../../scripts/app.js" (external, path kept verbatim in the output).
@@ -22,10 +24,10 @@ const comfyExternals = {
   },
 };
 
-async function buildTo(outfile) {
+async function buildTo(outfile, entry = "src/main.ts", banner = "// Run Telemetry panel for ComfyUI. Built from web/src by `npm run build`; do not edit.") {
   await build({
     absWorkingDir: here,
-    entryPoints: ["src/main.ts"],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     format: "esm",
@@ -37,31 +39,43 @@ async function buildTo(outfile) {
     charset: "utf8",
     loader: { ".css": "text" },
     plugins: [comfyExternals],
-    banner: { js: "// Run Telemetry panel for ComfyUI. Built from web/src by `npm run build`; do not edit." },
+    banner: { js: banner },
     logLevel: "warning",
   });
 }
 
-if (check) {
+const HOST_ENTRY = "src/host/host.ts";
+const HOST_BANNER = "// Run Telemetry: host shim of `python -m telemetry serve`. Built from web/src/host by `npm run build`; do not edit.";
+
+async function checkOne(committedPath, name, entry, banner) {
   const dir = mkdtempSync(join(tmpdir(), "rt-bundle-"));
   try {
-    const fresh = join(dir, "telemetry.js");
-    await buildTo(fresh);
+    const fresh = join(dir, "out.js");
+    await buildTo(fresh, entry, banner);
     let committed = null;
     try {
-      committed = readFileSync(bundle);
+      committed = readFileSync(committedPath);
     } catch {
       committed = null;
     }
     if (!committed || !committed.equals(readFileSync(fresh))) {
-      console.error("web/dist/telemetry.js is stale: run `npm run build` in web/ and commit the result.");
-      process.exit(1);
+      console.error(`${name} is stale: run \`npm run build\` in web/ and commit the result.`);
+      return false;
     }
-    console.log("web/dist/telemetry.js is up to date.");
+    console.log(`${name} is up to date.`);
+    return true;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+if (check) {
+  const panelOk = await checkOne(bundle, "web/dist/telemetry.js", "src/main.ts", undefined);
+  const hostOk = await checkOne(hostBundle, "web/host/host.js", HOST_ENTRY, HOST_BANNER);
+  if (!panelOk || !hostOk) process.exit(1);
 } else {
   await buildTo(bundle);
   console.log(`built ${bundle}`);
+  await buildTo(hostBundle, HOST_ENTRY, HOST_BANNER);
+  console.log(`built ${hostBundle}`);
 }

@@ -125,6 +125,13 @@ SCHEMAS: dict[str, Any] = {
             "oldest_pending_age_ms": INT_OR_NULL, "last_error": STR_OR_NULL, "last_status": INT_OR_NULL,
             "configured": {"type": "boolean"}}, ["target", "pending", "failed"])),
     }, ["enabled"]),
+    "Instance": _obj({
+        "instance": {"type": "string"}, "source": STR_OR_NULL, "pack_version": STR_OR_NULL,
+        "comfyui_version": STR_OR_NULL, "frontend_version": STR_OR_NULL, "gpu_name": STR_OR_NULL,
+        "queue_depth": INT_OR_NULL, "health": STR_OR_NULL, "details": {"type": "object"},
+        "started_at_ms": INT_OR_NULL, "last_seen_ms": INT_OR_NULL, "runs": {"type": "integer"},
+        "last_started_at_ms": INT_OR_NULL, "online": {"type": "boolean"}, "offline_after_ms": {"type": "integer"},
+    }, ["instance", "last_seen_ms", "online", "runs"]),
     "Filters": {**_obj({
         "status": {"anyOf": [STATUS_LIST, _array({"type": "string", "enum": STATUSES})]},
         "workflow": {"type": "string", "maxLength": 500}, "since_ms": INT64, "until_ms": INT64,
@@ -238,6 +245,10 @@ def _paths() -> dict[str, Any]:
                                                   _responses(_ref("NodeTypeStats")), FILTER_PARAMETERS)},
         PREFIX + "/health": {"get": _op("health: hooks, database, queue, buffered and dropped runs, config "
                                         "warnings", _responses(_ref("Health")))},
+        PREFIX + "/instances": {"get": _op("instances: every recording instance's last heartbeat (versions, GPU, "
+                                           "queue depth, health), online when seen within 2 minutes",
+                                           _responses(_obj({"instances": _array(_ref("Instance"))},
+                                                           ["instances"])))},
         PREFIX + "/metrics": {"get": _op("metrics: Prometheus text format", _responses(
             None, content={"text/plain": {"schema": {"type": "string"}}}))},
         PREFIX + "/presets": {

@@ -142,6 +142,11 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     async def health(request: web.Request) -> web.Response:
         return json_response(await call("health"))
 
+    @routes.get(PREFIX + "/instances")
+    @guarded
+    async def instances(request: web.Request) -> web.Response:
+        return json_response(await call("instances"))
+
     @routes.get(PREFIX + "/metrics")
     @guarded
     async def metrics(request: web.Request) -> web.Response:

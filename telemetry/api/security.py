@@ -75,6 +75,31 @@ def same_origin(origin: str, host: str, scheme: str) -> bool:
     return bool(origin_host) and origin_host == host_host and origin_port == host_port
 
 
+def bearer_matches(request: web.Request, token: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (compared in constant time)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+SERVE_TOKEN_ENV = "TELEMETRY_TOKEN"
+
+
+def token_middleware(token: str, prefixes: tuple[str, ...] = ("/telemetry", "/api/")) -> Callable:
+    """An aiohttp middleware for `python -m telemetry serve --token`: every request under `prefixes` needs
+    `Authorization: Bearer <token>` (401 otherwise); the page and its scripts load without it and ask once."""
+
+    @web.middleware
+    async def require_token(request: web.Request, handler: Callable) -> web.StreamResponse:
+        if request.path.startswith(prefixes) and not bearer_matches(request, token):
+            return web.json_response(
+                {"error": f"this server needs 'Authorization: Bearer <token>' (the --token / {SERVE_TOKEN_ENV} it "
+                          "was started with); missing or wrong token"},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="telemetry"'})
+        return await handler(request)
+
+    return require_token
+
+
 @dataclass
 class Protection:
     """What the routes check. `exposed` says whether the server listens beyond loopback (asked per request, so
@@ -105,8 +130,7 @@ class Protection:
             raise Refused(403, f"this server listens beyond loopback: set {ADMIN_TOKEN_ENV} (environment or the "
                                "config file's admin_token) and send it as 'Authorization: Bearer <token>' to prune "
                                "runs or change the config")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.admin_token.encode()):
+        if not bearer_matches(request, self.admin_token):
             raise Refused(401, f"this route needs 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>' (missing or wrong "
                                "token); in the panel, set it in the Run Telemetry settings",
                           {"WWW-Authenticate": 'Bearer realm="telemetry"'})

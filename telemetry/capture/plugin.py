@@ -1,4 +1,5 @@
-"""Assembles the pack inside ComfyUI: config, store, recorder, GPU sampler, hooks, routes and websocket push.
+"""The pack inside ComfyUI: only the ComfyUI wiring (hooks, GPU sampler, PromptServer routes and websocket push,
+queue access) around the one assembly in `telemetry.app`.
 
 `start_plugin()` is called once from the pack's `__init__.py` at import. It never raises: if anything fails,
 ComfyUI runs as if the pack were not installed, and the failure is logged.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,6 @@ from ..jsonsafe import json_safe
 from ..model import Run
 from ..recorder import Recorder
 from ..service import TelemetryService
-from ..store.database import sqlite_url
 from ..store.store import Store
 from . import hooks
 from .frames import comfy_directory_resolver, make_frame_counter
@@ -42,7 +43,7 @@ class Plugin:
     service: TelemetryService
     installed_hooks: dict[str, bool]
     analysis: Any = None
-    webhooks: Any = None  # telemetry.webhooks.WebhookSender
+    app: Any = None  # the telemetry.app.TelemetryApp the plugin was assembled from
     # optional parts that failed to import or start: part -> "ExceptionType: message" (served by /telemetry/health)
     optional: dict[str, str] = field(default_factory=dict)
 
@@ -141,10 +142,11 @@ def start_plugin() -> Plugin | None:
 
 
 def _start() -> Plugin:
+    from ..app import assemble, database_url
+    from ..app import start as start_app
+
     data_dir = ensure_private_dir(data_directory())
     config = load_config(data_dir)
-    url = config.database_url or sqlite_url(os.path.join(data_dir, "telemetry.db"))
-    store = Store(url)
     instance = instance_name(config)
     context = BuildContext(instance=instance, source="plugin",
                            frame_counter=make_frame_counter(comfy_directory_resolver()))
@@ -158,11 +160,32 @@ def _start() -> Plugin:
         if plugin_ref:
             _check_queue_memory(plugin_ref[0])
 
-    recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
-                        buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
-                        retry_max_s=config.retry_max_s,
-                        retention=(config.retention_days, config.retention_max_runs), idle_hook=idle_hook,
-                        busy=lambda: bool(capture_ref) and comfy_busy(capture_ref[0]))
+    def hook_report() -> dict[str, Any]:
+        if not capture_ref:
+            return {}
+        capture = capture_ref[0]
+        per_run = capture.worker_ns / 1e6 / capture.runs_seen if capture.runs_seen else None
+        return {**installed, "hook_errors": capture.hook_errors, "runs_seen": capture.runs_seen,
+                "worker_ms_total": round(capture.worker_ns / 1e6, 3), "worker_ms_per_run": per_run,
+                "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None),
+                "dynamic_vram": dynamic_vram() if dynamic_vram is not None else None}
+
+    def heartbeat_info() -> dict[str, Any]:
+        hook_state = hook_report()
+        return {"comfyui_version": comfyui_version(), "frontend_version": frontend_version(),
+                "gpu_name": getattr(device, "name", None), "queue_depth": queue_depth(),
+                "hooks_installed": sorted(k for k, v in installed.items() if v is True),
+                "hook_errors": hook_state.get("hook_errors", 0)}
+
+    installed: dict[str, bool] = {}
+    device: Any = None
+    dynamic_vram: Any = None
+    app = assemble(config, source="plugin", url=database_url(config, data_dir), instance=instance,
+                   hooks=hook_report, idle_hook=idle_hook,
+                   busy=lambda: bool(capture_ref) and comfy_busy(capture_ref[0]),
+                   heartbeat_info=heartbeat_info, on_recommendations=_push_recommendations)
+    recorder = app.recorder
+    assert recorder is not None
 
     sampler = probe = device = downsample = mem_probe = dynamic_vram = None
     try:
@@ -184,73 +207,63 @@ def _start() -> Plugin:
                             samples_per_run=config.gpu_samples_per_run, downsample=downsample,
                             mem_probe=mem_probe, dynamic_vram=dynamic_vram)
     capture_ref.append(capture)
-    installed = hooks.install(capture) if config.enabled else {}
+    installed.update(hooks.install(capture) if config.enabled else {})
     if config.enabled:
         from .lifecycle import register_lifecycle
 
         installed["execution_lifecycle"] = register_lifecycle(capture, context)
 
-    def hook_report() -> dict[str, Any]:
-        per_run = capture.worker_ns / 1e6 / capture.runs_seen if capture.runs_seen else None
-        return {**installed, "hook_errors": capture.hook_errors, "runs_seen": capture.runs_seen,
-                "worker_ms_total": round(capture.worker_ns / 1e6, 3), "worker_ms_per_run": per_run,
-                "gpu_backend": getattr(device, "backend", None), "gpu_name": getattr(device, "name", None),
-                "dynamic_vram": dynamic_vram() if dynamic_vram is not None else None}
-
-    optional: dict[str, str] = {}
-    service = TelemetryService(store, recorder, hooks=hook_report, source="plugin", instance=instance,
-                               config_warnings=config.warning_dicts(), optional=lambda: optional,
-                               energy_price_per_kwh=config.energy_price_per_kwh, currency=config.currency)
-    plugin = Plugin(config, data_dir, store, recorder, capture, service, installed, optional=optional)
+    plugin = Plugin(config, data_dir, app.store, recorder, capture, app.service, installed,
+                    analysis=app.analysis, optional=app.optional, app=app)
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
-    _attach_webhooks(plugin)
-    _attach_analysis(plugin)
     _add_routes(plugin)
-    recorder.start()
-    if plugin.webhooks is not None:
-        plugin.webhooks.start()
-    log.info("Run Telemetry recording to %s (hooks: %s)", store.kind, ", ".join(k for k, v in installed.items() if v))
+    start_app(app)
+    log.info("Run Telemetry recording to %s (hooks: %s)", app.store.kind,
+             ", ".join(k for k, v in installed.items() if v))
     return plugin
 
 
-def _attach_webhooks(plugin: Plugin) -> None:
+def comfyui_version() -> str | None:
     try:
-        from ..webhooks import attach_webhooks
+        import comfyui_version as version_module
 
-        plugin.webhooks = attach_webhooks(plugin.config, plugin.store, plugin.recorder, plugin.service,
-                                          instance=plugin.recorder.instance)
-    except Exception as exc:
-        _optional_failed(plugin, "webhooks", exc)
-
-
-def _recommendations_opened(plugin: Plugin, recommendations: list | None) -> None:
-    """Recorder thread: push newly opened recommendations to the panel and queue their webhooks."""
-    for recommendation in recommendations or []:
-        push(RECOMMENDATION_EVENT, recommendation)
-    if recommendations and plugin.webhooks is not None:
-        plugin.webhooks.enqueue_recommendations(recommendations)
-
-
-def _attach_analysis(plugin: Plugin) -> None:
-    try:
-        from ..analysis.service import AnalysisService
-    except Exception as exc:
-        _optional_failed(plugin, "analysis", exc)
-        return
-    try:
-        plugin.analysis = AnalysisService(plugin.store, config_path=plugin.config.path, config=plugin.config.analysis)
+        return str(version_module.__version__)
     except Exception:
-        log.exception("Run Telemetry: analysis is off")
-        return
+        return None
 
-    def on_stored(run: Run) -> None:
-        if run.status == "running":
-            return
-        _recommendations_opened(plugin, plugin.analysis.on_run_stored(run))
 
-    # Analysis waits for an idle ComfyUI; the run itself is already committed and pushed.
-    plugin.recorder.add_listener(on_stored, when_idle=True)
+def frontend_version() -> str | None:
+    """The frontend ComfyUI serves: the version in a `--front-end-root` path (e.g. .../frontend-1.35.9/dist),
+    a `--front-end-version` pin, else the installed comfyui-frontend-package."""
+    try:
+        from comfy.cli_args import args
+
+        root = getattr(args, "front_end_root", None)
+        if root:
+            found = re.findall(r"(\d+\.\d+\.\d+)", str(root))
+            return found[-1] if found else "custom"
+        pinned = getattr(args, "front_end_version", None) or ""
+        if "@" in pinned and not pinned.endswith("@latest"):
+            return pinned.rsplit("@", 1)[1].lstrip("v")
+    except Exception:
+        pass
+    try:
+        from importlib.metadata import version
+
+        return version("comfyui-frontend-package")
+    except Exception:
+        return None
+
+
+def queue_depth() -> int | None:
+    queue = getattr(prompt_server(), "prompt_queue", None)
+    if queue is None:
+        return None
+    try:
+        return int(queue.get_tasks_remaining())
+    except Exception:
+        return None
 
 
 _QUEUE_MEMORY_EVERY_S = 5.0
@@ -278,7 +291,16 @@ def _check_queue_memory(plugin: Plugin) -> None:
     free = free_gpu_bytes(plugin.capture.device) if items else None
     if free is None:
         return
-    _recommendations_opened(plugin, plugin.analysis.check_queue_memory(items, free))
+    opened = plugin.analysis.check_queue_memory(items, free) or []
+    if opened and plugin.app is not None:
+        from ..app import recommendations_opened
+
+        recommendations_opened(plugin.app, _push_recommendations)(opened)
+
+
+def _push_recommendations(opened: list[dict[str, Any]]) -> None:
+    for recommendation in opened:
+        push(RECOMMENDATION_EVENT, recommendation)
 
 
 def _add_routes(plugin: Plugin) -> None:
@@ -287,21 +309,11 @@ def _add_routes(plugin: Plugin) -> None:
     if routes is None:
         log.info("Run Telemetry: no PromptServer routes; REST is off")
         return
-    from ..api.routes import add_core_routes
     from ..api.security import Protection
+    from ..app import add_routes
 
     protection = Protection(admin_token=plugin.config.admin_token, exposed=comfy_listens_beyond_loopback)
-    add_core_routes(routes, current_service, protection)
-    if plugin.webhooks is not None:
-        from ..webhooks.routes import add_webhook_routes
-
-        add_webhook_routes(routes, lambda: plugin.webhooks, protection)
-    try:
-        from ..api.analysis_routes import add_analysis_routes
-    except Exception as exc:
-        _optional_failed(plugin, "analysis_routes", exc)
-        return
-    add_analysis_routes(routes, lambda: plugin.analysis, pending_queue, protection)
+    add_routes(routes, lambda: plugin.app, pending_queue, protection)
 
 
 def comfy_listens_beyond_loopback() -> bool:
@@ -311,12 +323,6 @@ def comfy_listens_beyond_loopback() -> bool:
     from ..api.security import listens_beyond_loopback
 
     return listens_beyond_loopback(getattr(args, "listen", None) or "127.0.0.1")
-
-
-def _optional_failed(plugin: Plugin, part: str, exc: BaseException) -> None:
-    """An optional part could not be imported: say so in the log and in /telemetry/health, never drop it silently."""
-    plugin.optional[part] = f"{type(exc).__name__}: {exc}"[:300]
-    log.warning("Run Telemetry: %s is off (%s: %s); /telemetry/health reports it", part, type(exc).__name__, exc)
 
 
 def current_service() -> TelemetryService | None:

@@ -99,6 +99,13 @@ def _add_v8_columns(db: Database) -> None:
         run_migration(*steps)
 
 
+def _create_v9_instances(db: Database) -> None:
+    """The `instances` table: one heartbeat row per recording process (fleets)."""
+    from .schema import InstanceRow
+
+    db.create_tables([InstanceRow], safe=True)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -114,6 +121,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (5, _add_v5_columns),
     (6, _create_v6_outbox),
     (8, _add_v8_columns),
+    (9, _create_v9_instances),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

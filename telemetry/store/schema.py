@@ -20,6 +20,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     Database,
     DatabaseProxy,
     FloatField,
@@ -253,6 +254,27 @@ class WebhookDeliveryRow(BaseModel):
         indexes = ((("instance", "state", "next_attempt_at_ms"), False),)
 
 
+class InstanceRow(BaseModel):
+    """One row per recording process (plugin or watcher) and instance name: its heartbeat (migration 9).
+    Written by the recorder thread every 30 s; an instance not seen for 2 minutes is offline."""
+
+    instance = CharField(max_length=256)
+    source = CharField(max_length=16)
+    pack_version = CharField(max_length=64, null=True)
+    comfyui_version = CharField(max_length=64, null=True)
+    frontend_version = CharField(max_length=64, null=True)
+    gpu_name = CharField(max_length=256, null=True)
+    queue_depth = IntegerField(null=True)
+    health = CharField(max_length=16, null=True)
+    details = TextField(null=True)  # JSON object: the rest of the heartbeat (hooks, buffered, dropped, url)
+    started_at_ms = BigIntegerField(null=True)
+    last_seen_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "instances"
+        primary_key = CompositeKey("instance", "source")
+
+
 class SchemaVersionRow(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at_ms = BigIntegerField()
@@ -269,4 +291,5 @@ ALL_TABLES = (
     RecommendationRow,
     FilterPresetRow,
     WorkflowNameRow,
+    InstanceRow,
 )

@@ -34,6 +34,7 @@ from .migrations import migrate
 from .schema import (
     FilterPresetRow,
     GpuSampleRow,
+    InstanceRow,
     NodeRunRow,
     RunOutputRow,
     RunRow,
@@ -507,6 +508,21 @@ class Store:
                               fn.MAX(RunRow.started_at_ms).alias("last"))
                 .group_by(RunRow.instance).dicts())
         return [{"instance": r["instance"], "runs": r["runs"], "last_started_at_ms": r["last"]} for r in rows]
+
+    # -- instances (heartbeats) -----------------------------------------------------------------------------
+
+    @_on_own_database
+    def save_heartbeat(self, row: dict[str, Any]) -> None:
+        """Insert or update the heartbeat row of (row["instance"], row["source"])."""
+        keep = [f for f in InstanceRow._meta.sorted_fields if f.name not in ("instance", "source", "started_at_ms")]
+        with self.db.atomic():
+            (InstanceRow.insert(**row)
+             .on_conflict(conflict_target=[InstanceRow.instance, InstanceRow.source], preserve=keep)
+             .execute())
+
+    @_on_own_database
+    def heartbeats(self) -> list[dict[str, Any]]:
+        return list(InstanceRow.select().order_by(InstanceRow.instance, InstanceRow.source).dicts())
 
     # -- presets ---------------------------------------------------------------------------------------------
 

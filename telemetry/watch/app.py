@@ -1,5 +1,5 @@
-"""Assembles the standalone watcher, mirroring `telemetry.capture.plugin`: config, store, recorder, watcher,
-service, analysis and (optionally) the same REST routes on an aiohttp app of its own.
+"""The standalone watcher: the one assembly (`telemetry.app`: config, store, recorder, service, analysis,
+heartbeat, routes) plus the watcher of a ComfyUI's API, and (optionally) the REST routes on an aiohttp app.
 
 `python -m telemetry watch --comfyui http://127.0.0.1:8188 [--serve 127.0.0.1:8190]` ends up in `run_watch`.
 """
@@ -18,12 +18,15 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ..app import TelemetryApp, assemble, database_url
+from ..app import make_web_app as make_telemetry_web_app
+from ..app import start as start_app
+from ..app import stop as stop_app
 from ..collector import BuildContext
 from ..config import TelemetryConfig, load_config
-from ..model import Run
 from ..recorder import Recorder
 from ..service import TelemetryService
-from ..store.database import redact_url, sqlite_url
+from ..store.database import redact_url
 from ..store.store import Store
 from .client import ComfyClient
 from .watcher import STALE_REASON, Watcher
@@ -80,80 +83,48 @@ class WatchApp:
     watcher: Watcher
     service: TelemetryService
     analysis: Any = None
-    webhooks: Any = None  # telemetry.webhooks.WebhookSender
+    app: TelemetryApp | None = None  # the one assembly (telemetry.app) this watcher was built from
+
+    @property
+    def webhooks(self) -> Any:
+        return self.app.webhooks if self.app is not None else None
 
 
 def build(options: WatchOptions, client: ComfyClient | None = None) -> WatchApp:
     """Everything but the event-loop work. Nothing here touches the network or the database yet."""
     config = load_config(options.data_dir)
-    url = options.database_url or config.database_url or sqlite_url(os.path.join(options.data_dir, "telemetry.db"))
-    store = Store(url)
     instance = options.instance or config.instance or default_instance(options.comfyui_url)
     context = BuildContext(instance=instance, source="watcher")
-    recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
-                        buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
-                        retry_max_s=config.retry_max_s,
-                        retention=(config.retention_days, config.retention_max_runs),
-                        source="watcher", stale_reason=STALE_REASON)
     client = client or ComfyClient(options.comfyui_url)
-    watcher = Watcher(client, recorder, context, interval_s=options.interval_s,
+    watcher_ref: list[Watcher] = []
+
+    def report() -> dict[str, Any]:
+        return watcher_ref[0].report() if watcher_ref else {}
+
+    def heartbeat_info() -> dict[str, Any]:
+        watcher = watcher_ref[0]
+        state = watcher.report()
+        connected = state.get("connected")
+        return {"queue_depth": len(watcher.queue_items), "health": "ok" if connected else "degraded",
+                "comfyui_url": watcher.client.base_url, "connected": connected}
+
+    app = assemble(config, source="watcher", url=database_url(config, options.data_dir, options.database_url),
+                   instance=instance, hooks=report, stale_reason=STALE_REASON, heartbeat_info=heartbeat_info)
+    assert app.recorder is not None
+    watcher = Watcher(client, app.recorder, context, interval_s=options.interval_s,
                       history_items=options.history_items, backfill_items=options.backfill_items)
-    service = TelemetryService(store, recorder, hooks=watcher.report, source="watcher", instance=instance,
-                               config_warnings=config.warning_dicts(),
-                               energy_price_per_kwh=config.energy_price_per_kwh, currency=config.currency)
-    app = WatchApp(options, config, store, recorder, watcher, service)
-    from ..webhooks import attach_webhooks
-
-    app.webhooks = attach_webhooks(config, store, recorder, service, instance=instance)
-    _attach_analysis(app)
-    return app
-
-
-def _attach_analysis(app: WatchApp) -> None:
-    try:
-        from ..analysis.service import AnalysisService
-    except Exception:
-        return
-    try:
-        app.analysis = AnalysisService(app.store, config_path=app.config.path, config=app.config.analysis)
-    except Exception:
-        log.exception("watcher: analysis is off")
-        return
-
-    def on_stored(run: Run) -> None:
-        if run.status != "running":
-            opened = app.analysis.on_run_stored(run)
-            if opened:
-                app.webhooks.enqueue_recommendations(opened)
-
-    app.recorder.add_listener(on_stored, when_idle=True)
+    watcher_ref.append(watcher)
+    return WatchApp(options, config, app.store, app.recorder, watcher, app.service, app.analysis, app)
 
 
 def make_web_app(app: WatchApp) -> web.Application:
     """The REST routes the plugin serves inside ComfyUI, on an aiohttp app of the watcher's own."""
-    from ..api.routes import add_core_routes
     from ..api.security import Protection, listens_beyond_loopback
 
     host = parse_host_port(app.options.serve)[0] if app.options.serve else "127.0.0.1"
     protection = Protection(admin_token=app.config.admin_token, exposed=lambda: listens_beyond_loopback(host))
-    routes = web.RouteTableDef()
-    add_core_routes(routes, lambda: app.service, protection)
-    from ..webhooks.routes import add_webhook_routes
-
-    add_webhook_routes(routes, lambda: app.webhooks, protection)
-    try:
-        from ..api.analysis_routes import add_analysis_routes
-    except Exception:
-        add_analysis_routes = None
-    if add_analysis_routes is not None:
-        add_analysis_routes(routes, lambda: app.analysis, app.watcher.pending_queue, protection)
-    web_app = web.Application()
-    web_app.add_routes(routes)
-    # ComfyUI serves every route under /api too; scripts written against the plugin keep working.
-    api = web.Application()
-    api.add_routes(routes)
-    web_app.add_subapp("/api", api)
-    return web_app
+    assert app.app is not None
+    return make_telemetry_web_app(app.app, app.watcher.pending_queue, protection)
 
 
 async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) -> int:
@@ -163,8 +134,8 @@ async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    app.recorder.start()
-    app.webhooks.start()
+    assert app.app is not None
+    start_app(app.app)
     runner = None
     if options.serve:
         host, port = parse_host_port(options.serve)
@@ -184,8 +155,5 @@ async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) ->
         await app.watcher.client.close()
         if runner is not None:
             await runner.cleanup()
-        await asyncio.to_thread(app.recorder.flush, 10.0)
-        await asyncio.to_thread(app.recorder.stop, 10.0)
-        await asyncio.to_thread(app.webhooks.stop, 10.0)
-        await asyncio.to_thread(app.store.shutdown)
+        await asyncio.to_thread(stop_app, app.app, 10.0)
     return 0

@@ -16,6 +16,7 @@ import { ADMIN_TOKEN_SETTING_PATH } from "./settings";
 import type {
   Bucket,
   Health,
+  InstanceInfo,
   Preset,
   PresetFilters,
   QueueEta,
@@ -180,6 +181,10 @@ export class TelemetryClient {
 
   health(): Promise<Result<Health>> {
     return this.request(ROUTES.health);
+  }
+
+  instances(): Promise<Result<{ instances: InstanceInfo[] }>> {
+    return this.request(ROUTES.instances);
   }
 
   reportWorkflow(id: string, name: string): Promise<Result<unknown>> {

@@ -257,9 +257,27 @@ export interface QueueEta {
 }
 
 export interface Health {
+  /** "plugin", "watcher", or "serve" (read-only). */
+  source?: string;
   hooks?: Record<string, unknown>;
   database?: { kind?: string; state?: string; [key: string]: unknown };
   queue_depth?: number;
   buffered?: number;
   dropped?: number;
+}
+
+/** One recording instance of a fleet (`GET /telemetry/instances`): its last heartbeat. */
+export interface InstanceInfo {
+  instance: string;
+  source?: string | null;
+  pack_version?: string | null;
+  comfyui_version?: string | null;
+  frontend_version?: string | null;
+  gpu_name?: string | null;
+  queue_depth?: number | null;
+  health?: string | null;
+  last_seen_ms: number | null;
+  online: boolean;
+  runs: number;
+  offline_after_ms?: number;
 }

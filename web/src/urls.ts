@@ -15,6 +15,7 @@ export const ROUTES = {
   queueEta: "/telemetry/queue/eta",
   health: "/telemetry/health",
   workflows: "/telemetry/workflows",
+  instances: "/telemetry/instances",
 } as const;
 
 export function runPath(runId: string): string {

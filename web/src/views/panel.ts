@@ -8,6 +8,7 @@ import { button, h, setChildren } from "../dom";
 import { defaultFilters, RANGES, type Filters, type RangeKey } from "../filters";
 import { etaLines, queueFinishMs } from "../eta";
 import { formatRelative } from "../format";
+import { instanceChoices, instanceLabel, type InstanceChoice } from "../instances";
 import { defaultTableState } from "../paging";
 import { countOpen } from "../recommendations";
 import type { PanelSettings } from "../settings";
@@ -59,6 +60,9 @@ export class TelemetryPanel {
   private footer: HTMLElement | null = null;
   private rangeSelect: HTMLSelectElement | null = null;
   private workflowSelect: HTMLSelectElement | null = null;
+  private instanceSelect: HTMLSelectElement | null = null;
+  /** The fleet's instances (from `/telemetry/instances`); the selector is shown once there is more than one. */
+  private instances: InstanceChoice[] = [];
   private readonly tabButtons = new Map<string, HTMLButtonElement>();
   private adviceBadge: HTMLElement | null = null;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
@@ -91,6 +95,11 @@ export class TelemetryPanel {
     this.workflowSelect = h("select", {
       "aria-label": "Workflow",
       on: { change: (e) => this.setFilters({ ...this.state.filters, workflow: (e.target as HTMLSelectElement).value }) },
+    });
+    this.instanceSelect = h("select", {
+      "aria-label": "Instance",
+      "data-testid": "instance-select",
+      on: { change: (e) => this.setFilters({ ...this.state.filters, instance: (e.target as HTMLSelectElement).value }) },
     });
     this.fillToolbar();
 
@@ -125,7 +134,7 @@ export class TelemetryPanel {
         h("span", { class: "rt-live", title: "New runs appear as they finish" }, "Live"),
         button("↻", () => this.refresh(), { "aria-label": "Refresh", title: "Refresh" }),
       ),
-      h("div", { class: "rt-toolbar" }, this.rangeSelect, this.workflowSelect),
+      h("div", { class: "rt-toolbar" }, this.rangeSelect, this.workflowSelect, this.instanceSelect),
       this.queueEl,
       tabs,
       this.body,
@@ -147,6 +156,7 @@ export class TelemetryPanel {
     void this.loadQueue();
     void this.loadHealth();
     void this.loadWorkflows();
+    void this.loadInstances();
     if (this.state.route.view !== "advice") void this.loadAdviceCount();
   }
 
@@ -212,6 +222,7 @@ export class TelemetryPanel {
     void this.loadQueue();
     void this.loadHealth();
     void this.loadWorkflows();
+    void this.loadInstances();
   }
 
   private context(): ViewContext {
@@ -303,6 +314,38 @@ export class TelemetryPanel {
       );
       this.workflowSelect.value = current;
     }
+    this.fillInstances();
+  }
+
+  private fillInstances(): void {
+    const select = this.instanceSelect;
+    if (!select) return;
+    const current = this.state.filters.instance;
+    const choices = [...this.instances];
+    if (current && !choices.some((c) => c.name === current)) {
+      choices.push({ name: current, online: false, lastSeenMs: null, runs: 0, detail: "" });
+    }
+    // One instance and no filter: nothing to choose, so the selector stays out of the way.
+    select.classList.toggle("rt-hidden", choices.length < 2 && !current);
+    setChildren(
+      select,
+      h("option", { value: "" }, "All instances"),
+      choices.map((c) =>
+        h(
+          "option",
+          { value: c.name, class: c.online ? null : "rt-offline", title: c.detail || null, dataset: { online: String(c.online) } },
+          instanceLabel(c),
+        ),
+      ),
+    );
+    select.value = current;
+  }
+
+  private async loadInstances(): Promise<void> {
+    const result = await this.env.client.instances();
+    if (!this.mounted || !result.ok) return;
+    this.instances = instanceChoices(result.data?.instances, this.env.now());
+    this.fillInstances();
   }
 
   private async loadWorkflows(): Promise<void> {
@@ -372,7 +415,7 @@ export class TelemetryPanel {
     const bad = dropped > 0 || !["ok", "ready", "connected", "healthy"].includes(stateText.toLowerCase());
     this.footer.classList.toggle("rt-warn", bad);
     this.footer.textContent =
-      `Recording to ${typeof db.kind === "string" ? db.kind : "database"} (${stateText})` +
+      `${hlt.source === "serve" ? "Reading" : "Recording to"} ${typeof db.kind === "string" ? db.kind : "database"} (${stateText})` +
       (typeof hlt.buffered === "number" && hlt.buffered > 0 ? ` · ${hlt.buffered} buffered` : "") +
       (dropped > 0 ? ` · ${dropped} runs dropped` : "");
   }
