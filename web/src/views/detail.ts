@@ -108,7 +108,7 @@ export class DetailView implements View {
     parts.push(
       kvShown([
         ["Queued", formatDateTime(run.queued_at_ms, true)],
-        ["Started", run.status === "cancelled" && run.started_at_ms == null ? "never" : formatDateTime(run.started_at_ms, true)],
+        ["Started", run.status === "cancelled" ? "never" : formatDateTime(run.started_at_ms, true)],
         ["Duration", durationText(run)],
         ["Queue wait", formatDuration(run.queue_wait_ms)],
         [
