@@ -55,6 +55,10 @@ class TelemetryConfig(BaseModel):
     # Required as `Authorization: Bearer <token>` by prune and config writes when ComfyUI listens beyond
     # loopback. Never served, logged or stored in the database.
     admin_token: Annotated[str, Field(min_length=8, max_length=4096)] | None = None
+    # ComfyUI's own history: the last N runs put back into its in-memory history at start (0: off).
+    history_restore_runs: Annotated[int, NoBool, Field(ge=0, le=10_000)] = 200
+    # A running node past this many times its expected duration sends `telemetry.slow` to the panel.
+    slow_node_factor: Annotated[float, NoBool, Field(gt=1, le=1000, allow_inf_nan=False)] = 3.0
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)

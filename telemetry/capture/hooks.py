@@ -27,6 +27,7 @@ from typing import Any
 from ..collector import BuildContext, RunTrace, build_cancelled_run, build_run, build_started_run, now_ms
 from ..privacy import without_sensitive
 from ..recorder import Recorder
+from .history_restore import attach_record
 
 log = logging.getLogger("run_telemetry.capture")
 
@@ -219,6 +220,7 @@ class Capture:
             item = history_item if isinstance(history_item, dict) else (trace.synthesized_history() if trace
                                                                          else {})
             run = build_run(pid, item, trace, context)
+            attach_record(run, history_item)  # ComfyUI's own record, kept for its history after a restart
             if self.downsample is not None and len(run.gpu_samples) > self.samples_per_run:
                 run.gpu_samples = self.downsample(run.gpu_samples, self.samples_per_run)
             return [run]

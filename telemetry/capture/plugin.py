@@ -204,6 +204,7 @@ def _start() -> Plugin:
     recorder.add_listener(_push_run)
     _attach_analysis(plugin)
     _add_routes(plugin)
+    _keep_comfy_history(plugin)
     recorder.start()
     log.info("Run Telemetry recording to %s (hooks: %s)", store.kind, ", ".join(k for k, v in installed.items() if v))
     return plugin
@@ -229,6 +230,18 @@ def _attach_analysis(plugin: Plugin) -> None:
 
     # Analysis waits for an idle ComfyUI; the run itself is already committed and pushed.
     plugin.recorder.add_listener(on_stored, when_idle=True)
+
+
+def _keep_comfy_history(plugin: Plugin) -> None:
+    """ComfyUI's own history across restarts (history_restore): records stored as runs are, restored at start."""
+    try:
+        from . import history_restore
+
+        plugin.recorder.add_listener(history_restore.save_listener(plugin.store), when_idle=True)
+        if plugin.config.enabled:
+            history_restore.start_restore(plugin.store, plugin.config.history_restore_runs, prompt_server)
+    except Exception as exc:
+        _optional_failed(plugin, "history_restore", exc)
 
 
 _QUEUE_MEMORY_EVERY_S = 5.0

@@ -67,6 +67,13 @@ def _add_v5_columns(db: Database) -> None:
         run_migration(*steps)
 
 
+def _create_v7_comfy_history(db: Database) -> None:
+    """`comfy_history`: ComfyUI's own history record of each run, minus secrets (telemetry.store.comfy_history)."""
+    from .comfy_history import ComfyHistoryRow
+
+    db.create_tables([ComfyHistoryRow], safe=True)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -80,6 +87,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (3, _statements(*_V3_INDEXES)),
     (4, _statements(*_V4_INDEXES)),
     (5, _add_v5_columns),
+    (7, _create_v7_comfy_history),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
