@@ -205,6 +205,7 @@ def _start() -> Plugin:
     _attach_analysis(plugin)
     _add_routes(plugin)
     _keep_comfy_history(plugin)
+    _attach_live(plugin)
     recorder.start()
     log.info("Run Telemetry recording to %s (hooks: %s)", store.kind, ", ".join(k for k, v in installed.items() if v))
     return plugin
@@ -242,6 +243,17 @@ def _keep_comfy_history(plugin: Plugin) -> None:
             history_restore.start_restore(plugin.store, plugin.config.history_restore_runs, prompt_server)
     except Exception as exc:
         _optional_failed(plugin, "history_restore", exc)
+
+
+def _attach_live(plugin: Plugin) -> None:
+    """The running run, live (telemetry.live): read by GET /telemetry/runs/{id} and /telemetry/live; its ticker
+    pushes telemetry.progress / telemetry.slow only while a panel holds a listening lease."""
+    try:
+        from ..live import LiveMonitor
+
+        plugin.service.live = LiveMonitor(plugin.capture, plugin.store, push, plugin.config.slow_node_factor)
+    except Exception as exc:
+        _optional_failed(plugin, "live", exc)
 
 
 _QUEUE_MEMORY_EVERY_S = 5.0
