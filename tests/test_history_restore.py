@@ -85,3 +85,20 @@ def test_put_back_never_replaces_keeps_order_and_the_maximum(recorded_runs, tmp_
     small = _Queue({"new": {}})
     assert put_back(small, restored, maximum=3) == 2
     assert list(small.history) == [pid for pid, _ in items][-2:] + ["new"], "the newest restored ones are kept"
+
+
+def test_migration_7_applies_even_after_a_later_version(store):
+    """Migrations of parallel branches land in either order: a database that already has a later version still
+    gets the comfy_history table of version 7."""
+    from telemetry.store.comfy_history import ComfyHistoryRow
+    from telemetry.store.migrations import migrate
+    from telemetry.store.schema import SchemaVersionRow
+
+    with store.bound():
+        store.db.drop_tables([ComfyHistoryRow])
+        SchemaVersionRow.delete().where(SchemaVersionRow.version == 7).execute()
+        SchemaVersionRow.create(version=99, applied_at_ms=0)
+        assert not store.db.table_exists("comfy_history")
+        assert migrate(store.db) == 99
+        assert store.db.table_exists("comfy_history")
+        assert migrate(store.db) == 99  # applied once

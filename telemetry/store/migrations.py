@@ -108,14 +108,17 @@ def migrate(db: Database) -> int:
     try:
         db.create_tables([SchemaVersionRow], safe=True)
         version = current_version(db)
+        # Each version applies once, by number: a database migrated by a build that lacked one (migrations of
+        # parallel branches land in either order) gets the missing one too.
+        applied = {row.version for row in SchemaVersionRow.select(SchemaVersionRow.version)}
         for target, step in MIGRATIONS:
-            if target <= version:
+            if target in applied:
                 continue
             with db.atomic():
                 step(db)
                 SchemaVersionRow.create(version=target, applied_at_ms=int(time.time() * 1000))
             log.info("telemetry schema migrated to version %d", target)
-            version = target
+            version = max(version, target)
         return version
     finally:
         if is_pg:

@@ -104,7 +104,7 @@ def test_current_node_eta_progress_and_slow_event_of_a_running_run(comfy_factory
         time.sleep(0.5)
     progress = ws.of("telemetry.progress", slow_id)
     assert len(progress) >= 2, ws.events
-    gaps = [b[0] - a[0] for a, b in zip(progress, progress[1:])]
+    gaps = [b[0] - a[0] for a, b in zip(progress, progress[1:], strict=False)]
     assert min(gaps) > 0.8, gaps  # at most once a second (arrival jitter allowed)
     assert any(p["current_node"] and p["current_node"]["node_id"] == "1" for _, p in progress)
     assert all(p["queue_wait_ms"] is not None and p["run_ms"] >= 0 for _, p in progress)
