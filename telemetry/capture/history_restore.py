@@ -29,6 +29,7 @@ WAIT_FOR_QUEUE_S = 600.0
 POLL_S = 0.2
 RECORD_ATTRIBUTE = "comfy_history_item"
 DEFAULT_MAXIMUM_HISTORY_SIZE = 10000
+ORPHAN_SWEEP_EVERY = 500
 
 
 def attach_record(run: Any, history_item: Any) -> None:
@@ -139,13 +140,18 @@ def restore(store: Any, queue: Any, limit: int, exists: Callable[[dict[str, Any]
 
 def save_listener(store: Any) -> Callable[[Any], None]:
     """A recorder listener storing the record a run carries (recorder thread, ComfyUI idle)."""
-    from ..store.comfy_history import save_record
+    from ..store.comfy_history import drop_orphans, save_record
+
+    saved = [0]
 
     def listener(run: Any) -> None:
         item = getattr(run, RECORD_ATTRIBUTE, None)
         if item is None or getattr(run, "status", None) == "running":
             return
         save_record(store, run.run_id, item)
+        saved[0] += 1
+        if saved[0] % ORPHAN_SWEEP_EVERY == 0:  # records of runs retention pruned meanwhile
+            drop_orphans(store)
 
     return listener
 
