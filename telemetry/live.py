@@ -167,6 +167,7 @@ class LiveMonitor:
         self._lease_until = 0.0
         self._ticker: threading.Thread | None = None
         self._slow_sent: set[tuple[str, str]] = set()
+        self._last_push = 0.0
         self.progress_sent = 0
         self.slow_sent = 0
 
@@ -252,12 +253,12 @@ class LiveMonitor:
 
     def _tick_loop(self) -> None:
         while self.listening:
-            began = time.monotonic()
             try:
                 self.tick()
             except Exception:
                 log.debug("live tick failed", exc_info=True)
-            time.sleep(max(0.05, PROGRESS_EVERY_S - (time.monotonic() - began)))
+            # The next event no sooner than a full period after the last one sent, however long a tick took.
+            time.sleep(max(0.05, self._last_push + PROGRESS_EVERY_S - time.monotonic()))
         with self._lock:
             self._ticker = None
 
@@ -266,6 +267,7 @@ class LiveMonitor:
         snapshot = self.snapshot()
         if snapshot is None:
             return
+        self._last_push = time.monotonic()
         self.push(PROGRESS_EVENT, snapshot)
         self.progress_sent += 1
         node = snapshot["current_node"]
