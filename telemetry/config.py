@@ -83,6 +83,10 @@ class TelemetryConfig(BaseModel):
     # None: no cost is shown. `currency` only labels it (e.g. "EUR").
     energy_price_per_kwh: Annotated[float, NoBool, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
     currency: Annotated[str, Field(min_length=1, max_length=8, pattern=r"^[A-Za-z$€£¥]+$")] | None = None
+    # ComfyUI's own history: the last N runs put back into its in-memory history at start (0: off).
+    history_restore_runs: Annotated[int, NoBool, Field(ge=0, le=10_000)] = 200
+    # A running node past this many times its expected duration sends `telemetry.slow` to the panel.
+    slow_node_factor: Annotated[float, NoBool, Field(gt=1, le=1000, allow_inf_nan=False)] = 3.0
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     _warnings: list[ConfigWarning] = PrivateAttr(default_factory=list)

@@ -59,6 +59,8 @@ class TelemetryService:
         self.instance = instance
         self.metrics = RunMetrics(instance, energy_price_per_kwh=energy_price_per_kwh)
         self.webhooks: Any = None  # telemetry.webhooks.WebhookSender, set by attach_webhooks
+        # The running run, live (telemetry.live.LiveMonitor); only inside ComfyUI.
+        self.live: Any = None
         if recorder is not None:
             recorder.add_listener(self.metrics.observe)
 
@@ -82,7 +84,34 @@ class TelemetryService:
         data["currency"] = self.currency
         data["node_types"] = _totals_by(data["nodes"], "class_type")
         data["subgraphs"] = _totals_by(data["nodes"], "parent_node_id")
+        if data["status"] == "running" and self.live is not None:
+            snapshot = self.live.snapshot(run_id) or {}
+            data["current_node"] = snapshot.get("current_node")
+            data["eta_ms"] = snapshot.get("eta_ms")
+            data["run_ms"] = snapshot.get("run_ms")
         return json_safe(data)
+
+    def live_state(self) -> dict[str, Any]:
+        """The running run as the live card shows it, or `{"run": null}`."""
+        if self.live is None:
+            raise NotFoundError("live progress is only available inside ComfyUI")
+        return json_safe({"run": self.live.snapshot(), "listening": self.live.listening})
+
+    def live_listen(self, body: Any) -> dict[str, Any]:
+        """A panel announces that it listens: `telemetry.progress` events for the lease (1-120 s, default 30)."""
+        if self.live is None:
+            raise NotFoundError("live progress is only available inside ComfyUI")
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise FilterError("the body must be a JSON object, e.g. {\"seconds\": 30}")
+        unknown = set(body) - {"seconds"}
+        if unknown:
+            raise FilterError(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}; only 'seconds'")
+        seconds = body.get("seconds", 30)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 1 <= seconds <= 120:
+            raise FilterError("'seconds' must be a number from 1 to 120")
+        return self.live.listen(float(seconds))
 
     def stats(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()

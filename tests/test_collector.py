@@ -246,4 +246,5 @@ def test_migration_5_adds_the_gpu_peak_source_and_dynamic_vram_columns_to_an_old
     assert (store.get_run("r").gpu_peak_source, store.get_run("r").dynamic_vram) == ("mem_get_info", False)
     store.close()
     with sqlite3.connect(path) as db:
-        assert max(v for (v,) in db.execute("SELECT version FROM schema_version")) == LATEST_VERSION
+        versions = {v for (v,) in db.execute("SELECT version FROM schema_version")}
+        assert max(versions) == LATEST_VERSION and 5 in versions

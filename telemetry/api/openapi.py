@@ -87,7 +87,25 @@ SCHEMAS: dict[str, Any] = {
         "cost": {**NUMBER_OR_NULL, "description": "energy_j priced at energy_price_per_kwh"},
         "currency": STR_OR_NULL,
         "node_types": _array({"type": "object"}), "subgraphs": _array({"type": "object"}),
+        "current_node": {"oneOf": [{"type": "null"}, _ref("LiveNode")],
+                         "description": "only while the run is running: the node executing now"},
+        "eta_ms": {**NUMBER_OR_NULL, "description": "only while the run is running: expected time left (ms), "
+                                                    "null without history of this graph"},
+        "run_ms": {**NUMBER_OR_NULL, "description": "only while the run is running: time it has run (ms)"},
     }, ["nodes", "outputs", "gpu_samples", "node_types", "subgraphs"])]},
+    "LiveNode": _obj({"node_id": {"type": "string"}, "class_type": STR_OR_NULL, "elapsed_ms": {"type": "number"},
+                      "expected_ms": {**NUMBER_OR_NULL, "description": (
+                          "median of this node's executed durations in recent runs of the same graph, scaled "
+                          "by the prediction model's workload ratio")}},
+                     ["node_id", "class_type", "elapsed_ms", "expected_ms"]),
+    "LiveRun": _obj({"run_id": {"type": "string"}, "current_node": {"oneOf": [{"type": "null"}, _ref("LiveNode")]},
+                     "eta_ms": NUMBER_OR_NULL, "run_ms": {"type": "number"}, "queue_wait_ms": NUMBER_OR_NULL,
+                     "history_runs": {"type": "integer"},
+                     "nodes_done": _array(_obj({"node_id": {"type": "string"}, "class_type": STR_OR_NULL,
+                                                "start_offset_ms": {"type": "number"},
+                                                "duration_ms": {"type": "number"}},
+                                               ["node_id", "start_offset_ms", "duration_ms"]))},
+                    ["run_id", "current_node", "eta_ms", "run_ms", "nodes_done"]),
     "RunList": _obj({"runs": _array(_ref("RunSummary")), "total": {"type": "integer"},
                      "limit": {"type": "integer"}, "offset": {"type": "integer"}},
                     ["runs", "total", "limit", "offset"]),
@@ -238,6 +256,19 @@ def _paths() -> dict[str, Any]:
             "get": _op("get run: with nodes, outputs, GPU samples and totals per node type and subgraph",
                        _responses(_ref("RunDetail"), "404"),
                        [_path("run_id", {"type": "string", "minLength": 1, "maxLength": 200}, "the prompt id")]),
+        },
+        PREFIX + "/live": {"get": _op("live: the running run (current node, ETA, nodes finished so far, queue "
+                                      "wait and run time apart), or null", _responses(_obj({
+                                          "run": {"oneOf": [{"type": "null"}, _ref("LiveRun")]},
+                                          "listening": {"type": "boolean"}}, ["run", "listening"]), "404"))},
+        PREFIX + "/live/listen": {
+            "post": _op("listen: a panel is open; the websocket carries telemetry.progress (at most once a second) "
+                        "and telemetry.slow for the lease, which the panel renews while it stays open",
+                        _responses(_obj({"lease_s": {"type": "number"}, "progress_every_s": {"type": "number"},
+                                         "slow_node_factor": {"type": "number"}},
+                                        ["lease_s", "progress_every_s", "slow_node_factor"]), "403", "404"),
+                        body={**_obj({"seconds": {"type": "number", "minimum": 1, "maximum": 120}}),
+                              "additionalProperties": False}),
         },
         PREFIX + "/stats": {"get": _op("stats: totals, success rate, percentiles, by status and workflow",
                                        _responses(_ref("Stats")), FILTER_PARAMETERS)},

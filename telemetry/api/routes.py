@@ -127,6 +127,18 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     async def get_run(request: web.Request) -> web.Response:
         return json_response(await call("get_run", request.match_info["run_id"]))
 
+    @routes.get(PREFIX + "/live")
+    @guarded
+    async def live_state(request: web.Request) -> web.Response:
+        return json_response(await call("live_state"))
+
+    @routes.post(PREFIX + "/live/listen")
+    @guarded
+    @same_origin
+    async def live_listen(request: web.Request) -> web.Response:
+        body = await read_json(request) if request.can_read_body else None
+        return json_response(await call("live_listen", body))
+
     @routes.get(PREFIX + "/stats")
     @guarded
     async def stats(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from typing import Any
 from ..collector import BuildContext, RunTrace, build_cancelled_run, build_run, build_started_run, now_ms
 from ..privacy import without_sensitive
 from ..recorder import Recorder
+from .history_restore import attach_record
 
 log = logging.getLogger("run_telemetry.capture")
 
@@ -57,6 +58,8 @@ class Capture:
         self.mem_probe = mem_probe
         self.dynamic_vram = dynamic_vram
         self.current: RunTrace | None = None
+        # (prompt id, node id, perf_counter at its start) of the node executing now, for telemetry.live (O(1)).
+        self.live_node: tuple[str, str, float] | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.cancelled_seen = 0
         self.lifecycle_registered = False
@@ -137,6 +140,7 @@ class Capture:
             except Exception:
                 self._hook_failed("run end (resources)")
             self.current = None
+            self.live_node = None
             self.last_finished_monotonic = time.monotonic()
             if exception is not None:
                 # The worker thread is about to die with this exception: task_done will never come.
@@ -220,6 +224,7 @@ class Capture:
             item = history_item if isinstance(history_item, dict) else (trace.synthesized_history() if trace
                                                                          else {})
             run = build_run(pid, item, trace, context)
+            attach_record(run, history_item)  # ComfyUI's own record, kept for its history after a restart
             if self.downsample is not None and len(run.gpu_samples) > self.samples_per_run:
                 run.gpu_samples = self.downsample(run.gpu_samples, self.samples_per_run)
             return [run]
@@ -238,7 +243,9 @@ class Capture:
                 trace.node_info = _node_info_reader(getattr(registry, "dynprompt", None))
             if self.probe is not None:
                 self.probe.reset_peak()
-            trace.node_started(str(node_id), time.perf_counter(), now_ms())
+            perf = time.perf_counter()
+            trace.node_started(str(node_id), perf, now_ms())
+            self.live_node = (trace.prompt_id, str(node_id), perf)
         except Exception:
             self._hook_failed("node start")
         finally:
@@ -258,6 +265,9 @@ class Capture:
             if self.mem_probe is not None:
                 self.mem_probe.read_used()
             trace.node_finished(node_id, time.perf_counter(), peak)
+            live = self.live_node
+            if live is not None and live[1] == node_id:
+                self.live_node = None
         except Exception:
             self._hook_failed("node finish")
         finally:

@@ -218,6 +218,8 @@ def _start() -> Plugin:
     plugin_ref.append(plugin)
     recorder.add_listener(_push_run)
     _add_routes(plugin)
+    _keep_comfy_history(plugin)
+    _attach_live(plugin)
     start_app(app)
     log.info("Run Telemetry recording to %s (hooks: %s)", app.store.kind,
              ", ".join(k for k, v in installed.items() if v))
@@ -264,6 +266,29 @@ def queue_depth() -> int | None:
         return int(queue.get_tasks_remaining())
     except Exception:
         return None
+
+
+def _keep_comfy_history(plugin: Plugin) -> None:
+    """ComfyUI's own history across restarts (history_restore): records stored as runs are, restored at start."""
+    try:
+        from . import history_restore
+
+        plugin.recorder.add_listener(history_restore.save_listener(plugin.store), when_idle=True)
+        if plugin.config.enabled:
+            history_restore.start_restore(plugin.store, plugin.config.history_restore_runs, prompt_server)
+    except Exception as exc:
+        _part_failed(plugin, "history_restore", exc)
+
+
+def _attach_live(plugin: Plugin) -> None:
+    """The running run, live (telemetry.live): read by GET /telemetry/runs/{id} and /telemetry/live; its ticker
+    pushes telemetry.progress / telemetry.slow only while a panel holds a listening lease."""
+    try:
+        from ..live import LiveMonitor
+
+        plugin.service.live = LiveMonitor(plugin.capture, plugin.store, push, plugin.config.slow_node_factor)
+    except Exception as exc:
+        _part_failed(plugin, "live", exc)
 
 
 _QUEUE_MEMORY_EVERY_S = 5.0
@@ -327,3 +352,11 @@ def comfy_listens_beyond_loopback() -> bool:
 
 def current_service() -> TelemetryService | None:
     return _plugin.service if _plugin is not None else None
+
+
+def _part_failed(plugin: Plugin, part: str, exc: BaseException) -> None:
+    """An optional part of the plugin could not start: logged and listed in /telemetry/health."""
+    from ..app import optional_failed
+
+    if plugin.app is not None:
+        optional_failed(plugin.app, part, exc)

@@ -106,6 +106,13 @@ def _create_v9_instances(db: Database) -> None:
     db.create_tables([InstanceRow], safe=True)
 
 
+def _create_v7_comfy_history(db: Database) -> None:
+    """`comfy_history`: ComfyUI's own history record of each run, minus secrets (telemetry.store.comfy_history)."""
+    from .comfy_history import ComfyHistoryRow
+
+    db.create_tables([ComfyHistoryRow], safe=True)
+
+
 def _statements(*statements: str) -> Callable[[Database], None]:
     def step(db: Database) -> None:
         for statement in statements:
@@ -120,6 +127,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (4, _statements(*_V4_INDEXES)),
     (5, _add_v5_columns),
     (6, _create_v6_outbox),
+    (7, _create_v7_comfy_history),
     (8, _add_v8_columns),
     (9, _create_v9_instances),
 ]

@@ -13,6 +13,7 @@ import { readAdminToken, readSettings, settingDefinitions } from "./settings";
 import stylesText from "./styles.css";
 import type { Recommendation, RunSummary } from "./types";
 import uplotCss from "uplot/dist/uPlot.min.css";
+import type { SlowEvent } from "./views/live";
 import { createPanelState, TelemetryPanel } from "./views/panel";
 import { currentWorkflow, WorkflowNameReporter } from "./workflows";
 
@@ -105,6 +106,12 @@ function onRun(pushed: RunSummary): void {
   }
 }
 
+/** `telemetry.slow` (sent only while the panel listens): a node far past its usual time. */
+function onSlow(event: SlowEvent): void {
+  if (!event || typeof event.message !== "string" || !settings().toasts) return;
+  showToast({ kind: "warning", title: "Run Telemetry: slow node", description: event.message.slice(0, 300), durationMs: TOAST_MS });
+}
+
 function onRecommendation(rec: Recommendation): void {
   if (!rec || rec.id === undefined) return;
   const toast = shouldToast(rec, knownRecommendations);
@@ -138,6 +145,8 @@ app.registerExtension({
     const target = api as unknown as EventTarget;
     target.addEventListener("telemetry.run", (e) => onRun((e as CustomEvent<RunSummary>).detail));
     target.addEventListener("telemetry.recommendation", (e) => onRecommendation((e as CustomEvent<Recommendation>).detail));
+    target.addEventListener("telemetry.progress", (e) => panel?.handleProgress((e as CustomEvent<unknown>).detail));
+    target.addEventListener("telemetry.slow", (e) => onSlow((e as CustomEvent<SlowEvent>).detail));
     target.addEventListener("status", () => panel?.handleQueueChanged());
     target.addEventListener("promptQueued", () => reportActiveWorkflow());
     // Fired by the change tracker when the graph (or the active workflow) changes; reporting is deduplicated,

@@ -133,7 +133,7 @@ describe("runs table", () => {
     host.querySelector<HTMLInputElement>("input[aria-label='Name for the new preset']")!.value = "Mine";
     buttonNamed(host, "Save preset").click();
     await settle();
-    const post = backend.requests.find((r) => r.method === "POST")!;
+    const post = backend.requests.find((r) => r.method === "POST" && r.path === "/telemetry/presets")!;
     expect(post.body).toEqual({ name: "Mine", filters: { status: "failed" } });
 
     const select = host.querySelector<HTMLSelectElement>("select[aria-label='Saved filter presets']")!;

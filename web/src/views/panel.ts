@@ -17,6 +17,7 @@ import { AdviceView } from "./advice";
 import { CompareView } from "./compare";
 import { noteWorkflow, type PanelEnv, type PanelState, type Route, type View, type ViewContext } from "./context";
 import { DetailView } from "./detail";
+import { isLiveRun, LiveCard, LiveLease } from "./live";
 import { OverviewView, workflowChoices } from "./overview";
 import { RunsView } from "./runs";
 
@@ -57,6 +58,8 @@ export class TelemetryPanel {
   private body: HTMLElement | null = null;
   private view: View | null = null;
   private queueEl: HTMLElement | null = null;
+  private liveCard: LiveCard | null = null;
+  private lease: LiveLease | null = null;
   private footer: HTMLElement | null = null;
   private rangeSelect: HTMLSelectElement | null = null;
   private workflowSelect: HTMLSelectElement | null = null;
@@ -136,6 +139,7 @@ export class TelemetryPanel {
       ),
       h("div", { class: "rt-toolbar" }, this.rangeSelect, this.workflowSelect, this.instanceSelect),
       this.queueEl,
+      (this.liveCard = new LiveCard()).el,
       tabs,
       this.body,
       this.footer,
@@ -153,6 +157,7 @@ export class TelemetryPanel {
       this.resizeObserver.observe(this.root);
     }
     this.showRoute();
+    this.startLive();
     void this.loadQueue();
     void this.loadHealth();
     void this.loadWorkflows();
@@ -163,6 +168,9 @@ export class TelemetryPanel {
   unmount(): void {
     this.view?.destroy();
     this.view = null;
+    this.lease?.stop();
+    this.lease = null;
+    this.liveCard = null;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.resizeObserver?.disconnect();
@@ -185,8 +193,21 @@ export class TelemetryPanel {
       this.state.unseen.add(run.run_id);
       return;
     }
+    this.liveCard?.clear(run.run_id);
     this.view?.onRun?.(run);
     this.handleQueueChanged();
+  }
+
+  /** `telemetry.progress`: the running run's live card (sent only while this panel holds its lease). */
+  handleProgress(run: unknown): void {
+    if (this.mounted && isLiveRun(run)) this.liveCard?.update(run);
+  }
+
+  private startLive(): void {
+    const lease = (this.lease = new LiveLease(this.env.client, (fn, ms) => this.setTimeout(fn, ms)));
+    void lease.start().then((run) => {
+      if (run && this.lease === lease) this.liveCard?.update(run);
+    });
   }
 
   handleRecommendation(rec: Recommendation): void {
