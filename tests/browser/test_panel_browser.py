@@ -63,13 +63,17 @@ def test_tab_opens_on_the_overview(ui: PanelPage) -> None:
 def test_a_run_queued_in_the_ui_appears_live_with_its_workflow_name(ui: PanelPage) -> None:
     ui.show("runs")
     ui.panel.locator(".rt-pager").wait_for()
-    url_before = ui.page.url
+    # Without the fragment: frontend 1.58 writes `#<workflow id>` into the URL when a workflow opens, which is no
+    # navigation; the point is that the page did not go anywhere else, nor reload (the marker would be gone).
+    url_before = ui.page.url.split("#", 1)[0]
+    ui.page.evaluate("() => { window.__rtSamePage = true; }")
     info = ui.queue_workflow(ui_workflow(width=64), "Portrait upscale")
     assert info["path"] == "workflows/Portrait upscale.json"
     # The row arrives over the websocket: no reload, no navigation.
     row = ui.panel.locator("tr.rt-row", has_text="Portrait upscale").first
     row.wait_for(timeout=30_000)
-    assert ui.page.url == url_before
+    assert ui.page.url.split("#", 1)[0] == url_before
+    assert ui.page.evaluate("() => window.__rtSamePage === true")
     run = ui.wait_stored(info["id"])[0]
     _runs["portrait"] = {"workflow_id": info["id"], "run": run}
     assert run["workflow_name"] == "Portrait upscale"
