@@ -23,6 +23,9 @@ VIEWPORT = {"width": 1280, "height": 900}
 TAB_BUTTON = (".run-telemetry-tab-button, [data-testid=run-telemetry-tab-button], "
               "button.side-bar-button[aria-label='Run telemetry']")
 
+# A toast as each frontend renders it: PrimeVue's `.p-toast-message` (1.32-1.45), the toast store's reka-ui
+# `ToastRoot` with `data-testid=toast` (1.58: src/components/ui/toast).
+TOASTS = ".p-toast-message, [data-testid=toast]"
 # Console errors ComfyUI 0.3.75's own frontend (1.32.9) logs on a fresh install with no network, with or without
 # this pack (checked by loading the page with the pack's script blocked): missing user files, the unreachable
 # comfy.org API, and a TypeError in a core setting's onChange while the graph view loads.
