@@ -110,14 +110,14 @@ def test_failed_run_shows_its_error_and_selects_the_node_on_the_canvas(ui: Panel
     # new-style toasts need, as they otherwise stay until closed. Looked for inside a toast of either frontend (not
     # anywhere on the page: 1.58 also announces each toast's title in an aria-live paragraph), from the moment the
     # run is queued, so a slow machine does not let its 8 s pass before the check.
-    info = ui.queue_workflow(ui_workflow("failing"), "Broken")
+    workflow = ui_workflow("failing")  # one object: each ui_workflow() has an id of its own
+    info = ui.queue_workflow(workflow, "Broken")
     toast = ui.page.locator(TOASTS).filter(has_text=re.compile(r"Run failed: Broken")).first
     expect(toast).to_be_visible(timeout=60_000)
     assert "RuntimeError" in toast.inner_text()
     runs = ui.wait_stored(info["id"])
     ui.close_error_dialog()
-    _runs["broken"] = {"workflow_id": info["id"], "path": info["path"], "run": runs[0],
-                       "workflow": ui_workflow("failing")}
+    _runs["broken"] = {"workflow_id": info["id"], "path": info["path"], "run": runs[0], "workflow": workflow}
     run = runs[0]
     assert run["status"] == "failed"
     open_detail_by_keyboard(ui, run["run_id"])
