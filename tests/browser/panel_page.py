@@ -7,6 +7,7 @@ user runs them, so the panel's workflow-name reporting and the websocket push ar
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -22,12 +23,33 @@ VIEWPORT = {"width": 1280, "height": 900}
 # ones (1.58.1) a `data-testid` of that name, or only the tooltip as its aria-label.
 TAB_BUTTON = (".run-telemetry-tab-button, [data-testid=run-telemetry-tab-button], "
               "button.side-bar-button[aria-label='Run telemetry']")
+# A toast as each frontend renders it: PrimeVue's `.p-toast-message` (1.32-1.45), the toast store's reka-ui
+# `ToastRoot` with `data-testid=toast` (1.58: src/components/ui/toast).
+TOASTS = ".p-toast-message, [data-testid=toast]"
 
 # Console errors ComfyUI 0.3.75's own frontend (1.32.9) logs on a fresh install with no network, with or without
 # this pack (checked by loading the page with the pack's script blocked): missing user files, the unreachable
 # comfy.org API, and a TypeError in a core setting's onChange while the graph view loads.
 CORE_RESOURCE_ERRORS = ("/api/userdata", "/user.css", "/favicon.ico", "api.comfy.org")
 CORE_STARTUP_ERROR = "Cannot read properties of undefined (reading 'id')"
+
+# Errors of one ComfyUI + frontend pair, keyed by (ComfyUI version, frontend version), each a pattern a whole
+# console error must match. ComfyUI 0.8.0's /api/jobs accepts the statuses pending, in_progress, completed and failed
+# (comfy_execution/jobs.py JobStatus.ALL) and answers 400 to any other; frontend 1.58.1 asks it for
+# `status=completed,failed,cancelled` (its queue and assets lists) and logs each 400 twice: the failed resource and
+# its Jobs API error. A core/frontend mismatch, with or without this pack.
+CORE_LEG_ERRORS: dict[tuple[str, str], tuple[re.Pattern[str], ...]] = {
+    ("0.8.0", "1.58.1"): (
+        re.compile(r"Failed to load resource: the server responded with a status of 400 \(Bad Request\) @ "
+                   r"http://127\.0\.0\.1:\d+/api/jobs\?status=completed,failed,cancelled&[^\s]*"),
+        re.compile(r"\[Jobs API\] Error fetching jobs: JobsApiError: Failed to fetch jobs: 400\n.*", re.DOTALL),
+    ),
+}
+
+
+def known_leg_error(version: str, frontend: str | None, error: str) -> bool:
+    """Is `error` one that this ComfyUI + frontend pair logs by itself (`CORE_LEG_ERRORS`)?"""
+    return any(p.fullmatch(error) for p in CORE_LEG_ERRORS.get((version, frontend or ""), ()))
 
 
 def ui_workflow(kind: str = "image", width: int = 64) -> dict[str, Any]:

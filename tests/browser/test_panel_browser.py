@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from panel_page import CORE_RESOURCE_ERRORS, CORE_STARTUP_ERROR, PanelPage, ui_workflow
+from panel_page import CORE_RESOURCE_ERRORS, CORE_STARTUP_ERROR, TOASTS, PanelPage, known_leg_error, ui_workflow
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -32,7 +32,9 @@ def queue_and_store(ui: PanelPage, key: str, workflow: dict[str, Any], name: str
 
 def portrait(ui: PanelPage) -> dict[str, Any]:
     if "portrait" not in _runs:
-        queue_and_store(ui, "portrait", ui_workflow(width=64), "Portrait upscale")
+        # Not width=64: when the live-row test queued that workflow and then failed before keeping its run, ComfyUI
+        # would answer this one from its cache (every node `cached`, no waterfall bar).
+        queue_and_store(ui, "portrait", ui_workflow(width=88), "Portrait upscale")
     return _runs["portrait"]
 
 
@@ -63,13 +65,17 @@ def test_tab_opens_on_the_overview(ui: PanelPage) -> None:
 def test_a_run_queued_in_the_ui_appears_live_with_its_workflow_name(ui: PanelPage) -> None:
     ui.show("runs")
     ui.panel.locator(".rt-pager").wait_for()
-    url_before = ui.page.url
+    # Without the fragment: frontend 1.58 writes `#<workflow id>` into the URL when a workflow opens, which is no
+    # navigation; the point is that the page did not go anywhere else, nor reload (the marker would be gone).
+    url_before = ui.page.url.split("#", 1)[0]
+    ui.page.evaluate("() => { window.__rtSamePage = true; }")
     info = ui.queue_workflow(ui_workflow(width=64), "Portrait upscale")
     assert info["path"] == "workflows/Portrait upscale.json"
     # The row arrives over the websocket: no reload, no navigation.
     row = ui.panel.locator("tr.rt-row", has_text="Portrait upscale").first
     row.wait_for(timeout=30_000)
-    assert ui.page.url == url_before
+    assert ui.page.url.split("#", 1)[0] == url_before
+    assert ui.page.evaluate("() => window.__rtSamePage === true")
     run = ui.wait_stored(info["id"])[0]
     _runs["portrait"] = {"workflow_id": info["id"], "run": run}
     assert run["workflow_name"] == "Portrait upscale"
@@ -99,14 +105,21 @@ def test_run_detail_shows_the_waterfall_outputs_and_parameters(ui: PanelPage) ->
 
 def test_failed_run_shows_its_error_and_selects_the_node_on_the_canvas(ui: PanelPage) -> None:
     ui.show("runs")
-    b = broken(ui)
-    run = b["run"]
-    assert run["status"] == "failed"
     # The toasts setting is on by default: a failed run raises one (PrimeVue's `toast.add` on frontends up to 1.45,
     # `toast.error` on newer ones), and it goes away by itself: the panel always gives it a duration (8 s), which
-    # new-style toasts need, as they otherwise stay until closed.
-    toast = ui.page.get_by_text(re.compile(r"^Run failed: ")).first
-    expect(toast).to_be_visible()
+    # new-style toasts need, as they otherwise stay until closed. Looked for inside a toast of either frontend (not
+    # anywhere on the page: 1.58 also announces each toast's title in an aria-live paragraph), from the moment the
+    # run is queued, so a slow machine does not let its 8 s pass before the check.
+    workflow = ui_workflow("failing")  # one object: each ui_workflow() has an id of its own
+    info = ui.queue_workflow(workflow, "Broken")
+    toast = ui.page.locator(TOASTS).filter(has_text=re.compile(r"Run failed: Broken")).first
+    expect(toast).to_be_visible(timeout=60_000)
+    assert "RuntimeError" in toast.inner_text()
+    runs = ui.wait_stored(info["id"])
+    ui.close_error_dialog()
+    _runs["broken"] = {"workflow_id": info["id"], "path": info["path"], "run": runs[0], "workflow": workflow}
+    run = runs[0]
+    assert run["status"] == "failed"
     open_detail_by_keyboard(ui, run["run_id"])
     box = ui.panel.locator("[data-testid=error-box]")
     assert "RuntimeError" in box.inner_text()
@@ -119,7 +132,7 @@ def test_failed_run_shows_its_error_and_selects_the_node_on_the_canvas(ui: Panel
     selected = ui.page.evaluate("() => Object.keys(window.app.canvas.selected_nodes || {})")
     assert selected == [str(failed_node)]
     ui.shot("error")
-    expect(toast).to_be_hidden(timeout=15_000)
+    expect(toast).to_be_hidden(timeout=60_000)  # it has a duration: gone by itself (bound generous for load)
 
 
 def test_filters_and_a_saved_preset(ui: PanelPage) -> None:
@@ -344,7 +357,8 @@ def test_the_admin_token_setting_goes_with_changes_and_never_with_reads(ui: Pane
 
 def test_a_prompt_deleted_from_the_queue_shows_as_cancelled(ui: PanelPage) -> None:
     """A prompt deleted from the queue before it started appears in the runs table as `cancelled`, with its queue
-    time and "not started" for its duration (issue 8 item 5)."""
+    time and "not started" for its duration. Needs the backend to record such prompts (issue 8 item 5): until it
+    does, no run is stored for the deleted prompt and this test fails on the wait below."""
     from comfy_harness import slow_workflow
 
     ui.show("runs")
@@ -364,9 +378,10 @@ def test_a_prompt_deleted_from_the_queue_shows_as_cancelled(ui: PanelPage) -> No
         run = ui.server.wait_run(deleted, timeout=20, status="cancelled")
     except TimeoutError as err:
         pytest.fail(f"the backend did not record the deleted prompt as cancelled: {err}")
-    # It never started: no duration; its started_at_ms is when it left the queue (so time filters place it).
+    # No duration (it never ran); its start and end are the moment it left the queue (build_cancelled_run), so it
+    # sorts and filters by time with the other runs (the panel's time range filters on the start).
     assert run["queued_at_ms"] and run.get("duration_ms") is None
-    assert run["started_at_ms"] == run["finished_at_ms"] and run["queue_wait_ms"] is not None
+    assert run["started_at_ms"] == run["finished_at_ms"] == run["queued_at_ms"] + run["queue_wait_ms"]
     row = ui.row(deleted)
     if row.count() == 0:  # pushed before the table was listening: a reload of the tab shows it
         ui.close_tab()
@@ -380,7 +395,7 @@ def test_a_prompt_deleted_from_the_queue_shows_as_cancelled(ui: PanelPage) -> No
     ui.shot("detail-cancelled")
 
 
-def test_no_console_errors(ui: PanelPage) -> None:
+def test_no_console_errors(ui: PanelPage, browser_leg) -> None:
     time.sleep(0.5)
     ours = [e for e in ui.startup_errors if "telemetry" in e.lower()]
     assert ours == [], f"errors from the pack while ComfyUI loaded: {ours}"
@@ -388,6 +403,7 @@ def test_no_console_errors(ui: PanelPage) -> None:
         e for e in ui.console_errors
         if not (e.startswith("Failed to load resource") and any(p in e for p in CORE_RESOURCE_ERRORS))
         and CORE_STARTUP_ERROR not in e
+        and not known_leg_error(browser_leg.version, browser_leg.frontend, e)
     ]
     assert unexpected == [], f"console errors: {unexpected}"
     assert ui.page_errors == [], f"uncaught errors: {ui.page_errors}"

@@ -143,7 +143,11 @@ def test_api_keys_never_reach_the_database_or_rest(comfy):
     status, export = comfy.request("GET", "/telemetry/export?format=jsonl")
     assert status == 200 and secret not in str(export)
     db = comfy.database_path
-    blob = b"".join(p.read_bytes() for p in db.parent.glob("telemetry.db*") if p.is_file())
+    # every file of the store: the database, its -wal/-shm, and the instance lock files in `telemetry.db.instances/`
+    files = [p for p in db.parent.rglob("*")
+             if p.is_file() and p.relative_to(db.parent).parts[0].startswith("telemetry.db")]
+    assert db in files
+    blob = b"".join(p.read_bytes() for p in files)
     assert secret.encode() not in blob
     assert secret not in comfy.log_tail(10**7)
 
