@@ -400,6 +400,10 @@ def build_nodes(prompt: Any, statuses: Mapping[str, str], item: Mapping[str, Any
                     node.duration_ms = round((end - node_trace.started_perf) * 1000.0, 3)
             node.gpu_peak_bytes = node_trace.gpu_peak_bytes
         node.parent_node_id = node.parent_node_id or _parent_of(node_id)
+        if node.display_node_id is None and node_id in nodes:
+            # A node of the prompt itself is its own display node (ComfyUI's get_display_node_id), whether the
+            # plugin read ComfyUI's registry or the watcher only has /history: both record the same value.
+            node.display_node_id = node_id
         result.append(node)
     return result
 
