@@ -83,8 +83,9 @@ def merge_reports(folder: Path) -> str:
     FUZZ.clear()
     for path in sorted(folder.glob("faults-*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        FAULTS.extend(FaultResult(**f) for f in data.get("faults", []))
-        FUZZ.extend(FuzzResult(**z) for z in data.get("fuzz", []))
+        leg = path.stem.removeprefix("faults-")
+        FAULTS.extend(FaultResult(**{**f, "scenario": f"{f['scenario']} (leg {leg})"}) for f in data.get("faults", []))
+        FUZZ.extend(FuzzResult(**{**z, "scenario": f"{z['scenario']} (leg {leg})"}) for z in data.get("fuzz", []))
     table = render_table()
     if table:
         (folder / "faults.md").write_text(table + "\n", encoding="utf-8")
