@@ -60,7 +60,8 @@ def test_overflow_is_counted_never_silent(tmp_path):
     accepted = [recorder.submit(lambda i=i: [Run(f"r{i}", "success")]) for i in range(4)]
     assert accepted == [True, True, False, False]  # the worker is never blocked
     recorder.start()
-    for i in range(4, 8):
+    for i in range(4, 8):  # one at a time, each taken before the next: the queue's own bound is tested above
+        assert _wait(lambda: recorder.health()["queue_depth"] == 0)
         recorder.submit(lambda i=i: [Run(f"r{i}", "success")])
     assert _wait(lambda: recorder.health()["queue_depth"] == 0)
     health = recorder.health()
