@@ -140,7 +140,9 @@ class Store:
     def ensure_schema(self, timeout_s: float = SCHEMA_WAIT_S) -> None:
         """Readers and the writer may race at start-up: whoever comes first migrates, the others wait for it,
         at most `timeout_s` (then SchemaNotReadyError: the request answers 503 instead of hanging)."""
-        follow_database_file(self)  # a deleted SQLite file is created again, and migrated here
+        # A deleted SQLite file is created again and migrated here, through a connection on the new file: the
+        # calling thread's connection may have been taken from the pool before the file went.
+        follow_database_file(self, held_connection=True)
         if self.schema_version is not None:
             return
         if not self._schema_lock.acquire(timeout=timeout_s):
