@@ -29,6 +29,7 @@ from peewee import Database, OperationalError, fn
 from ..filters import Page, RunFilters
 from ..model import Run, RunStatus
 from . import mapping
+from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
 from .schema import (
@@ -107,6 +108,7 @@ class Store:
         self._insert_sql: dict[type, str] = {}
         self._prune_batch = 100  # grows or shrinks to PRUNE_BATCH_TARGET_S
         self.last_prune_transaction_s: float | None = None
+        self.last_prune_checkpoint_s: float | None = None  # the passive WAL checkpoint after a batch (SQLite)
         self._executor: Any = None
         self._executor_lock = threading.Lock()
         # No I/O: connections are taken from the pool lazily. Threads no store has bound use the newest store.
@@ -312,9 +314,12 @@ class Store:
                 break
         if not ids:
             return 0
-        began = time.perf_counter()
-        self._delete_runs(ids)
-        elapsed = self.last_prune_transaction_s = time.perf_counter() - began
+        timings: dict[str, float] = {}
+        with checkpoint_after(self.db, timings):
+            began = time.perf_counter()
+            self._delete_runs(ids)
+            elapsed = self.last_prune_transaction_s = time.perf_counter() - began
+        self.last_prune_checkpoint_s = timings.get("checkpoint_s")
         # Grow slowly, shrink at once: a batch that took too long makes the next one smaller.
         scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 1.5
         self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(1.5, max(0.1, scale)))))
