@@ -67,9 +67,10 @@ class TelemetryService:
     def list_runs(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()
         filters, page = parse_run_filters(query), parse_page(query)
-        runs, total = self.store.query_runs(filters, page)
-        return {"runs": [json_safe(r.to_dict(detail=False)) for r in runs], "total": total,
-                "limit": page.limit, "offset": page.offset}
+        found = self.store.query_runs(filters, page)
+        return {"runs": [json_safe(r.to_dict(detail=False)) for r in found.runs], "total": found.total,
+                "total_capped": found.total_capped, "limit": page.limit, "offset": page.offset,
+                "next_cursor": found.next_cursor.encode() if found.next_cursor else None}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         if len(run_id) > 200 or "\x00" in run_id:

@@ -206,7 +206,7 @@ def test_new_statuses_flow_through_filters_stats_and_metrics(store):
     cancelled = build_cancelled_run((1, "gone", {}, {"create_time": 500}, []), 4_000)
     ok.gpu_peak_bytes, ok.gpu_peak_source, ok.dynamic_vram = 123, "nvml_device", True
     store.save_runs([ok, partial, cancelled])
-    runs, total = store.query_runs(parse_run_filters({"status": "cancelled"}), Page())
+    runs, total, _, _ = store.query_runs(parse_run_filters({"status": "cancelled"}), Page())
     assert total == 1 and runs[0].run_id == "gone" and runs[0].queue_wait_ms == 3500.0
     stored = store.get_run("ok")
     assert (stored.gpu_peak_bytes, stored.gpu_peak_source, stored.dynamic_vram) == (123, "nvml_device", True)

@@ -22,13 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from peewee import Database, OperationalError, fn
 
-from ..filters import Page, RunFilters
+from ..filters import COUNT_CAP, Cursor, Page, RunFilters
 from ..model import Run, RunStatus
-from . import mapping
+from . import mapping, run_pages
 from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
@@ -46,12 +46,6 @@ from .sqlite_file import follow_database_file
 
 log = logging.getLogger("run_telemetry.store")
 
-_SORT_FIELDS = {
-    "started_at_ms": RunRow.started_at_ms.asc(nulls="LAST"),
-    "-started_at_ms": RunRow.started_at_ms.desc(nulls="LAST"),
-    "duration_ms": RunRow.duration_ms.asc(nulls="LAST"),
-    "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
-}
 _PERCENTILE_IN_MEMORY_MAX = 20_000
 PRUNE_BATCH_TARGET_S = 0.025  # one prune transaction aims at this; the limit it must keep is 100 ms
 _PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 2000
@@ -88,6 +82,13 @@ class Preset:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "filters": self.filters, "created_at_ms": self.created_at_ms}
+
+
+class RunsPage(NamedTuple):
+    runs: list[Run]
+    total: int
+    total_capped: bool  # `total` stopped at COUNT_CAP: there are more
+    next_cursor: Cursor | None
 
 
 class PresetExistsError(ValueError):
@@ -368,19 +369,20 @@ class Store:
         return query
 
     @_on_own_database
-    def query_runs(self, filters: RunFilters, page: Page) -> tuple[list[Run], int]:
-        query = self.filtered(filters)
-        total = query.count()
-        rows = query.order_by(_SORT_FIELDS[page.sort], RunRow.run_id).limit(page.limit).offset(page.offset)
-        return [mapping.row_to_run(row) for row in rows], total
+    def query_runs(self, filters: RunFilters, page: Page) -> RunsPage:
+        """One page of the matching runs (`run_pages`: by cursor or offset) and their count, capped at
+        COUNT_CAP unless the page asks for the exact total."""
+        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters), page)
+        total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id)),
+                                               None if page.exact_total else COUNT_CAP)
+        return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
     def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
         """Every matching run, in chunks (export). Keyset-free offset paging is fine at export sizes."""
         offset = 0
         while True:
             with self.bound():
-                rows = list(self.filtered(filters).order_by(_SORT_FIELDS[sort], RunRow.run_id)
-                            .limit(chunk).offset(offset))
+                rows = list(self.filtered(filters).order_by(*run_pages.order_of(sort)).limit(chunk).offset(offset))
             if not rows:
                 return
             for row in rows:
