@@ -25,7 +25,7 @@ from .filters import (
     parse_run_filters,
 )
 from .jsonsafe import json_safe
-from .metrics import RunMetrics
+from .metrics import RunMetrics, exposition
 from .recorder import Recorder
 from .store.database import redact_url
 from .store.sqlite_file import file_health
@@ -57,7 +57,8 @@ class TelemetryService:
         self._hooks = hooks or (lambda: {})
         self.source = source
         self.instance = instance
-        self.metrics = RunMetrics(instance, energy_price_per_kwh=energy_price_per_kwh)
+        self.metrics = RunMetrics(instance, energy_price_per_kwh=energy_price_per_kwh,
+                                  health=recorder.health if recorder is not None else None)
         self.webhooks: Any = None  # telemetry.webhooks.WebhookSender, set by attach_webhooks
         # The running run, live (telemetry.live.LiveMonitor); only inside ComfyUI.
         self.live: Any = None
@@ -158,8 +159,9 @@ class TelemetryService:
         self.store.ensure_schema()
         return json_safe({"instances": list_instances(self.store)})
 
-    def prometheus(self) -> str:
-        return self.metrics.render(self.recorder.health if self.recorder else None)
+    def prometheus(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The metrics exposition and its content type (OpenMetrics when `accept` asks for it); in memory only."""
+        return exposition(self.metrics.registry, accept)
 
     def list_presets(self) -> dict[str, Any]:
         self.store.ensure_schema()
