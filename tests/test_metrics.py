@@ -186,3 +186,23 @@ def test_the_route_serves_recorded_runs_and_negotiates_the_format(tmp_path):
         content_type, text = scrape(server.url, PROM_ACCEPT)
         assert content_type.startswith("application/openmetrics-text") and text.endswith("# EOF\n")
         assert "comfyui_telemetry_energy_cost" in {f.name for f in openmetrics_families(text)}
+
+
+def test_a_scrape_never_queries_the_database(tmp_path, monkeypatch):
+    """Issue 9: /metrics costs the same at a million runs as at one, because it reads only in-memory counters."""
+    with recording_server(tmp_path, {"instance": "studio-a"}) as server:
+        for run in sample_runs():
+            assert server.app.recorder.submit(lambda run=run: [run])
+        assert server.app.recorder.flush()
+        server.app.recorder.stop()  # its heartbeat and retention are the only other database users here
+        queries: list[str] = []
+        real = server.app.store.db.execute_sql
+        monkeypatch.setattr(server.app.store.db, "execute_sql",
+                            lambda sql, *args, **kwargs: queries.append(sql) or real(sql, *args, **kwargs))
+        _, text = scrape(server.url)
+        assert value(parse(text)["comfyui_telemetry_runs"], "comfyui_telemetry_runs_total", status="success",
+                     workflow="portrait") == 2
+        assert queries == []
+        with urllib.request.urlopen(server.url + "/telemetry/health", timeout=30) as response:
+            health = json.loads(response.read())
+        assert health["database"]["state"] == "ok" and queries  # the spy does see the queries of other routes
