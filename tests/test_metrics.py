@@ -5,6 +5,7 @@ The runs go through the real recorder into a real SQLite file and are served by 
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
@@ -206,3 +207,26 @@ def test_a_scrape_never_queries_the_database(tmp_path, monkeypatch):
         with urllib.request.urlopen(server.url + "/telemetry/health", timeout=30) as response:
             health = json.loads(response.read())
         assert health["database"]["state"] == "ok" and queries  # the spy does see the queries of other routes
+
+
+def test_without_prometheus_client_runs_are_still_recorded_and_health_says_why(tmp_path, monkeypatch):
+    """prometheus_client fails to import (as when a ComfyUI lacks it): /metrics says so (404), /health reports it
+    under `optional`, and runs are still recorded and served."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "telemetry.metrics" or n.startswith("telemetry.metrics.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # `import prometheus_client` raises ImportError
+    with recording_server(tmp_path, {"instance": "studio-a"}) as server:
+        assert server.app.recorder.submit(lambda: [sample_runs()[0]])
+        assert server.app.recorder.flush()
+        try:
+            urllib.request.urlopen(server.url + "/telemetry/metrics", timeout=30)
+            raise AssertionError("the metrics route answered without prometheus_client")
+        except urllib.error.HTTPError as err:
+            assert err.code == 404 and "prometheus-client" in json.loads(err.read())["error"]
+        with urllib.request.urlopen(server.url + "/telemetry/health", timeout=30) as response:
+            reason = json.loads(response.read())["optional"]["metrics"]
+        assert reason.startswith("ModuleNotFoundError: ") and "prometheus_client" in reason, reason
+        with urllib.request.urlopen(server.url + "/telemetry/runs/r1", timeout=30) as response:
+            assert json.loads(response.read())["status"] == "success"

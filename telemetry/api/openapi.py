@@ -282,8 +282,9 @@ def _paths() -> dict[str, Any]:
                                                            ["instances"])))},
         PREFIX + "/metrics": {"get": _op("metrics: Prometheus exposition (prometheus_client), text format 0.0.4 or "
                                          "OpenMetrics when Accept asks for application/openmetrics-text; every "
-                                         "series labelled comfyui_instance", _responses(
-            None, content={"text/plain": {"schema": {"type": "string"}},
+                                         "series labelled comfyui_instance (404 when prometheus_client cannot "
+                                         "be imported)", _responses(
+            None, "404", content={"text/plain": {"schema": {"type": "string"}},
                            "application/openmetrics-text": {"schema": {"type": "string"}}}))},
         PREFIX + "/presets": {
             "get": _op("list presets", _responses(_ref("PresetList"))),
