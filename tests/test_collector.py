@@ -198,7 +198,7 @@ def test_the_gpu_peak_source_follows_its_documented_priority(dynamic, torch_peak
 def test_new_statuses_flow_through_filters_stats_and_metrics(store):
     from telemetry.collector import build_cancelled_run
     from telemetry.filters import FilterError, Page, parse_run_filters
-    from telemetry.metrics import RunMetrics
+    from telemetry.metrics import RunMetrics, exposition
 
     ok = build_run("ok", _history("success", [["execution_start", {"timestamp": 1000}],
                                                ["execution_success", {"timestamp": 2000}]]))
@@ -218,7 +218,7 @@ def test_new_statuses_flow_through_filters_stats_and_metrics(store):
     metrics = RunMetrics("i")
     for run in (ok, partial, cancelled):
         metrics.observe(run)
-    text = metrics.render()
+    text = exposition(metrics.registry)[0].decode()
     assert 'status="cancelled"' in text and 'status="partial_success"' in text
 
 

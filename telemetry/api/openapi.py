@@ -292,8 +292,12 @@ def _paths() -> dict[str, Any]:
                                            "queue depth, health), online when seen within 2 minutes",
                                            _responses(_obj({"instances": _array(_ref("Instance"))},
                                                            ["instances"])))},
-        PREFIX + "/metrics": {"get": _op("metrics: Prometheus text format", _responses(
-            None, content={"text/plain": {"schema": {"type": "string"}}}))},
+        PREFIX + "/metrics": {"get": _op("metrics: Prometheus exposition (prometheus_client), text format 0.0.4 or "
+                                         "OpenMetrics when Accept asks for application/openmetrics-text; every "
+                                         "series labelled comfyui_instance (404 when prometheus_client cannot "
+                                         "be imported)", _responses(
+            None, "404", content={"text/plain": {"schema": {"type": "string"}},
+                           "application/openmetrics-text": {"schema": {"type": "string"}}}))},
         PREFIX + "/presets": {
             "get": _op("list presets", _responses(_ref("PresetList"))),
             "post": _op("save preset: a named set of run filters (replaces one of the same name)",
