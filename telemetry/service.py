@@ -222,16 +222,33 @@ class TelemetryService:
         deleted = self.store.prune_runs(before_ms=before_ms, keep=keep)
         return {"deleted": deleted, "before_ms": before_ms, "keep": keep}
 
-    def export_chunks(self, query: Mapping[str, Any], fmt: str) -> Iterator[str]:
+    def prune_preview(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """What `prune_runs(query)` would delete now (count, oldest and newest start), deleting nothing."""
+        before_ms, keep = parse_prune(query)
+        self.store.ensure_schema()
+        preview = self.store.prune_preview(self.store.prune_plan(before_ms=before_ms, keep=keep))
+        return {**preview, "before_ms": before_ms, "keep": keep, "total_runs": self.store.count_runs()}
+
+    def export_chunks(self, query: Mapping[str, Any], fmt: str,
+                      on_run: Callable[[], None] | None = None) -> Iterator[str]:
         """The export, as text chunks to stream. Validates everything before the first chunk (`limit`/`offset`
-        too, though an export is every matching run), so a bad request is a 400, never a broken stream."""
+        too, though an export is every matching run), so a bad request is a 400, never a broken stream.
+        `on_run()` is called once per run written (the CLI's progress bar)."""
         if fmt not in ("csv", "jsonl"):
             raise FilterError(f"'format' must be csv or jsonl, got {fmt[:20]!r}")
         filters = parse_run_filters(query)
         page = parse_page({k: v for k, v in query.items() if k in ("sort", "limit", "offset")})
         self.store.ensure_schema()
         runs = self.store.iter_runs(filters, page.sort)
+        if on_run is not None:
+            runs = _counted(runs, on_run)
         return _csv_chunks(runs) if fmt == "csv" else _jsonl_chunks(runs)
+
+
+def _counted(runs: Iterator[Any], on_run: Callable[[], None]) -> Iterator[Any]:
+    for run in runs:
+        yield run
+        on_run()
 
 
 def _jsonl_chunks(runs) -> Iterator[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -302,6 +303,19 @@ class Store:
         # A run still executing is never pruned: its final record would come back without its start.
         finished = RunRow.status != RunStatus.RUNNING
         return [condition & finished for condition in plan]
+
+    @_on_own_database
+    def prune_preview(self, plan: list[Any]) -> dict[str, Any]:
+        """What a `prune_plan` deletes, deleting nothing: `runs`, the `oldest_started_at_ms` and
+        `newest_started_at_ms` among them, and how many have no start time (`without_start`)."""
+        if not plan:
+            return {"runs": 0, "oldest_started_at_ms": None, "newest_started_at_ms": None, "without_start": 0}
+        matching = functools.reduce(operator.or_, plan)
+        runs, oldest, newest = RunRow.select(fn.COUNT(RunRow.run_id), fn.MIN(RunRow.started_at_ms),
+                                             fn.MAX(RunRow.started_at_ms)).where(matching).tuples().first()
+        without_start = RunRow.select().where(matching & RunRow.started_at_ms.is_null()).count() if runs else 0
+        return {"runs": runs or 0, "oldest_started_at_ms": oldest, "newest_started_at_ms": newest,
+                "without_start": without_start}
 
     @_on_own_database
     def prune_batch(self, plan: list[Any]) -> int:
