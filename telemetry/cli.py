@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=None,
                        help="where the default SQLite file and config.json live (default: ~/.run_telemetry)")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from .commands import register_commands
+
+    register_commands(commands)  # report, export, prune, doctor: telemetry/commands/
     return parser
 
 
@@ -109,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     if args.command == "serve":
         return _serve(args)
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     return 2
 
 
