@@ -324,6 +324,15 @@ def test_doctor_fails_with_fixes_on_an_unreachable_database_and_comfyui(tmp_path
     _no_traceback(out)
 
 
+def test_doctor_fails_with_a_fix_when_the_sqlite_file_cannot_be_made(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    out = cli("doctor", "--database-url", sqlite_url(str(not_a_folder / "t.db")), home=tmp_path)
+    assert out.returncode == 1
+    assert set(_check_lines(out.stdout).values()) == {"FAIL"} and "fix: make the SQLite file's folder" in out.stdout
+    _no_traceback(out)
+
+
 def test_doctor_fails_on_a_database_without_the_schema(tmp_path):
     url = sqlite_url(str(tmp_path / "empty.db"))
     out = cli("doctor", "--database-url", url, home=tmp_path)
@@ -350,3 +359,12 @@ def test_times_are_relative_ages_or_iso_dates():
     for bad in ("yesterday", "7", "-3d", "2026-02-30", "1e3d", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_when(bad, now)
+
+
+def test_the_commands_use_the_one_assembly():
+    """Like the plugin, the watcher and serve, the commands get store and service from telemetry.app.assemble."""
+    for module in sorted((ROOT / "telemetry" / "commands").glob("*.py")):
+        source = module.read_text()
+        for constructor in ("Store(", "Recorder(", "TelemetryService(", "AnalysisService("):
+            assert constructor not in source, f"{module.name} builds {constructor[:-1]} itself"
+    assert "assemble(" in (ROOT / "telemetry" / "commands" / "common.py").read_text()

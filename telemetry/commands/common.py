@@ -11,14 +11,17 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from functools import cached_property
+from typing import TYPE_CHECKING
 
 from peewee import DatabaseError, InterfaceError
 
 from ..filters import FilterError
-from ..service import TelemetryService
 from ..store.database import DatabaseUrlError, redact_url
-from ..store.store import Store
+
+if TYPE_CHECKING:  # the assembly is imported when a command runs, so that --help and usage errors are quick
+    from ..app import TelemetryApp
+    from ..service import TelemetryService
+    from ..store.store import Store
 
 log = logging.getLogger("run_telemetry.cli")
 
@@ -44,9 +47,11 @@ def add_database_options(parser: argparse.ArgumentParser) -> None:
 
 
 class Context:
-    """One command's view of the configuration and the database (opened on first use, closed by `command`)."""
+    """One command's view of the configuration and the database: the app assembled as `serve` assembles it
+    (`telemetry.app.assemble`, read-only), on first use, and closed by `command`."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+
         from ..app import database_url
         from ..config import load_config
 
@@ -59,30 +64,36 @@ class Context:
                 raise CommandError(f"{bad[0].source}: the database URL {bad[0].value} cannot be used (expected "
                                    f"{bad[0].expected})", EXIT_USAGE)
         self.url = database_url(self.config, self.data_dir, args.database_url)
-        self._store: Store | None = None
+        self._app: TelemetryApp | None = None
 
     @property
     def shown_url(self) -> str:
         return redact_url(self.url)
 
     @property
-    def store(self) -> Store:
-        if self._store is None:
+    def app(self) -> TelemetryApp:
+        """The read-only app (as `serve` builds it: no recorder) over the database; no I/O until used."""
+        if self._app is None:
+            from ..app import assemble
+
             try:
-                self._store = Store(self.url)
+                self._app = assemble(self.config, source="cli", url=self.url, instance=None, record=False)
             except DatabaseUrlError as exc:
                 raise CommandError(f"--database-url: {exc}", EXIT_USAGE) from None
-        return self._store
+        return self._app
 
-    @cached_property
+    @property
+    def store(self) -> Store:
+        return self.app.store
+
+    @property
     def service(self) -> TelemetryService:
-        """The service behind the REST routes, read-only (no recorder): one code path for every job."""
-        return TelemetryService(self.store, None, source="cli",
-                                energy_price_per_kwh=self.config.energy_price_per_kwh, currency=self.config.currency)
+        """The service behind the REST routes: one code path for every job."""
+        return self.app.service
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.shutdown()
+        if self._app is not None:
+            self._app.store.shutdown()
 
 
 def one_line(value: object, limit: int = 400) -> str:

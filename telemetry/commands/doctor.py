@@ -12,10 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..watch.client import normalize_base_url
+from ..store.store import Store
 from . import checks, comfy_checks
 from .checks import Check, failed
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, Context, add_database_options, command
+from .common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Context,
+    add_database_options,
+    command,
+    one_line,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -48,6 +57,8 @@ def _seconds(text: str) -> float:
 def run_doctor(ctx: Context) -> int:
     comfy_url = None
     if ctx.args.comfyui:
+        from ..watch.client import normalize_base_url
+
         try:
             comfy_url = normalize_base_url(ctx.args.comfyui)
         except ValueError as exc:
@@ -60,8 +71,8 @@ def run_doctor(ctx: Context) -> int:
         sys.stdout.flush()
         return check
 
-    store = ctx.store
-    database_ok = report(checks.reachable(store, ctx.shown_url)).ok
+    store = _open_store(ctx, report)
+    database_ok = store is not None and report(checks.reachable(store, ctx.shown_url)).ok
     if database_ok:
         report(checks.schema(store))
         database_ok = report(checks.writable(store, has_schema=bool(_applied(store)))).ok
@@ -78,7 +89,16 @@ def run_doctor(ctx: Context) -> int:
     return EXIT_FAILURE if bad else EXIT_OK
 
 
-def _applied(store) -> set[int]:
+def _open_store(ctx: Context, report) -> Store | None:
+    try:
+        return ctx.store
+    except OSError as exc:  # a SQLite file whose folder cannot be made
+        report(failed("database", f"cannot open {ctx.shown_url}: {one_line(exc, 300)}",
+                      "make the SQLite file's folder, or pass another: --database-url sqlite:///path/to/file.db"))
+        return None
+
+
+def _applied(store: Store) -> set[int]:
     try:
         return checks.applied_versions(store)
     except Exception:

@@ -11,7 +11,6 @@ import json
 import sys
 from typing import Any
 
-from ..analysis.stats import format_bytes, format_ms
 from ..filters import MAX_LIMIT
 from ..jsonsafe import json_safe
 from .common import EXIT_OK, Context, add_database_options, command
@@ -115,8 +114,12 @@ def _percent(rate: float | None) -> str:
 def _duration(ms: float | None) -> str:
     if ms is None:
         return "-"
+    from ..analysis.stats import format_ms  # numpy: imported when a report is printed, not for --help
+
     return f"{ms:.0f} ms" if ms < 1000 else format_ms(ms)
 
 
 def _bytes(value: int | None) -> str:
+    from ..analysis.stats import format_bytes
+
     return "-" if value is None else format_bytes(value)
