@@ -159,6 +159,17 @@ def test_report_json_is_the_rest_stats_and_runs(db, tmp_path):
     assert data["stats"]["by_workflow"][0]["workflow_name"] == "Portrait"
 
 
+def test_a_sqlite_file_that_does_not_exist_is_an_error_not_a_new_database(tmp_path):
+    missing = tmp_path / "typo.db"
+    for command in (["report"], ["export"], ["prune", "--keep", "1"]):
+        out = cli(*command, "--database-url", sqlite_url(str(missing)), home=tmp_path)
+        assert out.returncode == 1 and f"{missing} does not exist" in out.stderr and "--database-url" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert not missing.exists()
+    default = cli("report", home=tmp_path)  # the default ~/.run_telemetry/telemetry.db, not there either
+    assert default.returncode == 1 and str(tmp_path / ".run_telemetry" / "telemetry.db") in default.stderr
+
+
 def test_report_on_a_database_without_matching_runs(db, tmp_path):
     out = cli("report", "--database-url", db, "--since", "2099-01-01", home=tmp_path)
     assert out.returncode == 0 and "runs: 0" in out.stdout and "no runs match" in out.stdout
@@ -324,16 +335,19 @@ def test_doctor_fails_with_fixes_on_an_unreachable_database_and_comfyui(tmp_path
     _no_traceback(out)
 
 
-def test_doctor_fails_with_a_fix_when_the_sqlite_file_cannot_be_made(tmp_path):
-    not_a_folder = tmp_path / "file"
-    not_a_folder.write_text("x")
-    out = cli("doctor", "--database-url", sqlite_url(str(not_a_folder / "t.db")), home=tmp_path)
+@pytest.mark.parametrize("name", ["missing.db", "file/t.db"])
+def test_doctor_fails_with_a_fix_when_the_sqlite_file_does_not_exist(name, tmp_path):
+    (tmp_path / "file").write_text("x")
+    out = cli("doctor", "--database-url", sqlite_url(str(tmp_path / name)), home=tmp_path)
     assert out.returncode == 1
-    assert set(_check_lines(out.stdout).values()) == {"FAIL"} and "fix: make the SQLite file's folder" in out.stdout
+    assert set(_check_lines(out.stdout).values()) == {"FAIL"} and "does not exist" in out.stdout
+    assert "fix: pass the database ComfyUI records into with --database-url" in out.stdout
+    assert not (tmp_path / "missing.db").exists()
     _no_traceback(out)
 
 
 def test_doctor_fails_on_a_database_without_the_schema(tmp_path):
+    (tmp_path / "empty.db").touch()  # an empty file is an empty SQLite database
     url = sqlite_url(str(tmp_path / "empty.db"))
     out = cli("doctor", "--database-url", url, home=tmp_path)
     assert out.returncode == 1

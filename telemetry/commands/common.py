@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from peewee import DatabaseError, InterfaceError
 
 from ..filters import FilterError
-from ..store.database import DatabaseUrlError, redact_url
+from ..store.database import DatabaseUrlError, redact_url, sqlite_path
 
 if TYPE_CHECKING:  # the assembly is imported when a command runs, so that --help and usage errors are quick
     from ..app import TelemetryApp
@@ -27,6 +27,8 @@ log = logging.getLogger("run_telemetry.cli")
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".run_telemetry")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+MISSING_HINT = ("pass the database ComfyUI records into with --database-url (or TELEMETRY_DATABASE_URL), e.g. "
+                "sqlite:///ComfyUI/user/__run_telemetry/telemetry.db; the pack creates it when ComfyUI starts")
 
 
 class CommandError(Exception):
@@ -70,11 +72,22 @@ class Context:
     def shown_url(self) -> str:
         return redact_url(self.url)
 
+    def missing_sqlite_file(self) -> str | None:
+        """The SQLite file the URL names when it does not exist (a typo or the wrong folder, most likely)."""
+        path = sqlite_path(self.url)
+        return path if path is not None and not os.path.exists(path) else None
+
     @property
     def app(self) -> TelemetryApp:
-        """The read-only app (as `serve` builds it: no recorder) over the database; no I/O until used."""
+        """The read-only app (as `serve` builds it: no recorder) over the database; no I/O until used. A SQLite
+        file that does not exist is an error, not a new empty database."""
         if self._app is None:
             from ..app import assemble
+
+            missing = self.missing_sqlite_file()
+            if missing is not None:
+                raise CommandError(f"the telemetry database at {self.shown_url} is unavailable: {missing} does not "
+                                   f"exist; {MISSING_HINT}")
 
             try:
                 self._app = assemble(self.config, source="cli", url=self.url, instance=None, record=False)

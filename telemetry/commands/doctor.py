@@ -19,6 +19,7 @@ from .common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    MISSING_HINT,
     CommandError,
     Context,
     add_database_options,
@@ -78,7 +79,7 @@ def run_doctor(ctx: Context) -> int:
         database_ok = report(checks.writable(store, has_schema=bool(_applied(store)))).ok
     else:
         for name in ("schema version", "database writable"):
-            report(failed(name, "not checked: the database is unreachable", "fix the database check above first"))
+            report(failed(name, "not checked: the database is not usable", "fix the database check above first"))
     if comfy_url is None:
         sys.stdout.write("note: ComfyUI checks skipped: pass --comfyui URL to check the pack's hooks in a ComfyUI "
                          "and run a test prompt through it into this database\n")
@@ -90,11 +91,15 @@ def run_doctor(ctx: Context) -> int:
 
 
 def _open_store(ctx: Context, report) -> Store | None:
+    missing = ctx.missing_sqlite_file()
+    if missing is not None:
+        report(failed("database", f"no telemetry database at {ctx.shown_url}: {missing} does not exist",
+                      MISSING_HINT))
+        return None
     try:
         return ctx.store
-    except OSError as exc:  # a SQLite file whose folder cannot be made
-        report(failed("database", f"cannot open {ctx.shown_url}: {one_line(exc, 300)}",
-                      "make the SQLite file's folder, or pass another: --database-url sqlite:///path/to/file.db"))
+    except OSError as exc:
+        report(failed("database", f"cannot open {ctx.shown_url}: {one_line(exc, 300)}", MISSING_HINT))
         return None
 
 
