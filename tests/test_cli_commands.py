@@ -225,13 +225,14 @@ def test_export_csv_to_a_file_round_trips_through_the_csv_parser(db, tmp_path):
     assert list(csv.DictReader(io.StringIO(again.stdout, newline=""))) == rows  # stdout carries the same rows
 
 
-def test_a_failed_export_leaves_no_file(tmp_path):
-    target = tmp_path / "runs.jsonl"
+def test_a_failed_export_leaves_no_file(db, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "runs.jsonl"
     out = cli("export", "--out", str(target), "--database-url", f"postgresql://nobody@127.0.0.1:{free_port()}/x",
               home=tmp_path)
-    assert out.returncode == 1 and not target.exists() and list(tmp_path.iterdir()) == []
-    out = cli("export", "--out", str(tmp_path / "missing" / "runs.jsonl"), "--database-url",
-              sqlite_url(str(tmp_path / "t.db")), home=tmp_path)
+    assert out.returncode == 1 and list(folder.iterdir()) == []
+    out = cli("export", "--out", str(tmp_path / "missing" / "runs.jsonl"), "--database-url", db, home=tmp_path)
     assert out.returncode == 1 and "--out" in out.stderr and "cannot write there" in out.stderr
     _no_traceback(out)
 

@@ -51,13 +51,15 @@ def run_export(ctx: Context) -> int:
             bar.advance()
 
     chunks = ctx.service.export_chunks(query, args.format, on_run=on_run)
-    first = next(chunks, None)  # a database failure ends here, before any file is touched
-    if args.out:
-        _to_file(args.out, first, chunks)
-    else:
-        _to_stdout(first, chunks)
-    if bar is not None:
-        bar.finish()
+    try:
+        first = next(chunks, None)  # a database failure ends here, before any file is touched
+        if args.out:
+            _to_file(args.out, first, chunks)
+        else:
+            _to_stdout(first, chunks)
+    finally:
+        if bar is not None:
+            bar.finish()  # also before an error line, so that it starts a line of its own
     if args.out:
         sys.stderr.write(f"exported {exported[0]} runs to {args.out}\n")
     return EXIT_OK
