@@ -53,3 +53,17 @@ def test_doctor_says_when_the_comfyui_records_elsewhere_or_nothing_listens(comfy
     assert f"FAIL comfyui: no answer from {nothing}" in out.stdout
     assert out.stdout.count("  fix: start ComfyUI, or pass the address it listens on") == 4
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_doctor_says_the_pack_is_not_loaded_in_a_comfyui_without_it(comfy_factory, tmp_path):
+    server = comfy_factory(link_pack=False).start()
+    db = sqlite_url(str(tmp_path / "t.db"))
+    store = Store(db)
+    store.open()
+    store.shutdown()
+    out = cli("doctor", "--comfyui", server.url, "--database-url", db, home=tmp_path)
+    assert out.returncode == 1
+    checks = _check_lines(out.stdout)
+    assert checks["comfyui"] == "PASS" and checks["hooks"] == "FAIL" and checks["end-to-end"] == "FAIL"
+    assert f"FAIL hooks: {server.url} has no /telemetry/health: the pack is not loaded there" in out.stdout
+    assert "fix: install the pack into ComfyUI's custom_nodes/" in out.stdout
