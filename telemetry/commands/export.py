@@ -42,7 +42,7 @@ def run_export(ctx: Context) -> int:
         query["sort"] = args.sort
     bar = None
     if watched(sys.stderr) and (args.out or not watched(sys.stdout)):
-        bar = ProgressBar(ctx.service.list_runs({**query, "limit": "1"})["total"], "export")
+        bar = ProgressBar(ctx.service.list_runs({**query, "limit": "1", "count": "exact"})["total"], "export")
     exported = [0]
 
     def on_run() -> None:

@@ -49,7 +49,7 @@ def _limit(text: str) -> int:
 def run_report(ctx: Context) -> int:
     query = filter_query(ctx.args)
     stats = ctx.service.stats(query)
-    listing = ctx.service.list_runs({**query, "limit": str(ctx.args.limit)})
+    listing = ctx.service.list_runs({**query, "limit": str(ctx.args.limit), "count": "exact"})
     if ctx.args.json:
         out = {"database": ctx.shown_url, "filters": query, "stats": stats, "runs": listing["runs"],
                "total": listing["total"]}
