@@ -97,7 +97,7 @@ def resolve_targets(options: WatchOptions, config_instance: str | None = None) -
         if len(named) == 1:
             name = name or options.instance or config_instance
         targets.append(Target(name or default_instance(base), base))
-    for attr in ("instance", "url"):
+    for attr in ("url", "instance"):
         values = [getattr(t, attr) for t in targets]
         twice = sorted({v for v in values if values.count(v) > 1})
         if twice:
