@@ -244,3 +244,31 @@ def test_a_restart_records_every_run_once_even_beyond_the_first_window(recorded_
     else:  # one probe (404), then /history
         assert [r for r in listing if r.startswith("/api/jobs")] == ["/api/jobs?status=completed&limit=1"]
         assert listing[1:] and all(r.startswith("/history?") for r in listing[1:])
+
+
+def test_health_of_a_fleet_names_each_comfyui_as_openapi_describes_it(tmp_path, monkeypatch):
+    from aiohttp.test_utils import TestClient
+
+    from telemetry.api.openapi import openapi_spec
+    from telemetry.watch.app import make_web_app
+
+    monkeypatch.delenv("TELEMETRY_DATABASE_URL", raising=False)
+    app = build(watch_options(build_parser().parse_args([
+        "watch", "--data-dir", str(tmp_path), "--comfyui", "http://127.0.0.1:1", "--comfyui", "b=http://127.0.0.1:2"])))
+    schema = openapi_spec()["components"]["schemas"]["WatchedComfyUI"]
+
+    async def go() -> dict:
+        async with TestClient(TestServer(make_web_app(app))) as client:
+            return await (await client.get("/telemetry/health")).json()
+
+    try:
+        health = asyncio.run(go())
+    finally:
+        app.store.close()
+    comfyuis = health["hooks"]["comfyuis"]
+    assert [c["instance"] for c in comfyuis] == [default_instance("http://127.0.0.1:1"), "b"]
+    for entry in comfyuis:
+        assert set(schema["required"]) <= set(entry) and set(entry) <= set(schema["properties"]) | {
+            "mode", "polls", "history_polls", "last_poll_at_ms", "running_recorded", "missing_closed",
+            "comfyui_version"}
+        assert entry["state"] in schema["properties"]["state"]["enum"]
