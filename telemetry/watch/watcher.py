@@ -185,6 +185,7 @@ class Watcher:
         self._jobs_api: bool | None = None  # /api/jobs served? None: detect on the next look
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._ws_retry = asyncio.Event()  # set on stop and when ComfyUI is reachable again: retry /ws at once
         recorder.add_listener(self._on_stored)
 
     # -- what REST and the CLI read --------------------------------------------------------------------------
@@ -409,7 +410,10 @@ class Watcher:
             self._queue_remaining = None
             self._history_due = True
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), backoff.next_delay())
+                await asyncio.wait_for(self._ws_retry.wait(), backoff.next_delay())
+            if self._ws_retry.is_set() and not self._stop.is_set():
+                self._ws_retry.clear()
+                backoff.reset()
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -418,6 +422,8 @@ class Watcher:
         if connected:
             if self.state.connected is not True:
                 log.info("watcher: ComfyUI at %s is reachable; recording its runs", self.client.base_url)
+                if self.state.connected is False:
+                    self._ws_retry.set()
             self.state.reconnecting_since_ms = self.state.next_try_at_ms = None
             self.state.retries = 0
         else:
@@ -443,6 +449,7 @@ class Watcher:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._ws_retry.set()
 
     async def run(self, websocket: bool = True) -> None:
         """Watch until `stop()`. Never raises because ComfyUI is down."""
