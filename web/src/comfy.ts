@@ -8,9 +8,11 @@ import { api } from "comfyui:api";
 import type { ExtensionManager, SidebarTabExtension } from "@comfyorg/comfyui-frontend-types";
 import type { TelemetryClient } from "./client";
 import {
+  openPanelTab,
   registerPanelTab,
   showPanelToast,
   type ExtensionManagerLike,
+  type OpenPath,
   type PanelToast,
   type SidebarPath,
   type ToastPath,
@@ -96,6 +98,10 @@ export function showToast(toast: PanelToast): ToastPath {
 
 export function registerSidebarTab(tab: SidebarTabExtension): SidebarPath {
   return registerPanelTab(extensionManager(), tab);
+}
+
+export function openSidebarTab(id: string, isOpen: () => boolean): OpenPath {
+  return openPanelTab(extensionManager(), id, isOpen);
 }
 
 export function comfyEnv(client: TelemetryClient, settings: () => PanelSettings): PanelEnv {
