@@ -43,6 +43,7 @@ class TelemetryApp:
     recorder: Recorder | None = None
     heartbeat: Heartbeat | None = None
     analysis: Any = None
+    heartbeats: list[Heartbeat] = field(default_factory=list)  # one per instance (a watcher of a fleet has many)
     webhooks: Any = None  # telemetry.webhooks.WebhookSender (recording apps only)
     # optional parts that failed to import or start: part -> "ExceptionType: message" (served by /telemetry/health)
     optional: dict[str, str] = field(default_factory=dict)
@@ -58,18 +59,22 @@ def assemble(config: TelemetryConfig, *, source: str, url: str, instance: str | 
              idle_hook: Callable[[], None] | None = None, busy: Callable[[], bool] | None = None,
              stale_reason: str = CRASH_REASON,
              heartbeat_info: Callable[[], Mapping[str, Any]] | None = None,
-             on_recommendations: Recommendations | None = None) -> TelemetryApp:
+             on_recommendations: Recommendations | None = None,
+             also_instances: Mapping[str, Callable[[], Mapping[str, Any]]] | None = None) -> TelemetryApp:
     """Build the app. Nothing here touches the database or the network yet; `start()` starts the recorder.
 
     `record=False` (serve): no recorder and no heartbeat, the same service and analysis over the store.
     `heartbeat_info()` (recorder thread, every 30 s) returns ComfyUI/frontend versions, GPU, queue depth, health.
     `on_recommendations(recs)` is told the recommendations that open after a stored run (the plugin pushes them).
+    `also_instances` (a watcher of several ComfyUIs): further instance name -> its heartbeat_info; each gets its
+    own heartbeat row, and its runs left running by a previous process are closed at start like `instance`'s.
     """
+    also_instances = dict(also_instances or {})
     store = Store(url)
     optional: dict[str, str] = {}
     recorder = heartbeat = None
+    beat: list[Heartbeat] = []
     if record:
-        beat: list[Heartbeat] = []
 
         def recorder_idle() -> None:
             if idle_hook is not None:
@@ -77,21 +82,26 @@ def assemble(config: TelemetryConfig, *, source: str, url: str, instance: str | 
                     idle_hook()
                 except Exception as exc:
                     log.debug("telemetry idle hook failed: %s", exc)
-            if beat:
-                beat[0].maybe_beat()
+            for one in beat:
+                one.maybe_beat()
 
         recorder = Recorder(store, instance=instance, queue_max=config.queue_max_events,
                             buffer_max=config.buffer_max_runs, retry_initial_s=config.retry_initial_s,
                             retry_max_s=config.retry_max_s,
                             retention=(config.retention_days, config.retention_max_runs), idle_hook=recorder_idle,
-                            busy=busy, source=source, stale_reason=stale_reason)
+                            busy=busy, source=source, stale_reason=stale_reason,
+                            also_instances=tuple(also_instances))
         if instance is not None:
             heartbeat = Heartbeat(store, instance, source, _with_recorder_health(heartbeat_info, recorder))
             beat.append(heartbeat)
+        for name, info in also_instances.items():
+            if name != instance:
+                beat.append(Heartbeat(store, name, source, _with_recorder_health(info, recorder)))
     service = TelemetryService(store, recorder, hooks=hooks, source=source, instance=instance,
                                config_warnings=config.warning_dicts(), optional=lambda: optional,
                                energy_price_per_kwh=config.energy_price_per_kwh, currency=config.currency)
-    app = TelemetryApp(config, store, service, instance, source, recorder, heartbeat, optional=optional)
+    app = TelemetryApp(config, store, service, instance, source, recorder, heartbeat, optional=optional,
+                       heartbeats=beat)
     if service.metrics_error is not None:
         optional_failed(app, "metrics", service.metrics_error)
     attach_webhooks(app)

@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "watch", help="record the runs of a ComfyUI the pack is not installed in (polls its API)",
         description="Watch a ComfyUI through its HTTP and websocket API and record every run, like the plugin "
                     "does in-process (without per-node timing and GPU figures, which exist only in-process).")
-    watch.add_argument("--comfyui", default=os.environ.get("TELEMETRY_COMFYUI_URL", "http://127.0.0.1:8188"),
-                       help="ComfyUI's base URL (default: %(default)s)")
+    watch.add_argument("--comfyui", action="append", default=None, metavar="[NAME=]URL",
+                       help="ComfyUI's base URL; repeat it (or give a comma list) to watch a fleet in one process, "
+                            "each as instance NAME (default: its host:port) (default: TELEMETRY_COMFYUI_URL, a "
+                            "comma list, else http://127.0.0.1:8188)")
     watch.add_argument("--database-url", default=None,
                        help="sqlite:///path or postgresql://... (default: TELEMETRY_DATABASE_URL, else SQLite at "
                             "~/.run_telemetry/telemetry.db)")
@@ -51,13 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=_positive_float, default=1.0,
                        help="seconds between /queue polls (default: %(default)s)")
     watch.add_argument("--instance", default=None,
-                       help="instance name stored with each run (default: <hostname>:<port>, as the plugin does)")
+                       help="instance name stored with each run (default: <hostname>:<port>, as the plugin does); "
+                            "only with one --comfyui (name the ComfyUIs of a fleet NAME=URL)")
     watch.add_argument("--history-items", type=_positive_int, default=32,
                        help="history entries read per look (default: %(default)s)")
     watch.add_argument("--backfill", type=_positive_int, default=200,
                        help="history entries read at start to record runs missed while not watching "
                             "(default: %(default)s)")
     watch.add_argument("--no-websocket", action="store_true", help="poll only; do not open /ws")
+    watch.add_argument("--backoff-max", type=_positive_float, default=30.0, metavar="SECONDS",
+                       help="longest wait between attempts to reach a ComfyUI that is down (from 1 s, doubling, "
+                            "with jitter; default: %(default)s)")
     watch.add_argument("--data-dir", default=None,
                        help="where the default SQLite file and config.json live (default: ~/.run_telemetry)")
     watch.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -85,11 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def watch_options(args: argparse.Namespace):
-    from .watch.app import DEFAULT_DATA_DIR, WatchOptions
+    from .watch.app import DEFAULT_DATA_DIR, WatchOptions, split_urls
 
-    return WatchOptions(comfyui_url=args.comfyui, database_url=args.database_url, serve=args.serve,
+    urls = split_urls(args.comfyui) or split_urls(os.environ.get("TELEMETRY_COMFYUI_URL")) or [
+        "http://127.0.0.1:8188"]
+    return WatchOptions(comfyui_url=urls[0], comfyui_urls=urls, database_url=args.database_url, serve=args.serve,
                         interval_s=args.interval, instance=args.instance, history_items=args.history_items,
                         backfill_items=args.backfill, websocket=not args.no_websocket,
+                        backoff_max_s=args.backoff_max,
                         data_dir=os.path.expanduser(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR)
 
 
@@ -98,12 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "watch":
-        from .watch.app import run_watch
-        from .watch.client import normalize_base_url
+        from .watch.app import UsageError, resolve_targets, run_watch
 
         try:
-            normalize_base_url(args.comfyui)
-        except ValueError as exc:
+            resolve_targets(watch_options(args))
+        except UsageError as exc:
             sys.stderr.write(f"error: {exc}\n")  # a usage error, before logging is of any use
             return 2
         try:

@@ -131,7 +131,10 @@ SCHEMAS: dict[str, Any] = {
                                                       "executions": {"type": "integer"}}))}, ["node_types"]),
     "Health": _obj({
         "status": {"type": "string"}, "source": {"type": "string"},
-        "instance": STR_OR_NULL, "hooks": {"type": "object"},
+        "instance": STR_OR_NULL,
+        "hooks": {**_obj({"comfyuis": _array(_ref("WatchedComfyUI"))}),
+                  "description": "the plugin's hooks, or the watcher's state (one ComfyUI's at the top level; "
+                                 "every watched ComfyUI's in comfyuis)"},
         "database": _obj({"kind": {"type": "string"}, "state": {"type": "string"}}, ["kind", "state"]),
         "queue_depth": {"type": "integer"}, "buffered": {"type": "integer"}, "dropped": {"type": "integer"},
         "recorder": {"type": "object"},
@@ -139,6 +142,20 @@ SCHEMAS: dict[str, Any] = {
                                        ["key", "message"])),
         "webhooks": _ref("WebhookHealth"),
     }, ["status", "database", "config_warnings"]),
+    "WatchedComfyUI": _obj({
+        "comfyui_url": {"type": "string"}, "instance": STR_OR_NULL, "client_id": {"type": "string"},
+        "state": {"enum": ["starting", "connected", "reconnecting"]}, "connected": _nullable("boolean"),
+        "websocket": {"type": "boolean"},
+        "reconnecting_since_ms": {**INT_OR_NULL, "description": "when it became unreachable"},
+        "next_try_at_ms": {**INT_OR_NULL, "description": "when the next attempt is due (exponential backoff)"},
+        "retries": {"type": "integer", "minimum": 0}, "last_error": STR_OR_NULL,
+        "history_api": {"enum": ["jobs", "history", None], "description": "/api/jobs where ComfyUI serves it"},
+        "cursor": {**_nullable("object"), "properties": {"run_id": STR_OR_NULL, "finished_at_ms": INT_OR_NULL,
+                                                          "known_runs": {"type": "integer"}},
+                   "description": "the newest final run stored for this instance (the stored runs are the cursor)"},
+        "caught_up": {"type": "integer", "minimum": 0, "description": "runs found in ComfyUI's history at start"},
+        "runs_recorded": {"type": "integer"}, "running": _array({"type": "string"}),
+    }, ["comfyui_url", "state", "connected"]),
     "WebhookHealth": _obj({
         "enabled": {"type": "boolean"}, "signed": {"type": "boolean"}, "pending": {"type": "integer"},
         "failed": {"type": "integer"}, "delivered": {"type": "integer"}, "oldest_pending_age_ms": INT_OR_NULL,

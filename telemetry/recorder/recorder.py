@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..model import Run
@@ -40,7 +40,10 @@ class Recorder:
                  retention: tuple[float | None, int | None] = (None, None),
                  idle_hook: Callable[[], None] | None = None, source: str = "plugin",
                  stale_reason: str = CRASH_REASON, busy: Callable[[], bool] | None = None,
-                 idle_listener_max_delay_s: float = IDLE_LISTENER_MAX_DELAY_S) -> None:
+                 idle_listener_max_delay_s: float = IDLE_LISTENER_MAX_DELAY_S,
+                 also_instances: Sequence[str] = ()) -> None:
+        """`also_instances`: further instance names this process records for (a watcher of a fleet); their runs
+        left running by a previous process are closed at start like `instance`'s."""
         self.store = store
         self.instance = instance
         self.source = source
@@ -48,7 +51,8 @@ class Recorder:
         self._handoff = HandOff(queue_max)
         self._schedule = Scheduler(busy)
         self._writer = RunWriter(store, self.stats, instance=instance, source=source, stale_reason=stale_reason,
-                                 buffer_max=buffer_max, batch_max=batch_max, retry_initial_s=retry_initial_s,
+                                 also_instances=also_instances, buffer_max=buffer_max, batch_max=batch_max,
+                                 retry_initial_s=retry_initial_s,
                                  retry_max_s=retry_max_s)
         self._retention = Retention(store, *retention)
         self._idle_hook = idle_hook

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from peewee import InterfaceError, OperationalError
 
@@ -27,10 +28,12 @@ log = logging.getLogger("run_telemetry.recorder")
 
 class RunWriter:
     def __init__(self, store: Store, stats: RecorderStats, *, instance: str | None, source: str, stale_reason: str,
-                 buffer_max: int, batch_max: int, retry_initial_s: float, retry_max_s: float) -> None:
+                 buffer_max: int, batch_max: int, retry_initial_s: float, retry_max_s: float,
+                 also_instances: Sequence[str] = ()) -> None:
         self.store = store
         self.stats = stats
         self.instance = instance
+        self.instances = [instance, *[i for i in dict.fromkeys(also_instances) if i != instance]]
         self.source = source
         self.stale_reason = stale_reason
         self.buffer_max = buffer_max
@@ -93,7 +96,9 @@ class RunWriter:
             # run this process is executing. In a SQLite file, the runs of every process that is gone (another
             # live ComfyUI on the same file keeps its own); a shared PostgreSQL only closes this instance's runs.
             if not self._stale_closed:
-                closed = close_runs_of_dead_processes(self.store, self.instance, self.stale_reason, self.source)
+                closed = [run_id for instance in self.instances
+                          for run_id in close_runs_of_dead_processes(self.store, instance, self.stale_reason,
+                                                                     self.source)]
                 self._stale_closed = True
                 if closed:
                     self.stats.closed_stale_runs += len(closed)

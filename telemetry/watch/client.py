@@ -1,7 +1,8 @@
 """The watcher's network edge: ComfyUI's HTTP and websocket API (docs/comfyui-integration.md §5), over aiohttp.
 
-Only what the watcher needs: `GET /queue`, `GET /history?max_items=N`, `GET /history/{id}`, `GET /system_stats`
-and `/ws?clientId=<our own id>` for `status` frames. Every failure to reach ComfyUI (refused, reset, timeout,
+Only what the watcher needs: `GET /queue`, `GET /history?max_items=N`, `GET /history/{id}`, `GET /system_stats`,
+`GET /api/jobs?status=completed,failed` (newer ComfyUI only: feature-detected, see `supports_jobs`) and
+`/ws?clientId=<our own id>` for `status` frames. Every failure to reach ComfyUI (refused, reset, timeout,
 5xx, a body that is not JSON) becomes `ComfyUnavailable`, so the caller has one thing to retry on.
 """
 
@@ -21,6 +22,10 @@ CLIENT_ID_PREFIX = "run-telemetry-watch-"
 
 class ComfyUnavailable(Exception):
     """ComfyUI did not answer usefully (down, restarting, wrong URL, overloaded)."""
+
+
+class ComfyNotFound(ComfyUnavailable):
+    """ComfyUI answered 404/405: it has no such route (an older version), which is not an outage."""
 
 
 def new_client_id() -> str:
@@ -78,6 +83,8 @@ class ComfyClient:
         url = self.base_url + path
         try:
             async with self._http().get(url, params=params, timeout=self._timeout) as resp:
+                if resp.status in (404, 405):
+                    raise ComfyNotFound(f"GET {path} answered HTTP {resp.status}")
                 if resp.status >= 400:
                     raise ComfyUnavailable(f"GET {path} answered HTTP {resp.status}")
                 text = await resp.text()
@@ -106,6 +113,29 @@ class ComfyClient:
         data = await self.get_json("/history/" + quote(prompt_id, safe=""))
         item = data.get(prompt_id) if isinstance(data, dict) else None
         return item if isinstance(item, dict) else None
+
+    async def supports_jobs(self) -> bool:
+        """Whether this ComfyUI serves `/api/jobs` (0.8.0 and newer; 0.3.75 answers 404). Raises ComfyUnavailable
+        when ComfyUI is down, so a failed probe is never mistaken for an old version."""
+        try:
+            data = await self.get_json("/api/jobs", {"status": "completed", "limit": "1"})
+        except ComfyNotFound:
+            return False
+        return isinstance(data, dict) and isinstance(data.get("jobs"), list) and isinstance(data.get("pagination"),
+                                                                                             dict)
+
+    async def finished_jobs(self, limit: int, offset: int = 0) -> tuple[list[dict[str, Any]], bool]:
+        """A page of finished jobs (`completed`, `failed`), newest created first, as `/api/jobs` lists them (ids and
+        times, no prompt, no outputs): `(jobs, has_more)`."""
+        data = await self.get_json("/api/jobs", {"status": "completed,failed", "sort_by": "created_at",
+                                                 "sort_order": "desc", "limit": str(max(1, int(limit))),
+                                                 "offset": str(max(0, int(offset)))})
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, list):
+            raise ComfyUnavailable("GET /api/jobs did not answer a job list")
+        pagination = data.get("pagination") if isinstance(data.get("pagination"), dict) else {}
+        jobs = [j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)]
+        return jobs, bool(pagination.get("has_more"))
 
     async def system_stats(self) -> dict[str, Any]:
         data = await self.get_json("/system_stats")

@@ -7,13 +7,18 @@ It sees ComfyUI only through its API (docs/comfyui-integration.md §5 and §7.10
 - `/queue` is polled every `interval` as the fallback (and is all there is while the socket is down). A prompt
   that appears in `queue_running` gets a `running` record at once, so the panel sees it live; when it leaves,
   `/history/{id}` is fetched and the final record replaces the running one.
-- `/history?max_items=N` catches runs that started and finished between two looks; it is read when a status
-  frame says a prompt finished, on every poll while the socket is down, and every `history_every_s` anyway.
+- The finished runs catch what started and finished between two looks: `/api/jobs?status=completed,failed`
+  (ids and times only) where ComfyUI has it (feature-detected after every (re)connect), each new id then read
+  from `/history/{id}`; else `/history?max_items=N`. It is read when a status frame says a prompt finished, on
+  every poll while the socket is down, and every `history_every_s` anyway. The window widens until it reaches a
+  run already recorded (or the end of ComfyUI's history).
 
 A history entry becomes a Run through `collector.build_run` (the same code the plugin uses, with no in-process
-trace), handed to the same `Recorder`. Prompt ids are deduplicated with a bounded set; at start, ids already
-stored with a final status count as seen. ComfyUI being down is never fatal: polls back off and the state change
-is logged once.
+trace), handed to the same `Recorder`. Prompt ids are deduplicated with a bounded set; at start, the ids already
+stored with a final status for this instance count as seen (`cursor.py`: the stored runs are the cursor), so a
+restart neither records a run twice nor misses one that finished while nobody watched (within ComfyUI's history).
+ComfyUI being down is never fatal: polls back off exponentially with jitter (`backoff.py`), and each state change
+is logged once, not each attempt.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from ..collector import BuildContext, RunTrace, build_run, build_started_run, no
 from ..model import Run, RunStatus
 from ..recorder import Recorder
 from ..store.store import Store
+from .backoff import Backoff
 from .client import ComfyClient, ComfyUnavailable
+from .cursor import Cursor, load_cursor
 
 log = logging.getLogger("run_telemetry.watch")
 
+COMFY_HISTORY_MAX = 10_000  # ComfyUI's MAXIMUM_HISTORY_SIZE (execution.py): the most a catch-up can find
 MISSING_REASON = "ComfyUI has no history entry for this run (history cleared or deleted, or ComfyUI restarted)"
 STALE_REASON = "the watcher stopped while this run was executing, and its result is no longer in ComfyUI's history"
 
@@ -63,7 +71,14 @@ class SeenSet:
 class WatcherState:
     comfyui_url: str
     client_id: str
+    instance: str | None = None
     connected: bool | None = None  # None: not tried yet
+    reconnecting_since_ms: int | None = None
+    next_try_at_ms: int | None = None
+    retries: int = 0  # failed attempts since the last success
+    history_api: str | None = None  # "jobs" (/api/jobs) or "history" (/history), once detected
+    cursor: dict[str, Any] | None = None
+    caught_up: int = 0  # runs the start-up catch-up found in ComfyUI's history and the store lacked
     websocket: bool = False
     last_error: str | None = None
     last_poll_at_ms: int | None = None
@@ -79,8 +94,16 @@ class WatcherState:
         return {
             "mode": "watcher",
             "comfyui_url": self.comfyui_url,
+            "instance": self.instance,
             "client_id": self.client_id,
             "connected": self.connected,
+            "state": ("starting" if self.connected is None else "connected" if self.connected else "reconnecting"),
+            "reconnecting_since_ms": self.reconnecting_since_ms,
+            "next_try_at_ms": self.next_try_at_ms,
+            "retries": self.retries,
+            "history_api": self.history_api,
+            "cursor": dict(self.cursor) if self.cursor else None,
+            "caught_up": self.caught_up,
             "websocket": self.websocket,
             "last_error": self.last_error,
             "last_poll_at_ms": self.last_poll_at_ms,
@@ -127,11 +150,16 @@ def trace_from_queue_item(item: list[Any], started_at_ms: int | None = None) -> 
                     prompt=prompt, extra_data=dict(extra), execute_outputs=[str(o) for o in outputs])
 
 
+async def _supports_jobs(client: Any) -> bool:
+    probe = getattr(client, "supports_jobs", None)  # a client without it reads /history
+    return bool(await probe()) if probe is not None else False
+
+
 class Watcher:
     def __init__(self, client: ComfyClient, recorder: Recorder, context: BuildContext, *, interval_s: float = 1.0,
                  history_items: int = 32, backfill_items: int = 200, seen_max: int = 20_000,
-                 history_every_s: float = 15.0, max_backoff_s: float = 10.0, missing_retries: int = 3,
-                 coalesce_s: float = 0.02) -> None:
+                 history_every_s: float = 15.0, backoff_initial_s: float = 1.0, max_backoff_s: float = 30.0,
+                 missing_retries: int = 3, coalesce_s: float = 0.02, history_max: int = COMFY_HISTORY_MAX) -> None:
         self.client = client
         self.recorder = recorder
         self.store = recorder.store
@@ -140,11 +168,13 @@ class Watcher:
         self.history_items = max(1, history_items)
         self.backfill_items = max(self.history_items, backfill_items)
         self.history_every_s = history_every_s
-        self.max_backoff_s = max(self.interval_s, max_backoff_s)
+        self.max_backoff_s = max(0.001, max_backoff_s)
+        self.backoff_initial_s = min(backoff_initial_s, self.max_backoff_s)
+        self.history_max = max(self.backfill_items, history_max)
         self.missing_retries = max(1, missing_retries)
         self.coalesce_s = coalesce_s
         self.seen = SeenSet(seen_max)
-        self.state = WatcherState(client.base_url, client.client_id)
+        self.state = WatcherState(client.base_url, client.client_id, instance=context.instance)
         self.queue_items: list[list[Any]] = []  # running first, then pending by number (for ETA predictions)
         self._running: dict[str, RunTrace] = {}  # prompts we wrote a running record for, still unfinished
         self._missing: dict[str, int] = {}  # left the queue, no history entry yet: attempts so far
@@ -152,8 +182,11 @@ class Watcher:
         self._history_due = True
         self._last_history = 0.0
         self._queue_remaining: int | None = None
+        self._jobs_api: bool | None = None  # /api/jobs served? None: detect on the next look
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._ws_retry = asyncio.Event()  # set on stop and when ComfyUI is reachable again: retry /ws at once
+        recorder.add_listener(self._on_stored)
 
     # -- what REST and the CLI read --------------------------------------------------------------------------
 
@@ -163,6 +196,19 @@ class Watcher:
 
     def pending_queue(self) -> list[list[Any]]:
         return list(self.queue_items)
+
+    def _on_stored(self, run: Run) -> None:
+        """Recorder thread, after the commit: the cursor moves with what is really stored."""
+        if run.instance != self.context.instance or run.source != self.context.source:
+            return
+        if run.status not in RunStatus.FINAL or run.interrupted_reason == STALE_REASON:
+            return
+        cursor = self.state.cursor or {}
+        if run.finished_at_ms is not None and run.finished_at_ms >= (cursor.get("finished_at_ms") or 0):
+            self.state.cursor = {"run_id": run.run_id, "finished_at_ms": run.finished_at_ms,
+                                 "known_runs": cursor.get("known_runs", 0) + 1}
+        else:
+            self.state.cursor = {**cursor, "known_runs": cursor.get("known_runs", 0) + 1}
 
     # -- recording (hands work to the recorder thread) -------------------------------------------------------
 
@@ -225,8 +271,11 @@ class Watcher:
         self.queue_items = running + pending
         running_ids = {e[1] for e in running}
 
+        if self._jobs_api is None:
+            self._jobs_api = await _supports_jobs(self.client)
+            self.state.history_api = "jobs" if self._jobs_api else "history"
         if not self._synced:
-            await self._backfill()
+            await self._backfill(running_ids)
         for entry in running:
             pid = entry[1]
             if pid not in self.seen and pid not in self._running:
@@ -252,32 +301,73 @@ class Watcher:
         self.state.polls += 1
         self.state.last_poll_at_ms = now_ms()
 
-    async def _backfill(self) -> None:
-        """At start: what ComfyUI's history already holds and the store lacks."""
-        history = await self.client.history(self.backfill_items)
-        self.state.history_polls += 1
-        self._last_history = time.monotonic()
-        for pid, item in history.items():
-            if isinstance(item, Mapping) and pid not in self.seen:
-                self._record_final(pid, item)  # the job skips ids already stored with a final status
+    async def _backfill(self, running_ids: set[str]) -> None:
+        """At start: the cursor from the store, then what ComfyUI's history holds beyond it."""
+        if self.store is not None and self.context.instance:
+            try:
+                cursor = await asyncio.to_thread(load_cursor, self.store, self.context.instance, STALE_REASON,
+                                                 self.seen.max_size)
+            except Exception as exc:  # the database is away: every record is still checked on the recorder thread
+                log.warning("watcher: cannot read what %s already recorded (%s); checking each run as it comes",
+                            self.context.instance, exc)
+                cursor = Cursor(self.context.instance)
+            for run_id in reversed(cursor.known_ids):
+                self.seen.add(run_id)
+            self.state.cursor = cursor.to_dict()
+        found = await self._collect_finished(self.backfill_items, running_ids)
+        self.state.caught_up += found
         self._synced = True
-        log.info("watcher: %d run(s) in ComfyUI's history at start", len(history))
+        log.info("watcher: %s: %d run(s) in ComfyUI's history not recorded yet", self.client.base_url, found)
 
     async def _poll_history(self, running_ids: set[str]) -> None:
-        limit = self.history_items
+        await self._collect_finished(self.history_items, running_ids)
+
+    async def _collect_finished(self, first: int, running_ids: set[str]) -> int:
+        """Read finished runs newest first, widening the window until it meets one already seen (or the end of
+        ComfyUI's history); record the new ones, oldest first. Returns how many."""
+        if self._jobs_api:
+            fresh_ids = await self._fresh_from_jobs(first)
+            self._last_history = time.monotonic()
+            count = 0
+            for pid in reversed(fresh_ids):
+                if pid in running_ids or pid in self.seen:
+                    continue
+                item = await self.client.history_item(pid)
+                if item is not None:  # deleted in between: nothing to record
+                    self._record_final(pid, item)
+                    count += 1
+            return count
+        limit = first
         while True:
             history = await self.client.history(limit)
             self.state.history_polls += 1
             fresh = [pid for pid in history if pid not in self.seen]
             # All of them new: more may have finished since the last look than we asked for.
-            if len(fresh) < len(history) or len(history) < limit or limit >= self.backfill_items:
+            if len(fresh) < len(history) or len(history) < limit or limit >= self.history_max:
                 break
-            limit = min(self.backfill_items, limit * 4)
+            limit = min(self.history_max, limit * 4)
         self._last_history = time.monotonic()
+        count = 0
         for pid in fresh:
             item = history[pid]
             if isinstance(item, Mapping) and pid not in running_ids:
                 self._record_final(pid, item)
+                count += 1
+        return count
+
+    async def _fresh_from_jobs(self, first: int) -> list[str]:
+        """The ids of finished jobs not seen yet, newest first, from `/api/jobs` pages."""
+        fresh: list[str] = []
+        offset, limit = 0, first
+        while True:
+            jobs, has_more = await self.client.finished_jobs(limit, offset)
+            self.state.history_polls += 1
+            ids = [job["id"] for job in jobs]
+            fresh.extend(pid for pid in ids if pid not in self.seen)
+            offset += len(ids)
+            if len(fresh) < offset or not has_more or not ids or offset >= self.history_max:
+                return fresh
+            limit = min(self.history_max - offset, limit * 4)
 
     # -- websocket -------------------------------------------------------------------------------------------
 
@@ -296,13 +386,13 @@ class Watcher:
         self._wake.set()
 
     async def _websocket_loop(self) -> None:
-        delay = self.interval_s
+        backoff = Backoff(self.backoff_initial_s, self.max_backoff_s)
         while not self._stop.is_set():
             try:
                 async for kind, data in self.client.frames():
                     if not self.state.websocket:
                         self.state.websocket = True
-                        delay = self.interval_s
+                        backoff.reset()
                         log.info("watcher: websocket to %s open (client id %s)", self.client.base_url,
                                  self.client.client_id)
                     self.on_frame(kind, data)
@@ -313,24 +403,37 @@ class Watcher:
                 error = f"{type(exc).__name__}: {exc}"
                 log.debug("watcher websocket failed", exc_info=True)
             if self.state.websocket:
-                log.info("watcher: websocket lost (%s); polling /queue every %.2fs until it is back", error,
-                         self.interval_s)
+                log.info("watcher: websocket to %s lost (%s); polling /queue every %.2fs until it is back",
+                         self.client.base_url, error, self.interval_s)
+                self._wake.set()  # look now; a failed reconnect attempt wakes nobody (the poll has its backoff)
             self.state.websocket = False
             self._queue_remaining = None
             self._history_due = True
-            self._wake.set()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-            delay = min(self.max_backoff_s, delay * 2)
+                await asyncio.wait_for(self._ws_retry.wait(), backoff.next_delay())
+            if self._ws_retry.is_set() and not self._stop.is_set():
+                self._ws_retry.clear()
+                backoff.reset()
 
     # -- the loop --------------------------------------------------------------------------------------------
 
-    def _set_connected(self, connected: bool, error: str | None = None) -> None:
-        if connected and self.state.connected is not True:
-            log.info("watcher: ComfyUI at %s is reachable; recording its runs", self.client.base_url)
-        elif not connected and self.state.connected is not False:
-            log.warning("watcher: ComfyUI at %s is unreachable (%s); retrying with backoff", self.client.base_url,
-                        error)
+    def _set_connected(self, connected: bool, error: str | None = None, retry_in_s: float | None = None) -> None:
+        """Logged once per change of state, never per attempt."""
+        if connected:
+            if self.state.connected is not True:
+                log.info("watcher: ComfyUI at %s is reachable; recording its runs", self.client.base_url)
+                if self.state.connected is False:
+                    self._ws_retry.set()
+            self.state.reconnecting_since_ms = self.state.next_try_at_ms = None
+            self.state.retries = 0
+        else:
+            if self.state.connected is not False:
+                log.warning("watcher: ComfyUI at %s is unreachable (%s); retrying with backoff (%.0f s .. %.0f s)",
+                            self.client.base_url, error, self.backoff_initial_s, self.max_backoff_s)
+                self.state.reconnecting_since_ms = now_ms()
+                self._jobs_api = None  # it may come back as another version
+            self.state.retries += 1
+            self.state.next_try_at_ms = now_ms() + int((retry_in_s or 0) * 1000)
         self.state.connected = connected
         self.state.last_error = error
 
@@ -346,11 +449,12 @@ class Watcher:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._ws_retry.set()
 
     async def run(self, websocket: bool = True) -> None:
         """Watch until `stop()`. Never raises because ComfyUI is down."""
         ws_task = asyncio.create_task(self._websocket_loop()) if websocket else None
-        delay = self.interval_s
+        backoff = Backoff(self.backoff_initial_s, self.max_backoff_s)
         try:
             while not self._stop.is_set():
                 try:
@@ -358,14 +462,15 @@ class Watcher:
                         await self._identify()
                     await self.poll_once()
                     self._set_connected(True)
+                    backoff.reset()
                     delay = self.interval_s
                 except ComfyUnavailable as exc:
-                    self._set_connected(False, str(exc))
-                    delay = min(self.max_backoff_s, max(self.interval_s, delay * 2))
+                    delay = backoff.next_delay()
+                    self._set_connected(False, str(exc), delay)
                 except Exception as exc:  # a bug of ours: log it, keep watching
                     log.exception("watcher poll failed")
                     self.state.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    delay = min(self.max_backoff_s, max(self.interval_s, delay * 2))
+                    delay = backoff.next_delay()
                 if self._stop.is_set():
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -378,4 +483,3 @@ class Watcher:
                 ws_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await ws_task
-
