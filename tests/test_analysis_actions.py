@@ -183,7 +183,7 @@ def test_split_lengths():
     assert split_lengths(81, 3) == [29, 29, 25]
     assert split_lengths(100, 3) == [34, 33, 33]
     assert split_lengths(5, 8) == [1, 1, 1, 1, 1]
-    assert sum(split_lengths(4096, 16)) == 4096
+    assert sum(split_lengths(4096, 8)) == 4096
 
 
 def test_kinds_without_graph_changes_and_odd_prompts_offer_nothing():
