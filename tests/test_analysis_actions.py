@@ -11,7 +11,7 @@ import test_analysis_support as support
 from test_analysis_routes import call
 from test_analysis_support import GIB, HOUR, T0, make_run, store_and_evaluate
 
-from telemetry.analysis import actions
+from telemetry.analysis import actions, queries
 from telemetry.analysis.actions import ActionRun, derive, split_lengths, tile_size_for
 from telemetry.model import ErrorKind
 from telemetry.prompt_info import extract_parameters
@@ -222,3 +222,35 @@ def test_recommendations_list_the_actions_of_their_latest_stored_run(store, serv
     # no stored prompt behind these: no actions, still listed
     assert by_kind[("wf-slow", "long_duration")]["actions"] == []
     json.dumps(listing, allow_nan=False)
+    with store.bound():  # ids beyond one IN (...) list
+        found = queries.action_runs([f"gone-{i}" for i in range(1200)] + ["oom-1", "ok-0"])
+    assert list(found) == ["oom-1"] and found["oom-1"].error_node_id == "8"
+    assert found["oom-1"].prompt == TXT2IMG and found["oom-1"].gpu_total_bytes == 24 * GIB
+
+
+def test_a_runs_stored_graph_is_served_with_its_ui_workflow(tmp_path):
+    from test_api_input import call as call_core
+
+    from telemetry.model import Run
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.store import Store
+
+    store = Store(sqlite_url(str(tmp_path / "graph.db")))
+    store.open()
+    try:
+        store.save_runs([Run("with-graph", "failed", started_at_ms=1_000, workflow_id="wf-oom"),
+                         Run("scripted", "success", started_at_ms=2_000)])
+        ui = {"id": "wf-oom", "nodes": [{"id": 8, "type": "VAEDecode"}], "links": []}
+        save_record(store, "with-graph", _history_item("with-graph", TXT2IMG, ui))
+        save_record(store, "scripted", _history_item("scripted", TXT2IMG))
+        answers = call_core(store, [("GET", "/telemetry/runs/with-graph/workflow"),
+                                    ("GET", "/telemetry/runs/scripted/workflow"),
+                                    ("GET", "/telemetry/runs/nope/workflow"),
+                                    ("GET", "/telemetry/runs/" + "x" * 201 + "/workflow")])
+    finally:
+        store.close()
+    (s1, with_graph), (s2, scripted), (s3, missing), (s4, too_long) = [(s, json.loads(t)) for s, t in answers]
+    assert s1 == 200 and with_graph == {"run_id": "with-graph", "prompt": TXT2IMG, "workflow": ui}
+    assert s2 == 200 and scripted["prompt"] == TXT2IMG and scripted["workflow"] is None
+    assert (s3, missing) == (404, {"error": "no run with id 'nope'"})
+    assert s4 == 400 and "at most 200 characters" in too_long["error"]

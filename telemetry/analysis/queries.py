@@ -48,19 +48,22 @@ def run_nodes(run_id: str) -> list[tuple[str, str, float | None]]:
                 .where(NodeRunRow.run == run_id).tuples())
 
 
+_IN_CHUNK = 500  # ids per IN (...) list: within SQLite's variable limit of old builds (999)
+
+
 def action_runs(run_ids: list[str]) -> dict[str, ActionRun]:
     """The runs (by id) whose stored ComfyUI history record holds their API prompt, for `actions.derive`."""
-    if not run_ids:
-        return {}
-    rows = (RunRow.select(RunRow.run_id, RunRow.parameters, RunRow.gpu_total_bytes, RunRow.error_node_id,
-                          RunRow.scene, ComfyHistoryRow.record)
-            .join(ComfyHistoryRow, on=(ComfyHistoryRow.run_id == RunRow.run_id))
-            .where(RunRow.run_id.in_(list(dict.fromkeys(run_ids)))).tuples())
+    wanted = list(dict.fromkeys(run_ids))
     found = {}
-    for run_id, parameters, total, error_node, scene, record in rows:
-        prompt = prompt_of_record(record)
-        if prompt:
-            found[run_id] = ActionRun(run_id, prompt, parse_parameters(parameters), total, error_node, scene)
+    for start in range(0, len(wanted), _IN_CHUNK):
+        rows = (RunRow.select(RunRow.run_id, RunRow.parameters, RunRow.gpu_total_bytes, RunRow.error_node_id,
+                              RunRow.scene, ComfyHistoryRow.record)
+                .join(ComfyHistoryRow, on=(ComfyHistoryRow.run_id == RunRow.run_id))
+                .where(RunRow.run_id.in_(wanted[start:start + _IN_CHUNK])).tuples())
+        for run_id, parameters, total, error_node, scene, record in rows:
+            prompt = prompt_of_record(record)
+            if prompt:
+                found[run_id] = ActionRun(run_id, prompt, parse_parameters(parameters), total, error_node, scene)
     return found
 
 
