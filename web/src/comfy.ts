@@ -107,10 +107,11 @@ const templates = new Map<string, NodeTemplate | null>();
  * names in `widgets_values` order and its serialisation. Cached per type; null for a type this ComfyUI lacks. */
 export function nodeTemplate(type: string): NodeTemplate | null {
   if (templates.has(type)) return templates.get(type) ?? null;
+  const liteGraph = (globalThis as { LiteGraph?: LiteGraphLike }).LiteGraph;
+  if (typeof liteGraph?.createNode !== "function") return null; // not loaded yet: ask again next time
   let template: NodeTemplate | null = null;
   try {
-    const liteGraph = (globalThis as { LiteGraph?: LiteGraphLike }).LiteGraph;
-    const node = liteGraph?.createNode?.(type) ?? null;
+    const node = liteGraph.createNode(type);
     const serialized = node?.serialize?.();
     if (node && serialized && serialized.type === type) {
       template = {
