@@ -129,6 +129,21 @@ def test_apply_to_a_copy_opens_the_changed_workflow_in_a_new_tab(ui: PanelPage) 
     assert _saved_state_of(ui, before["path"])["widgets_values"] == [16384, 16384, 4096, 0]
     ui.shot("advice-apply-copy-from-run", full=True)
 
+    # Split into scenes: one new tab per copy, their batches adding up to the run's.
+    ui.page.evaluate("async (wf) => { await window.app.loadGraphData(wf, true, true, 'Huge batch again'); }",
+                     workflow)
+    opened_before = set(_graph_state(ui)["open"])
+    message = _apply(ui, rec["id"], "split_scenes")
+    assert f"Opened {len(split['copies'])} new tabs" in message, message
+    batches = ui.page.evaluate(
+        """(paths) => window.app.extensionManager.workflow.openWorkflows
+             .filter((w) => !paths.includes(w.path))
+             .map((w) => (w.changeTracker?.activeState ?? w.activeState).nodes.find((n) => String(n.id) === '1')
+                         .widgets_values[2])""",
+        sorted(opened_before),
+    )
+    assert sorted(batches) == sorted(c["changes"][0]["to"] for c in split["copies"]) and sum(batches) == 4096
+
     assert ui.page_errors == [], f"uncaught errors: {ui.page_errors}"
     assert ui.telemetry_failures == [], f"telemetry requests that failed: {ui.telemetry_failures}"
     assert ui.dialogs == []
