@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     writer.start()
     batches_ms: list[float] = []
     transactions_ms: list[float] = []
+    checkpoints_ms: list[float] = []
     deleted = 0
     for before, keep in ((before_ms, None), (None, max(0, total - 2 * args.prune))):
         plan = store.prune_plan(before, keep)
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             batches_ms.append(elapsed)
             transactions_ms.append(store.last_prune_transaction_s * 1000)
+            if store.last_prune_checkpoint_s is not None:
+                checkpoints_ms.append(store.last_prune_checkpoint_s * 1000)
             deleted += n
     writer.stop.set()
     writer.join()
@@ -121,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  pruned {deleted:,} runs in {len(batches_ms)} batches (last size {store._prune_batch})")
     print(f"  batch, select + delete transaction         {describe(batches_ms)}")
     print(f"  batch, delete transaction (write lock)     {describe(transactions_ms)}")
+    if checkpoints_ms:
+        print(f"  passive WAL checkpoint after each batch    {describe(checkpoints_ms)}  (no lock held)")
     print(f"  recorder-like commits, idle store          {describe(idle.latencies_ms)}")
     print(f"  recorder-like commits, while pruning       {describe(writer.latencies_ms)}")
     print(f"  ratio of max commit latency while pruning / idle: "
           f"{max(writer.latencies_ms) / max(idle.latencies_ms):.2f}")
     over = sum(1 for t in transactions_ms if t >= TARGET_BATCH_MS)
-    print(f"  batch transactions at or over {TARGET_BATCH_MS:.0f} ms: {over} of {len(transactions_ms)} (the time "
-          "includes the WAL auto-checkpoint SQLite runs after a commit, once the write lock is released)")
+    print(f"  batch transactions at or over {TARGET_BATCH_MS:.0f} ms: {over} of {len(transactions_ms)} (a batch "
+          "commits without SQLite's automatic checkpoint; a passive one follows it, see telemetry/store/checkpoint.py)")
     print(f"  longest batch transaction {longest:.1f} ms, target < {TARGET_BATCH_MS:.0f} ms: "
           f"{'PASS' if longest < TARGET_BATCH_MS else 'FAIL'}")
     return 0

@@ -9,7 +9,8 @@
 #       ComfyUI's own packages, and each tree is served its own pinned frontend, see below)
 #   - the ComfyUI frontends the tests serve with --front-end-root: each tree's pinned comfyui-frontend-package and
 #     the newest one the browser tests check (RUN_TELEMETRY_FRONTENDS, default 1.58.1), unpacked from PyPI wheels
-#   - Debian's Chromium for the browser tests, and the panel's npm packages
+#   - Debian's Chromium for the browser tests, Debian's prometheus for the real-Prometheus test (as root), and the
+#     panel's npm packages
 # Prints the paths it settled on as shell assignments (eval "$(scripts/provision.sh)").
 set -euo pipefail
 
@@ -123,6 +124,15 @@ if [ "${RUN_TELEMETRY_SKIP_BROWSER:-0}" != 1 ] && [ ! -x "$chromium" ]; then
   log "installing Debian's chromium"
   if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
   $apt_get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >&2
+fi
+
+# Debian's prometheus for the real-Prometheus test (tests/integration/test_prometheus_real_comfyui.py starts its own
+# on loopback; the package's service is never used). Only as root with apt-get: elsewhere that test says it skipped.
+if [ "${RUN_TELEMETRY_SKIP_PROMETHEUS:-0}" != 1 ] && ! command -v prometheus >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing Debian's prometheus"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 \
+    || log "could not install prometheus: the real-Prometheus test will skip (fail under RUN_TELEMETRY_REQUIRE_ALL=1)"
 fi
 
 if [ -f "$here/web/package.json" ] && [ "${RUN_TELEMETRY_SKIP_NPM:-0}" != 1 ]; then

@@ -8,6 +8,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 eval "$(bash scripts/provision.sh)"
 export COMFYUI_DIR CHROMIUM_PATH RUN_TELEMETRY_COMFYUI_TREES RUN_TELEMETRY_FRONTEND_DIR
+# The whole suite fuzzes every route with 8 examples per operation and mode (a bare pytest run of the fast tests: 3).
+export RUN_TELEMETRY_FUZZ_EXAMPLES="${RUN_TELEMETRY_FUZZ_EXAMPLES:-8}"
 
 echo "== ruff"
 "$VENV/bin/ruff" check .

@@ -92,6 +92,8 @@ def assemble(config: TelemetryConfig, *, source: str, url: str, instance: str | 
                                config_warnings=config.warning_dicts(), optional=lambda: optional,
                                energy_price_per_kwh=config.energy_price_per_kwh, currency=config.currency)
     app = TelemetryApp(config, store, service, instance, source, recorder, heartbeat, optional=optional)
+    if service.metrics_error is not None:
+        optional_failed(app, "metrics", service.metrics_error)
     attach_webhooks(app)
     attach_analysis(app, recommendations_opened(app, on_recommendations))
     return app

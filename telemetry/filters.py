@@ -7,6 +7,9 @@ what is wrong (served as a 400). Integers are ASCII digits within 64 bits (`INT6
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,6 +23,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 FILTER_KEYS = ("status", "workflow", "since_ms", "until_ms", "label", "q", "instance")
 INT64_MAX = 2**63 - 1
+COUNT_CAP = 10_000  # `total` counts up to this many matching runs unless `count=exact` asks for all
 _INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 
 
@@ -41,11 +45,44 @@ class RunFilters:
         return {k: v for k, v in asdict(self).items() if v not in (None, [], "")}
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of runs ended (its sort, the last run's sort value and id): the next page starts after it
+    without counting the rows before it, so page 10,000 costs what page 1 does."""
+    sort: str
+    value: int | float | None
+    run_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort, self.value, self.run_id], separators=(",", ":"), ensure_ascii=False)
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: Any) -> Cursor:
+    """A cursor from a response's `next_cursor`, or a FilterError saying it is not one."""
+    bad = FilterError("'cursor' is not a cursor this server gave out: pass a response's 'next_cursor' unchanged")
+    text = str(raw).strip()
+    if len(text) > 1000:
+        raise bad
+    try:
+        sort, value, run_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode())
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise bad from None
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if sort not in SORTS or not isinstance(run_id, str) or not (value is None or numeric):
+        raise bad
+    if numeric and (abs(value) > INT64_MAX or value != value):
+        raise bad
+    return Cursor(sort, value, run_id)
+
+
 @dataclass
 class Page:
     sort: str = DEFAULT_SORT
     limit: int = DEFAULT_LIMIT
     offset: int = 0
+    cursor: Cursor | None = None
+    exact_total: bool = False
 
 
 def parse_int(raw: Any, name: str, minimum: int = 0, maximum: int = INT64_MAX) -> int:
@@ -143,6 +180,18 @@ def parse_page(query: Mapping[str, Any]) -> Page:
     page.limit = DEFAULT_LIMIT if limit is None else limit
     offset = _int_param(query, "offset", minimum=0)
     page.offset = offset or 0
+    cursor = query.get("cursor")
+    if cursor not in (None, ""):
+        page.cursor = decode_cursor(cursor)
+        if page.offset:
+            raise FilterError("give either 'offset' or 'cursor', not both")
+        if page.cursor.sort != page.sort:
+            raise FilterError(f"'cursor' continues sort {page.cursor.sort!r}, not {page.sort!r}: pass the same "
+                              "'sort' as the page it came from")
+    count = query.get("count")
+    if count not in (None, "", "capped", "exact"):
+        raise FilterError(f"'count' must be 'capped' (up to {COUNT_CAP:,}) or 'exact', got {str(count)[:60]!r}")
+    page.exact_total = count == "exact"
     return page
 
 

@@ -25,7 +25,6 @@ from .filters import (
     parse_run_filters,
 )
 from .jsonsafe import json_safe
-from .metrics import RunMetrics
 from .recorder import Recorder
 from .store.comfy_history import prompt_of_record, record_text, ui_workflow_of_record
 from .store.database import redact_url
@@ -58,19 +57,30 @@ class TelemetryService:
         self._hooks = hooks or (lambda: {})
         self.source = source
         self.instance = instance
-        self.metrics = RunMetrics(instance, energy_price_per_kwh=energy_price_per_kwh)
+        # telemetry.metrics.RunMetrics, or None with `metrics_error` when prometheus_client cannot be imported
+        # (the app reports it under /telemetry/health "optional"; everything else still records and serves)
+        self.metrics: Any = None
+        self.metrics_error: BaseException | None = None
+        try:
+            from .metrics import RunMetrics
+
+            self.metrics = RunMetrics(instance, energy_price_per_kwh=energy_price_per_kwh,
+                                      health=recorder.health if recorder is not None else None)
+        except ImportError as exc:
+            self.metrics_error = exc
         self.webhooks: Any = None  # telemetry.webhooks.WebhookSender, set by attach_webhooks
         # The running run, live (telemetry.live.LiveMonitor); only inside ComfyUI.
         self.live: Any = None
-        if recorder is not None:
+        if recorder is not None and self.metrics is not None:
             recorder.add_listener(self.metrics.observe)
 
     def list_runs(self, query: Mapping[str, Any]) -> dict[str, Any]:
         self.store.ensure_schema()
         filters, page = parse_run_filters(query), parse_page(query)
-        runs, total = self.store.query_runs(filters, page)
-        return {"runs": [json_safe(r.to_dict(detail=False)) for r in runs], "total": total,
-                "limit": page.limit, "offset": page.offset}
+        found = self.store.query_runs(filters, page)
+        return {"runs": [json_safe(r.to_dict(detail=False)) for r in found.runs], "total": found.total,
+                "total_capped": found.total_capped, "limit": page.limit, "offset": page.offset,
+                "next_cursor": found.next_cursor.encode() if found.next_cursor else None}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         if len(run_id) > 200 or "\x00" in run_id:
@@ -170,8 +180,14 @@ class TelemetryService:
         self.store.ensure_schema()
         return json_safe({"instances": list_instances(self.store)})
 
-    def prometheus(self) -> str:
-        return self.metrics.render(self.recorder.health if self.recorder else None)
+    def prometheus(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The metrics exposition and its content type (OpenMetrics when `accept` asks for it); in memory only."""
+        if self.metrics is None:
+            raise NotFoundError(f"the Prometheus metrics are off: {type(self.metrics_error).__name__}: "
+                                f"{self.metrics_error} (install prometheus-client, see requirements.txt)"[:500])
+        from .metrics import exposition
+
+        return exposition(self.metrics.registry, accept)
 
     def list_presets(self) -> dict[str, Any]:
         self.store.ensure_schema()

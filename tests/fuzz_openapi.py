@@ -47,15 +47,16 @@ def load_spec(base_url: str) -> dict:
         return json.loads(response.read())
 
 
-def fuzz(base_url: str, max_examples: int = 20) -> FuzzOutcome:
-    """Fuzz every operation the server describes, positive and negative; never raises for a finding."""
+def fuzz(base_url: str, max_examples: int = 20, negative: bool = True) -> FuzzOutcome:
+    """Fuzz every operation the server describes, positive (and negative); never raises for a finding. Most of
+    the time goes into building each operation's strategies (about 0.3 s per operation and mode), not requests."""
     schema = schemathesis.openapi.from_dict(load_spec(base_url))
     outcome = FuzzOutcome()
     for result in schema.get_all_operations():
         operation = result.ok()
         outcome.operations += 1
         has_input = bool(operation.definition.raw.get("parameters") or operation.definition.raw.get("requestBody"))
-        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if has_input else [])
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if has_input and negative else [])
         for mode in modes:
             _fuzz_operation(operation, mode, base_url, max_examples, outcome)
     return outcome

@@ -198,7 +198,7 @@ def test_the_gpu_peak_source_follows_its_documented_priority(dynamic, torch_peak
 def test_new_statuses_flow_through_filters_stats_and_metrics(store):
     from telemetry.collector import build_cancelled_run
     from telemetry.filters import FilterError, Page, parse_run_filters
-    from telemetry.metrics import RunMetrics
+    from telemetry.metrics import RunMetrics, exposition
 
     ok = build_run("ok", _history("success", [["execution_start", {"timestamp": 1000}],
                                                ["execution_success", {"timestamp": 2000}]]))
@@ -206,7 +206,7 @@ def test_new_statuses_flow_through_filters_stats_and_metrics(store):
     cancelled = build_cancelled_run((1, "gone", {}, {"create_time": 500}, []), 4_000)
     ok.gpu_peak_bytes, ok.gpu_peak_source, ok.dynamic_vram = 123, "nvml_device", True
     store.save_runs([ok, partial, cancelled])
-    runs, total = store.query_runs(parse_run_filters({"status": "cancelled"}), Page())
+    runs, total, _, _ = store.query_runs(parse_run_filters({"status": "cancelled"}), Page())
     assert total == 1 and runs[0].run_id == "gone" and runs[0].queue_wait_ms == 3500.0
     stored = store.get_run("ok")
     assert (stored.gpu_peak_bytes, stored.gpu_peak_source, stored.dynamic_vram) == (123, "nvml_device", True)
@@ -218,7 +218,7 @@ def test_new_statuses_flow_through_filters_stats_and_metrics(store):
     metrics = RunMetrics("i")
     for run in (ok, partial, cancelled):
         metrics.observe(run)
-    text = metrics.render()
+    text = exposition(metrics.registry)[0].decode()
     assert 'status="cancelled"' in text and 'status="partial_success"' in text
 
 

@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 from api_server import ApiServer
 from fakes.nvml_replay import ReplayNvml
+from prometheus_client.parser import text_string_to_metric_families
 from test_gpu_sampler import FIXTURE, GIB, MIB, RssSequence, fake_torch, h100_props
 
 from telemetry.capture.gpu import DeviceInfo, ResourceSampler, detect_device, downsample_samples
@@ -26,7 +27,7 @@ from telemetry.capture.gpu.energy import counter_energy_j, power_energy_j
 from telemetry.collector import apply_resources
 from telemetry.config import load_config
 from telemetry.filters import parse_run_filters
-from telemetry.metrics import RunMetrics
+from telemetry.metrics import RunMetrics, exposition
 from telemetry.model import GpuSample, NodeRun, Run, RunGpu
 from telemetry.service import TelemetryService
 
@@ -319,11 +320,14 @@ def test_prometheus_counts_energy_and_cost_by_workflow():
     metrics = RunMetrics("box:8188", energy_price_per_kwh=0.30)
     for run in energy_runs():
         metrics.observe(run)
-    text = metrics.render()
-    assert 'comfyui_telemetry_energy_joules_total{instance="box:8188",workflow="A"} 10800.000' in text
-    assert 'comfyui_telemetry_energy_cost_total{instance="box:8188",workflow="A"} 0.000900' in text
-    assert 'workflow="B"' not in text.split("comfyui_telemetry_energy_joules_total", 1)[1]
-    assert "comfyui_telemetry_energy_cost_total" not in RunMetrics("x").render()  # no price, no cost
+    found = {(s.name, s.labels.get("workflow")): (s.labels, s.value)
+             for f in text_string_to_metric_families(exposition(metrics.registry)[0].decode()) for s in f.samples}
+    labels, joules = found[("comfyui_telemetry_energy_joules_total", "A")]
+    assert labels == {"comfyui_instance": "box:8188", "workflow": "A"} and joules == 10800.0
+    assert found[("comfyui_telemetry_energy_cost_total", "A")][1] == pytest.approx(0.0009)
+    assert ("comfyui_telemetry_energy_joules_total", "B") not in found  # no GPU, no energy series
+    unpriced = exposition(RunMetrics("x").registry)[0].decode()
+    assert "comfyui_telemetry_energy_cost" not in unpriced  # no price, no cost
 
 
 def test_the_price_is_a_validated_setting(tmp_path):

@@ -33,11 +33,13 @@ def test_runs_are_written_and_listeners_told(tmp_path):
     recorder.stop()
 
 
-def test_a_locked_database_buffers_and_catches_up(tmp_path):
+def test_a_locked_database_buffers_and_catches_up(tmp_path, monkeypatch):
+    from telemetry.store import database
+
+    monkeypatch.setitem(database.SQLITE_PRAGMAS, "busy_timeout", 100)  # every pooled connection, the writer's too
     path = tmp_path / "locked.db"
     store = Store(sqlite_url(str(path)))
     store.open()
-    store.db.execute_sql("PRAGMA busy_timeout = 100")
     recorder = Recorder(store, instance="t:1", retry_initial_s=0.1, retry_max_s=0.2)
     recorder.start()
     recorder.submit(lambda: [Run("first", "success")])

@@ -48,6 +48,30 @@ def test_runs_after_the_file_is_deleted_go_into_a_new_file_with_the_schema(sqlit
                                       "recreated_reason": f"the file was deleted; opened again at {path}"}
 
 
+def test_a_reader_that_notices_the_deletion_migrates_the_new_file_not_the_one_it_held(sqlite_store):
+    """A REST call takes its pooled connection, the file is deleted, and only then does its schema check see it:
+    the schema must go into the new file (migrating on the held connection would find the old file's schema
+    current, and every later write would fail with "no such table")."""
+    store, path = sqlite_store
+    store.save_runs([Run("before", "success")])
+    store.close()  # the writer's connection is back in the pool, like a writer between writes
+
+    def read_after_the_file_went(run_id):
+        store.db.connect(reuse_if_open=True)  # the connection a REST call holds (StoreExecutor._call)
+        try:
+            os.unlink(path)
+            store.ensure_schema()  # this thread notices first
+            return store.get_run(run_id)
+        finally:
+            store.db.close()
+
+    with store.bound():
+        assert read_after_the_file_went("before") is None
+    store.save_runs([Run("after", "success")])
+    assert _ids_in_file(path) == {"after"}
+    assert store.executor.submit(store.get_run, "after").result().status == "success"
+
+
 
 def test_processes_starting_together_on_a_fresh_shared_file_all_get_the_schema(tmp_path):
     import subprocess

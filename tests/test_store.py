@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from telemetry.collector import build_run
-from telemetry.filters import FilterError, Page, parse_page, parse_run_filters
+from telemetry.filters import FilterError, Page, RunFilters, decode_cursor, parse_page, parse_run_filters
 from telemetry.model import Run, RunLabels
 from telemetry.store.migrations import LATEST_VERSION
 
@@ -42,11 +42,47 @@ def test_filters_sorting_and_paging(store, recorded_runs):
     assert q(status="failed,interrupted")[1] == 2
     assert q(label="rain")[1] == 1 and q(label="Scene 1")[1] == 1 and q(label="ra")[1] == 0
     assert q(q="allocate")[1] == 1
-    longest, _ = q(sort="-duration_ms", limit="1")
+    longest = q(sort="-duration_ms", limit="1").runs
     assert longest[0].status == "interrupted"
-    page, total = q(limit="2", offset="4")
+    page, total, _, _ = q(limit="2", offset="4")
     assert total == 5 and len(page) == 1
     assert q(workflow=runs[1].fingerprint)[1] >= 1
+
+
+@pytest.mark.parametrize("sort", ["-started_at_ms", "started_at_ms", "-duration_ms", "duration_ms"])
+def test_cursor_pages_walk_the_same_order_as_offset_pages_ties_and_missing_values_included(store, sort):
+    # Ties in the sort column, runs without a value (they come last in both directions) and ids out of order.
+    store.save_runs([Run(f"k{(i * 7) % 23:02d}", "success", started_at_ms=None if i % 5 == 0 else 1000 + i // 3,
+                         duration_ms=None if i % 4 == 0 else float(i % 6)) for i in range(23)])
+    by_offset = [r.run_id for r in store.query_runs(RunFilters(), Page(sort=sort, limit=100)).runs]
+    walked, cursor, pages = [], None, 0
+    while True:
+        found = store.query_runs(RunFilters(), Page(sort=sort, limit=4, cursor=cursor))
+        walked += [r.run_id for r in found.runs]
+        pages += 1
+        cursor = found.next_cursor
+        if cursor is None:
+            break
+        cursor = decode_cursor(cursor.encode())  # through its text form, as a client sends it back
+    assert walked == by_offset and len(walked) == 23 and pages == 6
+    column = sort.lstrip("-")
+    values = [getattr(store.get_run(i), column) for i in walked]
+    present = [v for v in values if v is not None]
+    assert present == sorted(present, reverse=sort.startswith("-"))
+    assert all(v is None for v in values[len(present):])  # missing values last, in both directions
+
+
+def test_the_total_is_capped_unless_the_exact_count_is_asked_for(store, monkeypatch):
+    from telemetry.store import store as store_module
+
+    monkeypatch.setattr(store_module, "COUNT_CAP", 5)
+    store.save_runs([Run(f"c{i}", "success", started_at_ms=i) for i in range(8)])
+    capped = store.query_runs(RunFilters(), Page(limit=2))
+    assert (capped.total, capped.total_capped) == (5, True) and capped.next_cursor is not None
+    exact = store.query_runs(RunFilters(), Page(limit=2, exact_total=True))
+    assert (exact.total, exact.total_capped) == (8, False)
+    few = store.query_runs(parse_run_filters({"since_ms": "5"}), Page())
+    assert (few.total, few.total_capped, few.next_cursor) == (3, False, None)
 
 
 def test_stats_match_the_runs(store, recorded_runs):
@@ -91,6 +127,11 @@ def test_presets_and_workflow_names(store):
     ({"limit": "ten"}, "'limit' must be an integer"),
     ({"sort": "name"}, "'sort' must be one of"),
     ({"since_ms": "5", "until_ms": "1"}, "'until_ms' is before 'since_ms'"),
+    ({"cursor": "not-a-cursor"}, "'cursor' is not a cursor this server gave out"),
+    ({"cursor": "WyJzdGFydGVkX2F0X21zIiwxLCJ4Il0"}, "'cursor' continues sort 'started_at_ms'"),
+    ({"cursor": "WyItc3RhcnRlZF9hdF9tcyIsMSwieCJd", "offset": "50"}, "either 'offset' or 'cursor'"),
+    ({"cursor": "WyItc3RhcnRlZF9hdF9tcyIsdHJ1ZSwieCJd"}, "'cursor' is not a cursor"),  # a boolean value
+    ({"count": "all"}, "'count' must be 'capped'"),
 ])
 def test_bad_filters_say_what_is_wrong(query, message):
     with pytest.raises(FilterError, match=message):

@@ -83,7 +83,8 @@ def test_served_rest_is_the_plugins_rest_with_the_watchers_state(tmp_path, monke
             assert health["hooks"]["comfyui_url"] == "http://127.0.0.1:1"
             assert health["database"]["kind"] == "sqlite"
             runs = await (await client.get("/api/telemetry/runs")).json()
-            assert runs == {"runs": [], "total": 0, "limit": 50, "offset": 0}
+            assert runs == {"runs": [], "total": 0, "total_capped": False, "limit": 50, "offset": 0,
+                            "next_cursor": None}
             missing = await client.get("/telemetry/runs/nope")
             assert missing.status == 404
 

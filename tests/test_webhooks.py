@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from webhook_receiver import Receiver
@@ -22,6 +24,7 @@ from telemetry.store.database import sqlite_url
 from telemetry.store.store import Store
 from telemetry.webhooks import attach_webhooks
 from telemetry.webhooks.config import parse_targets, redact_webhook_url
+from telemetry.webhooks.payloads import RUN_LINK_PARAM, run_api_link, run_link
 from telemetry.webhooks.sender import backoff_s
 
 SECRET = "whsec-test-5f2c9a"
@@ -265,6 +268,34 @@ def test_urls_from_the_environment_without_a_secret_warn_that_deliveries_are_uns
     hidden = load_config(str(tmp_path), environ={"TELEMETRY_CONFIG": str(tmp_path / "none.json"),
                                                   "TELEMETRY_WEBHOOK_SECRET": SECRET})
     assert SECRET not in json.dumps(hidden.to_dict()) and hidden.to_dict()["webhook_secret_set"] is True
+
+
+@pytest.mark.parametrize(("public_url", "link", "api"), [
+    ("http://127.0.0.1:8188", "http://127.0.0.1:8188/?telemetry_run=r-1", "http://127.0.0.1:8188/telemetry/runs/r-1"),
+    ("http://127.0.0.1:8190/", "http://127.0.0.1:8190/?telemetry_run=r-1", "http://127.0.0.1:8190/telemetry/runs/r-1"),
+    # a reverse proxy's prefix is kept, with or without its slash
+    ("https://studio.lan/comfy", "https://studio.lan/comfy/?telemetry_run=r-1", "https://studio.lan/comfy/telemetry/runs/r-1"),
+    ("https://studio.lan/comfy/", "https://studio.lan/comfy/?telemetry_run=r-1", "https://studio.lan/comfy/telemetry/runs/r-1"),
+    # a query of the page is kept (an old telemetry_run replaced), a fragment dropped
+    ("https://studio.lan/?lang=de#x", "https://studio.lan/?lang=de&telemetry_run=r-1", "https://studio.lan/telemetry/runs/r-1"),
+    ("https://studio.lan/?telemetry_run=old", "https://studio.lan/?telemetry_run=r-1", "https://studio.lan/telemetry/runs/r-1"),
+    (" https://studio.lan ", "https://studio.lan/?telemetry_run=r-1", "https://studio.lan/telemetry/runs/r-1"),
+])
+def test_the_run_link_opens_the_page_at_public_url_with_the_run_parameter(public_url, link, api):
+    assert run_link(public_url, "r-1") == link
+    assert run_api_link(public_url, "r-1") == api
+
+
+def test_the_run_link_encodes_the_run_id_and_is_none_without_a_public_url():
+    assert run_link("http://h:8188", "a/b c&d=1") == "http://h:8188/?telemetry_run=a%2Fb%20c%26d%3D1"
+    assert run_api_link("http://h:8188", "a/b c") == "http://h:8188/telemetry/runs/a%2Fb%20c"
+    for empty in (None, "", "  "):
+        assert run_link(empty, "r-1") is None and run_api_link(empty, "r-1") is None
+
+
+def test_the_panel_reads_the_parameter_the_link_carries():
+    source = (Path(__file__).resolve().parents[1] / "web" / "src" / "runlink.ts").read_text()
+    assert re.search(r'export const RUN_LINK_PARAM = "([^"]+)"', source).group(1) == RUN_LINK_PARAM
 
 
 def test_backoff_doubles_with_jitter_and_is_capped():

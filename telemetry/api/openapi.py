@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..analysis.config import AnalysisConfig
-from ..filters import FILTER_KEYS, INT64_MAX, MAX_LIMIT, SORTS
+from ..filters import COUNT_CAP, FILTER_KEYS, INT64_MAX, MAX_LIMIT, SORTS
 from ..model import RunStatus
 
 PREFIX = "/telemetry"
@@ -106,9 +106,14 @@ SCHEMAS: dict[str, Any] = {
                                                 "duration_ms": {"type": "number"}},
                                                ["node_id", "start_offset_ms", "duration_ms"]))},
                     ["run_id", "current_node", "eta_ms", "run_ms", "nodes_done"]),
-    "RunList": _obj({"runs": _array(_ref("RunSummary")), "total": {"type": "integer"},
-                     "limit": {"type": "integer"}, "offset": {"type": "integer"}},
-                    ["runs", "total", "limit", "offset"]),
+    "RunList": _obj({"runs": _array(_ref("RunSummary")),
+                     "total": {"type": "integer", "description": (
+                         f"matching runs, counted up to {COUNT_CAP:,} unless count=exact (see total_capped)")},
+                     "total_capped": {"type": "boolean", "description": f"true: more than {COUNT_CAP:,} match"},
+                     "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                     "next_cursor": {**STR_OR_NULL, "description": "pass as 'cursor' (same sort and filters) for "
+                                     "the next page; null on the last page"}},
+                    ["runs", "total", "total_capped", "limit", "offset", "next_cursor"]),
     "Pruned": _obj({"deleted": {"type": "integer", "minimum": 0}, "before_ms": INT_OR_NULL, "keep": INT_OR_NULL},
                    ["deleted", "before_ms", "keep"]),
     "Stats": _obj({
@@ -249,6 +254,13 @@ PAGE_PARAMETERS = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "runs per page (default 50)"),
     _query("offset", INT64, "runs to skip"),
 ]
+# Only /runs pages by cursor and caps its count; /export takes the three above.
+RUNS_PAGE_PARAMETERS = PAGE_PARAMETERS + [
+    _query("cursor", {"type": "string", "maxLength": 1000},
+           "a previous page's next_cursor: the page after it, without counting the rows before (not with offset)"),
+    _query("count", {"type": "string", "enum": ["capped", "exact"]},
+           f"capped (default): total counts up to {COUNT_CAP:,}; exact: all matching runs"),
+]
 ADMIN = [{"bearerAuth": []}, {}]  # the token is needed only when the server listens beyond loopback
 
 
@@ -271,7 +283,7 @@ def _paths() -> dict[str, Any]:
     return {
         PREFIX + "/runs": {
             "get": _op("list runs: filtered, sorted and paged", _responses(_ref("RunList")),
-                       FILTER_PARAMETERS + PAGE_PARAMETERS),
+                       FILTER_PARAMETERS + RUNS_PAGE_PARAMETERS),
             "delete": _op("prune runs: delete finished runs that started before before_ms and/or beyond the "
                           "newest keep", _responses(_ref("Pruned"), "401", "403"),
                           [_query("before_ms", INT64, "delete runs that started before this time (ms)"),
@@ -310,8 +322,12 @@ def _paths() -> dict[str, Any]:
                                            "queue depth, health), online when seen within 2 minutes",
                                            _responses(_obj({"instances": _array(_ref("Instance"))},
                                                            ["instances"])))},
-        PREFIX + "/metrics": {"get": _op("metrics: Prometheus text format", _responses(
-            None, content={"text/plain": {"schema": {"type": "string"}}}))},
+        PREFIX + "/metrics": {"get": _op("metrics: Prometheus exposition (prometheus_client), text format 0.0.4 or "
+                                         "OpenMetrics when Accept asks for application/openmetrics-text; every "
+                                         "series labelled comfyui_instance (404 when prometheus_client cannot "
+                                         "be imported)", _responses(
+            None, "404", content={"text/plain": {"schema": {"type": "string"}},
+                           "application/openmetrics-text": {"schema": {"type": "string"}}}))},
         PREFIX + "/presets": {
             "get": _op("list presets", _responses(_ref("PresetList"))),
             "post": _op("save preset: a named set of run filters (replaces one of the same name)",

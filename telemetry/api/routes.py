@@ -167,9 +167,8 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     @routes.get(PREFIX + "/metrics")
     @guarded
     async def metrics(request: web.Request) -> web.Response:
-        text = service().prometheus()
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"X-Prometheus-Format": "0.0.4"})
+        body, content_type = service().prometheus(request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     @routes.get(PREFIX + "/presets")
     @guarded

@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from peewee import Database, OperationalError, fn
 
-from ..filters import Page, RunFilters
+from ..filters import COUNT_CAP, Cursor, Page, RunFilters
 from ..model import Run, RunStatus
-from . import mapping
+from . import mapping, run_pages
+from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
 from .schema import (
@@ -45,12 +46,6 @@ from .sqlite_file import follow_database_file
 
 log = logging.getLogger("run_telemetry.store")
 
-_SORT_FIELDS = {
-    "started_at_ms": RunRow.started_at_ms.asc(nulls="LAST"),
-    "-started_at_ms": RunRow.started_at_ms.desc(nulls="LAST"),
-    "duration_ms": RunRow.duration_ms.asc(nulls="LAST"),
-    "-duration_ms": RunRow.duration_ms.desc(nulls="LAST"),
-}
 _PERCENTILE_IN_MEMORY_MAX = 20_000
 PRUNE_BATCH_TARGET_S = 0.025  # one prune transaction aims at this; the limit it must keep is 100 ms
 _PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 2000
@@ -89,6 +84,13 @@ class Preset:
         return {"id": self.id, "name": self.name, "filters": self.filters, "created_at_ms": self.created_at_ms}
 
 
+class RunsPage(NamedTuple):
+    runs: list[Run]
+    total: int
+    total_capped: bool  # `total` stopped at COUNT_CAP: there are more
+    next_cursor: Cursor | None
+
+
 class PresetExistsError(ValueError):
     pass
 
@@ -107,6 +109,7 @@ class Store:
         self._insert_sql: dict[type, str] = {}
         self._prune_batch = 100  # grows or shrinks to PRUNE_BATCH_TARGET_S
         self.last_prune_transaction_s: float | None = None
+        self.last_prune_checkpoint_s: float | None = None  # the passive WAL checkpoint after a batch (SQLite)
         self._executor: Any = None
         self._executor_lock = threading.Lock()
         # No I/O: connections are taken from the pool lazily. Threads no store has bound use the newest store.
@@ -140,7 +143,9 @@ class Store:
     def ensure_schema(self, timeout_s: float = SCHEMA_WAIT_S) -> None:
         """Readers and the writer may race at start-up: whoever comes first migrates, the others wait for it,
         at most `timeout_s` (then SchemaNotReadyError: the request answers 503 instead of hanging)."""
-        follow_database_file(self)  # a deleted SQLite file is created again, and migrated here
+        # A deleted SQLite file is created again and migrated here, through a connection on the new file: the
+        # calling thread's connection may have been taken from the pool before the file went.
+        follow_database_file(self, held_connection=True)
         if self.schema_version is not None:
             return
         if not self._schema_lock.acquire(timeout=timeout_s):
@@ -310,9 +315,12 @@ class Store:
                 break
         if not ids:
             return 0
-        began = time.perf_counter()
-        self._delete_runs(ids)
-        elapsed = self.last_prune_transaction_s = time.perf_counter() - began
+        timings: dict[str, float] = {}
+        with checkpoint_after(self.db, timings):
+            began = time.perf_counter()
+            self._delete_runs(ids)
+            elapsed = self.last_prune_transaction_s = time.perf_counter() - began
+        self.last_prune_checkpoint_s = timings.get("checkpoint_s")
         # Grow slowly, shrink at once: a batch that took too long makes the next one smaller.
         scale = PRUNE_BATCH_TARGET_S / elapsed if elapsed > 0 else 1.5
         self._prune_batch = int(max(_PRUNE_BATCH_MIN, min(_PRUNE_BATCH_MAX, size * min(1.5, max(0.1, scale)))))
@@ -361,19 +369,20 @@ class Store:
         return query
 
     @_on_own_database
-    def query_runs(self, filters: RunFilters, page: Page) -> tuple[list[Run], int]:
-        query = self.filtered(filters)
-        total = query.count()
-        rows = query.order_by(_SORT_FIELDS[page.sort], RunRow.run_id).limit(page.limit).offset(page.offset)
-        return [mapping.row_to_run(row) for row in rows], total
+    def query_runs(self, filters: RunFilters, page: Page) -> RunsPage:
+        """One page of the matching runs (`run_pages`: by cursor or offset) and their count, capped at
+        COUNT_CAP unless the page asks for the exact total."""
+        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters), page)
+        total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id)),
+                                               None if page.exact_total else COUNT_CAP)
+        return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
     def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
         """Every matching run, in chunks (export). Keyset-free offset paging is fine at export sizes."""
         offset = 0
         while True:
             with self.bound():
-                rows = list(self.filtered(filters).order_by(_SORT_FIELDS[sort], RunRow.run_id)
-                            .limit(chunk).offset(offset))
+                rows = list(self.filtered(filters).order_by(*run_pages.order_of(sort)).limit(chunk).offset(offset))
             if not rows:
                 return
             for row in rows:

@@ -2,7 +2,10 @@
 (`{"text", "blocks"}`) and Discord (`{"content", "embeds"}`) incoming webhooks.
 
 Only the fields listed here are sent: a run's id, status, workflow, times, error and instance, and a link to the
-run in the panel when `public_url` is set. ComfyUI's extra_data (where API keys travel) is never part of a Run,
+run in the panel when `public_url` is set: `<public_url>/?telemetry_run=<run id>`, which opens the Telemetry tab
+on that run's detail, in ComfyUI (public_url: where people open ComfyUI) and on the page of
+`python -m telemetry serve` (public_url: where that is served) alike; the panel reads the parameter
+(web/src/runlink.ts, RUN_LINK_PARAM). ComfyUI's extra_data (where API keys travel) is never part of a Run,
 and nothing here reads it.
 """
 
@@ -10,12 +13,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..jsonsafe import json_safe
 from ..model import Run
 
 SENDER = "run-telemetry"
+RUN_LINK_PARAM = "telemetry_run"
 _MESSAGE_MAX = 1500
 _STATUS_WORDS = {"success": "finished", "partial_success": "partly succeeded", "failed": "FAILED",
                  "interrupted": "was interrupted", "cancelled": "was cancelled"}
@@ -29,10 +33,30 @@ def _clip(text: Any, limit: int = _MESSAGE_MAX) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _base(public_url: str) -> tuple[str, str, str, str]:
+    """(scheme, netloc, path ending in "/", query) of public_url; a fragment is dropped."""
+    parts = urlsplit(public_url.strip())
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return parts.scheme, parts.netloc, path, parts.query
+
+
 def run_link(public_url: str | None, run_id: str) -> str | None:
-    if not public_url:
+    """The page at public_url (its path kept: a reverse proxy's prefix) with `telemetry_run=<run id>` added to its
+    query (an existing one replaced)."""
+    if not public_url or not public_url.strip():
         return None
-    return f"{public_url.rstrip('/')}/?telemetry_run={quote(run_id, safe='')}"
+    scheme, netloc, path, query = _base(public_url)
+    params = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != RUN_LINK_PARAM]
+    params.append((RUN_LINK_PARAM, run_id))
+    return urlunsplit((scheme, netloc, path, urlencode(params, quote_via=quote), ""))
+
+
+def run_api_link(public_url: str | None, run_id: str) -> str | None:
+    """The run's REST route under public_url (`/telemetry/runs/<id>`, served by the plugin and serve alike)."""
+    if not public_url or not public_url.strip():
+        return None
+    scheme, netloc, path, _ = _base(public_url)
+    return urlunsplit((scheme, netloc, f"{path}telemetry/runs/{quote(run_id, safe='')}", "", ""))
 
 
 def run_summary(run: Run, public_url: str | None = None) -> dict[str, Any]:
@@ -46,7 +70,7 @@ def run_summary(run: Run, public_url: str | None = None) -> dict[str, Any]:
         "started_at_ms": run.started_at_ms, "finished_at_ms": run.finished_at_ms, "duration_ms": run.duration_ms,
         "queue_wait_ms": run.queue_wait_ms, "error": error, "interrupted_reason": _clip(run.interrupted_reason),
         "instance": run.instance, "url": run_link(public_url, run.run_id),
-        "api_url": f"{public_url.rstrip('/')}/telemetry/runs/{quote(run.run_id, safe='')}" if public_url else None,
+        "api_url": run_api_link(public_url, run.run_id),
     })
 
 

@@ -108,8 +108,10 @@ class PanelPage:
 
     # -- ComfyUI ---------------------------------------------------------------------------------------------
 
-    def load(self) -> None:
-        self.page.goto(self.server.url)
+    def load(self, url: str | None = None) -> None:
+        """Opens ComfyUI (at `url`, e.g. a link with a query, else its root) and waits for the frontend and the
+        Telemetry tab's button."""
+        self.page.goto(url or self.server.url)
         self.page.wait_for_selector(TAB_BUTTON, timeout=90_000)
         self.page.wait_for_function("() => window.app && window.app.graph && window.app.extensionManager")
         self.page.wait_for_timeout(500)

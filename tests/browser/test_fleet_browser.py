@@ -9,18 +9,14 @@ instance that stopped and was not seen for 2 minutes is marked offline."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
 import urllib.request
 
 import psycopg2
 import pytest
-from comfy_harness import REPO, ComfyServer, comfyui_trees, free_port, image_workflow
+from comfy_harness import ComfyServer, comfyui_trees, image_workflow
 from matrix import require_tree
+from serve_process import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui, pytest.mark.postgres]
 
@@ -46,20 +42,6 @@ def _start_all(servers: list[ComfyServer]) -> None:
         raise errors[0]
 
 
-def _wait_http(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            assert process.poll() is None, "serve exited"
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
-
-
 def _schema_of(url: str) -> str:
     return url.rsplit("search_path%3D", 1)[1]
 
@@ -80,15 +62,8 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
                 server.wait_run(prompt_id)
                 runs[name].append(prompt_id)
 
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "telemetry", "serve", "--listen", f"127.0.0.1:{port}", "--database-url",
-             pg_schema_url, "--token", TOKEN, "--data-dir", str(tmp_path / "serve")],
-            cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=open(tmp_path / "serve.log", "ab"),
-            stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        _wait_http(base + "/", serve)
+        serve = ServeProcess(pg_schema_url, tmp_path, token=TOKEN).start()
+        base = serve.url
         request = urllib.request.Request(base + "/telemetry/instances", headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             listed = {i["instance"]: i for i in json.loads(response.read())["instances"]}
@@ -151,7 +126,6 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
         context.close()
     finally:
         if serve is not None:
-            serve.terminate()
-            serve.wait(30)
+            serve.stop()
         for server in servers:
             server.stop()

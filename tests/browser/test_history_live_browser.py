@@ -1,19 +1,24 @@
-"""In a real browser on ComfyUI 0.8.0 with its own frontend (1.35.9): ComfyUI's queue/job history lists a run
-from before a restart, and the Telemetry panel's live card follows a running run.
+"""In a real browser: ComfyUI's own frontend lists a run from before a restart in its job history, on ComfyUI 0.8.0
+with its pinned frontend (1.35.9) and on 0.3.75 with its pinned one (1.32.9); and the Telemetry panel's live card
+follows a running run (0.8.0).
 
-What the frontend reads: 1.35.9's queue store and its "assets" sidebar tab (generated media, its job history) load
-with `api.getHistory()`, which fetches `/history?max_items=N` (fetchHistoryV1; that build never calls `/api/jobs`).
-The test checks that public API in the page, and the assets sidebar tab itself showing the restored run's image.
+How each frontend lists history: in both, the queue store and the "assets" sidebar tab (generated media, the job
+history; 1.32.9 also has the older "queue" tab, fed by the same store) load with the public `api.getHistory()`,
+which fetches `/history?max_items=N` (fetchHistoryV1; neither build calls `/api/jobs`, which 0.3.75 lacks). The
+test calls that API in the page, opens the assets tab and checks the `/history` answer the tab fetched and the
+restored run's image it shows.
+
+Test ids: `[comfy0.8.0]` and `[comfy0.3.75]`, so scripts/test.sh's parallel legs (`-k "comfy0.8.0 and not
+fe1.58.1"` / `-k "not comfy0.8.0 or fe1.58.1"`) each take exactly one.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 
 import pytest
 from comfy_harness import ComfyServer, image_workflow
+from history_records import wait_history_records
 from matrix import require_tree
 from panel_page import PanelPage
 
@@ -27,24 +32,20 @@ def sleep_workflow(first: float, second: float) -> dict:
             "2": {"class_type": "TelemetryTestSleep", "inputs": {"seconds": second}}}
 
 
-def _wait_records(server: ComfyServer, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(server.database_path) as conn:
-                if conn.execute("SELECT count(*) FROM comfy_history").fetchone()[0] >= count:
-                    return
-        except sqlite3.Error:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"fewer than {count} history records stored")
+# ComfyUI versions, each served its own pinned frontend.
+HISTORY_LEGS = ["0.8.0", "0.3.75"]
 
 
-@pytest.fixture(scope="module")
-def restarted(tmp_path_factory):
-    """A ComfyUI 0.8.0 that ran an image workflow and the sleep graph's history, then restarted."""
-    tree = require_tree("0.8.0")
-    base = tmp_path_factory.mktemp("comfy-history-browser")
+def _leg_id(version: str) -> str:
+    return f"comfy{version}"
+
+
+@pytest.fixture(scope="module", params=HISTORY_LEGS, ids=_leg_id)
+def restarted(request, tmp_path_factory):
+    """A ComfyUI (of this leg, with its pinned frontend) that ran an image workflow and the sleep graph's history,
+    then restarted."""
+    tree = require_tree(request.param)
+    base = tmp_path_factory.mktemp(f"comfy-history-browser-{request.param}")
     user = base / "user" / "default"
     user.mkdir(parents=True)
     (user / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
@@ -53,7 +54,7 @@ def restarted(tmp_path_factory):
     image_id, image_item, _ = server.run_and_wait(image_workflow(prefix="browser-restore", color=51, batch=1))
     for first, second in ((0.2, 0.3), (0.21, 0.31), (0.22, 0.32)):
         server.run_and_wait(sleep_workflow(first, second))
-    _wait_records(server, 4)
+    wait_history_records(server, 4)
     server.stop()
     server.start()
     yield server, image_id, image_item
@@ -83,13 +84,18 @@ def test_frontend_queue_history_lists_a_run_from_before_the_restart(page, restar
     assert by_id[image_id]["status"]["status_str"] == "success"
     (image,) = [img for node in image_item["outputs"].values() for img in node.get("images", [])]
 
-    page.page.locator(".assets-tab-button").first.click()  # the frontend's generated-media (job history) tab
+    # the frontend's generated-media (job history) tab loads the history from /history, which lists the run
+    with page.page.expect_response(lambda r: "/history?" in r.url and r.request.method == "GET") as answer:
+        page.page.locator(".assets-tab-button").first.click()
+    assert answer.value.ok and image_id in answer.value.json(), answer.value.url
     thumb = page.page.locator(f"img[src*='{image['filename']}']")
     expect(thumb.first).to_be_visible(timeout=20_000)
     page.shot("queue-history-after-restart", full=True)
     page.page.locator(".assets-tab-button").first.click()
 
 
+# The live card needs no second frontend: 0.8.0's leg only.
+@pytest.mark.parametrize("restarted", ["0.8.0"], indirect=True, ids=_leg_id)
 def test_live_card_follows_the_running_run_and_a_slow_node_toasts(page, restarted):
     server = restarted[0]
     page.open_tab()

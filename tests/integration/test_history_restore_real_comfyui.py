@@ -10,6 +10,7 @@ import time
 
 import pytest
 from comfy_harness import ComfyServer, failing_workflow, image_workflow
+from history_records import wait_history_records
 
 pytestmark = pytest.mark.comfyui
 
@@ -28,22 +29,6 @@ def _wait_for(server: ComfyServer, prompt_ids: list[str], timeout: float = 30.0)
                          f"log:\n{server.log_tail()}")
 
 
-def _wait_records(server: ComfyServer, count: int, timeout: float = 30.0) -> None:
-    """The records are written once ComfyUI is idle (bounded): wait for them before stopping ComfyUI."""
-    import sqlite3
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(server.database_path) as conn:
-                if conn.execute("SELECT count(*) FROM comfy_history").fetchone()[0] >= count:
-                    return
-        except sqlite3.Error:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"fewer than {count} ComfyUI history records stored")
-
-
 def test_comfyui_history_lists_runs_from_before_a_restart(comfy_factory, comfy_tree, tmp_path):
     server = comfy_factory(base_dir=tmp_path / "comfy-history").start()
     saved_id, saved, _ = server.run_and_wait(image_workflow(prefix="restore", color=41, batch=1),
@@ -52,7 +37,7 @@ def test_comfyui_history_lists_runs_from_before_a_restart(comfy_factory, comfy_t
     failed = server.wait_history(failed_id)
     server.wait_run(failed_id)
     gone_id, gone, _ = server.run_and_wait(image_workflow(prefix="gone", color=42, batch=1))
-    _wait_records(server, 3)
+    wait_history_records(server, 3)
     before = list(server.get("/history"))
     server.stop()
 
@@ -86,7 +71,7 @@ def test_comfyui_history_lists_runs_from_before_a_restart(comfy_factory, comfy_t
         assert detail["outputs"] == saved["outputs"]
 
     # a second restart with history_restore_runs=1 brings back only the newest run; 0 switches it off
-    _wait_records(server, 4)
+    wait_history_records(server, 4)
     server.stop()
     server.env = {"TELEMETRY_HISTORY_RESTORE_RUNS": "1"}
     server.start()

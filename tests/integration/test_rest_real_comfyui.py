@@ -11,6 +11,7 @@ import time
 import aiohttp
 import pytest
 from comfy_harness import failing_workflow, image_workflow, new_client_id
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.comfyui
 
@@ -97,9 +98,10 @@ def test_prometheus_metrics_count_runs_for_fleets(comfy):
     status, text = comfy.request("GET", "/telemetry/metrics")
     assert status == 200
     instance = f"{comfy.get('/telemetry/health')['instance']}"
-    assert (f'comfyui_telemetry_runs_total{{instance="{instance}",status="success",'
-            f'workflow="quote \\" and \\\\ slash"}} 1') in text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    runs = (("comfyui_instance", instance), ("status", "success"), ("workflow", 'quote " and \\ slash'))
+    assert samples[("comfyui_telemetry_runs_total", runs)] == 1
+    assert samples[("comfyui_telemetry_database_up", (("comfyui_instance", instance),))] == 1
+    assert samples[("comfyui_telemetry_run_duration_seconds_count", (("comfyui_instance", instance),))] >= 1
     assert "# TYPE comfyui_telemetry_run_duration_seconds histogram" in text
-    assert f'comfyui_telemetry_database_up{{instance="{instance}"}} 1' in text
-    count = next(line for line in text.splitlines() if line.startswith("comfyui_telemetry_run_duration_seconds_count"))
-    assert int(count.rsplit(" ", 1)[1]) >= 1

@@ -18,7 +18,7 @@ import {
 import type { Recommendation, RecommendationAction } from "./types";
 
 /** "tab": opened in a new workflow tab; "canvas": loaded into the canvas (a frontend without workflow tabs). */
-export type OpenPath = "tab" | "canvas" | "unavailable";
+export type WorkflowOpenPath = "tab" | "canvas" | "unavailable";
 
 export interface WorkflowHost {
   /** A serialised copy of the workflow on the canvas, or null. */
@@ -26,7 +26,7 @@ export interface WorkflowHost {
   /** The name of the workflow on the canvas, or null. */
   currentName(): string | null;
   templateOf: TemplateOf;
-  open(workflow: Workflow, name: string): Promise<OpenPath>;
+  open(workflow: Workflow, name: string): Promise<WorkflowOpenPath>;
   newId(): string;
 }
 
@@ -74,7 +74,7 @@ export async function applyToCopy(
   const opened: string[] = [];
   const skipped: string[] = [];
   const changedIds = new Set<string>();
-  let lastPath: OpenPath = "tab";
+  let lastPath: WorkflowOpenPath = "tab";
   for (const copy of copies) {
     const result = applyChanges(workflow, copy.changes, host.templateOf);
     skipped.push(...result.skipped.filter((s) => !skipped.includes(s)));
@@ -82,7 +82,7 @@ export async function applyToCopy(
     result.changed.forEach((id) => changedIds.add(id));
     const name = copyName(baseName, copy.title);
     const origin = { source_workflow_id: workflow.id ?? null, recommendation_id: rec.id, action: action.kind, run_id: action.run_id };
-    let path: OpenPath;
+    let path: WorkflowOpenPath;
     try {
       path = await host.open(asNewWorkflow(result.workflow, host.newId(), origin), name);
     } catch (err) {

@@ -8,14 +8,16 @@ import { api } from "comfyui:api";
 import type { ExtensionManager, SidebarTabExtension } from "@comfyorg/comfyui-frontend-types";
 import type { TelemetryClient } from "./client";
 import {
+  openPanelTab,
   registerPanelTab,
   showPanelToast,
   type ExtensionManagerLike,
+  type OpenPath,
   type PanelToast,
   type SidebarPath,
   type ToastPath,
 } from "./extension-api";
-import type { OpenPath, WorkflowHost } from "./apply-copy";
+import type { WorkflowHost, WorkflowOpenPath } from "./apply-copy";
 import type { NodeTemplate, SerializedNode, Workflow } from "./graph-actions";
 import type { PanelSettings } from "./settings";
 import type { PanelEnv, SelectNodeResult } from "./views/context";
@@ -149,7 +151,7 @@ function canvasWorkflow(): Workflow | null {
 /** Opens a workflow in a NEW tab: `app.loadGraphData(graph, true, true, name)`, which frontends with workflow tabs
  * (1.2x and later) answer by storing the open workflow's state and opening a new temporary workflow of that name
  * (useWorkflowService.afterLoadNewGraph). A frontend without the workflow store can only load it into the canvas. */
-async function openInNewTab(workflow: Workflow, name: string): Promise<OpenPath> {
+async function openInNewTab(workflow: Workflow, name: string): Promise<WorkflowOpenPath> {
   const a = app as unknown as AppGraphs;
   if (typeof a.loadGraphData !== "function") return "unavailable";
   let store: { activeWorkflow?: unknown } | undefined;
@@ -190,6 +192,10 @@ export function showToast(toast: PanelToast): ToastPath {
 
 export function registerSidebarTab(tab: SidebarTabExtension): SidebarPath {
   return registerPanelTab(extensionManager(), tab);
+}
+
+export function openSidebarTab(id: string, isOpen: () => boolean): OpenPath {
+  return openPanelTab(extensionManager(), id, isOpen);
 }
 
 export function comfyEnv(client: TelemetryClient, settings: () => PanelSettings): PanelEnv {

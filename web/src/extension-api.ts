@@ -11,8 +11,12 @@
  *   `duration: options.duration ?? PERSISTENT` (Infinity): a toast without a duration never goes away.
  * - `src/stores/workspaceStore.ts`: `sidebarTab` is the sidebar-tab store (`registerSidebarTab(tab)`); the
  *   top-level `registerSidebarTab` is `@deprecated Use sidebarTab.registerSidebarTab instead` and forwards to it.
+ * - `src/stores/workspace/sidebarTabStore.ts`: `activeSidebarTabId` (a ref, unwrapped by Pinia) and
+ *   `toggleSidebarTab(id)` (closes the tab when it is the active one); `registerSidebarTab` also registers the
+ *   command `Workspace.ToggleSidebarTab.<id>` (since 1.3.9) that the View menu and keybindings run.
  * Older frontends (1.32.x–1.45.x, the published `@comfyorg/comfyui-frontend-types`) have only the PrimeVue-shaped
- * `toast.add({severity, summary, detail, life})` and the top-level `registerSidebarTab`.
+ * `toast.add({severity, summary, detail, life})` and the top-level `registerSidebarTab`; the published types have
+ * no sidebar-tab store, only `command.execute(id)`.
  */
 
 import type { SidebarTabExtension, ToastMessageOptions } from "@comfyorg/comfyui-frontend-types";
@@ -49,15 +53,28 @@ export interface SidebarTabRegistry {
   registerSidebarTab?: (tab: SidebarTabExtension) => void;
 }
 
+/** The sidebar-tab store as far as opening a tab reads it. */
+export interface SidebarTabStoreLike extends SidebarTabRegistry {
+  activeSidebarTabId?: string | null;
+  toggleSidebarTab?: (id: string) => void;
+}
+
+export interface CommandManagerLike {
+  execute?: (id: string) => unknown;
+}
+
 /** The extension manager as far as these functions read it. */
 export interface ExtensionManagerLike extends SidebarTabRegistry {
   toast?: AnyToastManager | null;
-  sidebarTab?: SidebarTabRegistry | null;
+  sidebarTab?: SidebarTabStoreLike | null;
+  command?: CommandManagerLike | null;
 }
 
 /** Which API a call went through; "none" when the frontend has neither (or it threw). */
 export type ToastPath = "toast-api" | "add" | "none";
 export type SidebarPath = "sidebarTab" | "legacy" | "none";
+/** How the tab was opened: the store's toggle, the menu's toggle command, already open, or not at all. */
+export type OpenPath = "sidebarTab" | "command" | "open" | "none";
 
 const SEVERITY: Readonly<Record<ToastKind, NonNullable<ToastMessageOptions["severity"]>>> = {
   success: "success",
@@ -119,6 +136,44 @@ export function registerPanelTab(manager: ExtensionManagerLike | null | undefine
     }
   } catch {
     // a duplicate id throws in the store; the panel must not throw into ComfyUI's setup
+  }
+  return "none";
+}
+
+/** Opens (never closes) the sidebar tab `tabId`: through the sidebar-tab store (`activeSidebarTabId`,
+ * `toggleSidebarTab`) when the frontend exposes it, else through the View menu's command
+ * `Workspace.ToggleSidebarTab.<id>`, run only while `isOpen()` says the tab is closed (the command toggles).
+ * Never throws. */
+export function openPanelTab(
+  manager: ExtensionManagerLike | null | undefined,
+  tabId: string,
+  isOpen: () => boolean,
+): OpenPath {
+  if (!manager) return "none";
+  let store: SidebarTabStoreLike | null | undefined;
+  let command: CommandManagerLike | null | undefined;
+  try {
+    store = manager.sidebarTab;
+    command = manager.command;
+  } catch {
+    return "none";
+  }
+  try {
+    if (store && typeof store.toggleSidebarTab === "function") {
+      if (store.activeSidebarTabId === tabId) return "open";
+      store.toggleSidebarTab(tabId);
+      return "sidebarTab";
+    }
+    if (command && typeof command.execute === "function") {
+      if (isOpen()) return "open";
+      const pending = command.execute(`Workspace.ToggleSidebarTab.${tabId}`);
+      if (pending && typeof (pending as Promise<unknown>).catch === "function") {
+        (pending as Promise<unknown>).catch(() => {});
+      }
+      return "command";
+    }
+  } catch {
+    // opening the tab is a convenience: never an error in ComfyUI's setup
   }
   return "none";
 }

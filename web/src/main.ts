@@ -7,8 +7,9 @@
 import { app } from "comfyui:app";
 import { api } from "comfyui:api";
 import { TelemetryClient } from "./client";
-import { activeWorkflowSource, comfyEnv, extensionManager, registerSidebarTab, showToast } from "./comfy";
+import { activeWorkflowSource, comfyEnv, extensionManager, openSidebarTab, registerSidebarTab, showToast } from "./comfy";
 import { shouldToast } from "./recommendations";
+import { linkedRunId } from "./runlink";
 import { readAdminToken, readSettings, settingDefinitions } from "./settings";
 import stylesText from "./styles.css";
 import type { Recommendation, RunSummary } from "./types";
@@ -45,6 +46,9 @@ const client = new TelemetryClient(
   () => readAdminToken(settingGetter()),
 );
 let panel: TelemetryPanel | null = null;
+/** `?telemetry_run=<id>` of the address the page was opened with (a webhook's link), read once as the script loads:
+ * before ComfyUI's frontend may rewrite the address. */
+const linkedRun = linkedRunId();
 /** Live runs received since the page loaded (bounded): the websocket listener only appends here and to the panel. */
 const recentRuns: RunSummary[] = [];
 const knownRecommendations = new Set<string>();
@@ -133,6 +137,15 @@ function workflowSuffix(key: string | null | undefined): string {
   return name ? ` · ${name}` : "";
 }
 
+/** A link to a run opens the Telemetry tab on that run's detail. The route is set first, so the tab shows it as it
+ * mounts (ComfyUI renders the tab when it becomes active; the serve page mounts it right after setup). */
+function openLinkedRun(): void {
+  if (!linkedRun) return;
+  const p = getPanel();
+  p.navigate({ view: "detail", runId: linkedRun });
+  openSidebarTab(SIDEBAR_TAB_ID, () => p.mounted);
+}
+
 function reportActiveWorkflow(): void {
   void reporter.report(currentWorkflow(activeWorkflowSource()));
 }
@@ -163,6 +176,7 @@ app.registerExtension({
       render: (el: HTMLElement) => getPanel().mount(el),
       destroy: () => panel?.unmount(),
     });
+    openLinkedRun();
     reportActiveWorkflow();
   },
   // Called each time a workflow is loaded into the canvas (opening a file, switching tabs).

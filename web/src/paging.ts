@@ -1,6 +1,8 @@
 /**
- * Paging and sorting state of the runs table. The server pages and sorts (`limit`, `offset`, `sort`), so the panel
- * only ever holds one page: 100,000 runs cost the same as 50.
+ * Paging and sorting state of the runs table. The server pages and sorts (`limit`, `sort`, and `cursor` or
+ * `offset`), so the panel only ever holds one page: 1,000,000 runs cost the same as 50. Next follows the server's
+ * `next_cursor` (a keyset page: page 10,000 costs what page 1 does) and remembers the cursors it came through, so
+ * Prev goes back the same way; `offset` is kept for the "from–to" the pager shows.
  */
 
 import type { RunSummary } from "./types";
@@ -16,10 +18,19 @@ export interface TableState {
   sort: SortKey;
   limit: number;
   offset: number;
+  /** The cursor this page was asked with (null: the first page, or an offset page). */
+  cursor?: string | null;
+  /** The cursors of the pages before this one, oldest first (Prev pops). */
+  back?: (string | null)[];
 }
 
 export function defaultTableState(limit = 50): TableState {
-  return { sort: DEFAULT_SORT, limit: clampLimit(limit), offset: 0 };
+  return { sort: DEFAULT_SORT, limit: clampLimit(limit), offset: 0, cursor: null, back: [] };
+}
+
+/** The same table from its first page (a new filter, sort or page size). */
+export function firstPage(state: TableState): TableState {
+  return { ...state, offset: 0, cursor: null, back: [] };
 }
 
 export function clampLimit(limit: number): number {
@@ -45,7 +56,7 @@ export function sortOf(sort: SortKey): { column: SortColumn; descending: boolean
 export function toggleSort(state: TableState, column: SortColumn): TableState {
   const current = sortOf(state.sort);
   const sort: SortKey = current.column === column && current.descending ? column : `-${column}`;
-  return { ...state, sort, offset: 0 };
+  return firstPage({ ...state, sort });
 }
 
 /** The `aria-sort` value of a column header. */
@@ -56,13 +67,23 @@ export function ariaSort(state: TableState, column: SortColumn): "ascending" | "
 }
 
 export function tableParams(state: TableState): URLSearchParams {
+  if (state.cursor) return new URLSearchParams({ sort: state.sort, limit: String(state.limit), cursor: state.cursor });
   return new URLSearchParams({ sort: state.sort, limit: String(state.limit), offset: String(state.offset) });
+}
+
+/** What the server said about the page on screen beyond its rows. */
+export interface PageMeta {
+  /** `total` stopped at the server's cap: at least this many match. */
+  totalCapped?: boolean;
+  /** The cursor of the next page; null on the last; undefined from a server without cursors. */
+  nextCursor?: string | null;
 }
 
 export interface PageInfo {
   from: number;
   to: number;
   total: number;
+  totalCapped: boolean;
   page: number;
   pages: number;
   hasPrev: boolean;
@@ -70,25 +91,33 @@ export interface PageInfo {
 }
 
 /** "from–to of total" and whether there is a page before and after. `from` is 1-based; 0 when empty. */
-export function pageInfo(state: TableState, rowsOnPage: number, total: number): PageInfo {
+export function pageInfo(state: TableState, rowsOnPage: number, total: number, meta: PageMeta = {}): PageInfo {
   const from = rowsOnPage === 0 ? 0 : state.offset + 1;
   const to = state.offset + rowsOnPage;
   const pages = Math.max(1, Math.ceil(total / state.limit));
   const page = Math.min(pages, Math.floor(state.offset / state.limit) + 1);
-  return { from, to, total, page, pages, hasPrev: state.offset > 0, hasNext: state.offset + state.limit < total };
+  const hasNext = meta.nextCursor !== undefined ? meta.nextCursor !== null : state.offset + state.limit < total;
+  return { from, to, total, totalCapped: meta.totalCapped === true, page, pages, hasPrev: state.offset > 0, hasNext };
 }
 
-export function nextPage(state: TableState, total: number): TableState {
+export function nextPage(state: TableState, total: number, nextCursor?: string | null): TableState {
+  if (nextCursor) {
+    return { ...state, offset: state.offset + state.limit, cursor: nextCursor, back: [...(state.back ?? []), state.cursor ?? null] };
+  }
   if (state.offset + state.limit >= total) return state;
-  return { ...state, offset: state.offset + state.limit };
+  return { ...state, offset: state.offset + state.limit, cursor: null, back: [] };
 }
 
 export function prevPage(state: TableState): TableState {
-  return { ...state, offset: Math.max(0, state.offset - state.limit) };
+  const back = state.back ?? [];
+  if (back.length > 0 && state.cursor) {
+    return { ...state, offset: Math.max(0, state.offset - state.limit), cursor: back[back.length - 1], back: back.slice(0, -1) };
+  }
+  return { ...state, offset: Math.max(0, state.offset - state.limit), cursor: null, back: [] };
 }
 
 export function withLimit(state: TableState, limit: number): TableState {
-  return { ...state, limit: clampLimit(limit), offset: 0 };
+  return firstPage({ ...state, limit: clampLimit(limit) });
 }
 
 /**

@@ -138,9 +138,13 @@ export interface RunDetail extends RunSummary {
 
 export interface RunsPage {
   runs: RunSummary[];
+  /** Counted up to the server's cap (10,000) unless `count=exact`: see `total_capped`. */
   total: number;
+  total_capped?: boolean;
   limit: number;
   offset: number;
+  /** Pass back as `cursor` for the next page; null on the last page (absent from older servers). */
+  next_cursor?: string | null;
 }
 
 /** One workflow in `/telemetry/stats`: `workflow` is its key (the UI workflow id, else the graph fingerprint),

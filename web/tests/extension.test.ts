@@ -1,43 +1,17 @@
 // @vitest-environment jsdom
 /**
- * The extension as ComfyUI loads it (`src/main.ts`), with ComfyUI's `app`/`api` replaced by fakes
- * (tests/comfy-fake/, aliased in vitest.config.ts) and the extension manager in the shape of each frontend
- * (frontend-fakes.ts). Each test loads a fresh copy of the module, as a page load would.
+ * The extension as ComfyUI loads it (`src/main.ts`, through load-extension.ts), with the extension manager in the
+ * shape of each frontend (frontend-fakes.ts).
  */
 
 import type { SidebarTabExtension } from "@comfyorg/comfyui-frontend-types";
-import { beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { FakeBackend, settle } from "./fakes";
 import { newToastManager, newWorkspace, oldToastManager } from "./frontend-fakes";
+import { loadExtension as load } from "./load-extension";
 import { failedDetail, partialDetail } from "./sample";
 
 const SETTING_NAME = "Settings › Run Telemetry › Security › Admin token";
-
-interface Loaded {
-  app: typeof import("./comfy-fake/app").app;
-  api: typeof import("./comfy-fake/api").api;
-  values: Record<string, unknown>;
-}
-
-/** Loads main.ts against `manager` (plus a setting store holding `values`) and runs its `setup`. */
-async function load(manager: Record<string, unknown>, backend: FakeBackend, values: Record<string, unknown> = {}): Promise<Loaded> {
-  vi.resetModules();
-  const { app } = await import("./comfy-fake/app");
-  const { api } = await import("./comfy-fake/api");
-  app.extensions.length = 0;
-  app.graph = { id: "wf-1" };
-  app.extensionManager = {
-    ...manager,
-    setting: { get: (id: string) => values[id], set: (id: string, v: unknown) => void (values[id] = v) },
-    workflow: { activeWorkflow: { path: "workflows/Portrait.json", activeState: { id: "wf-1" } } },
-  };
-  api.fetchApi = backend.fetchApi;
-  await import("../src/main");
-  const extension = app.extensions[0];
-  await extension.setup?.();
-  await settle();
-  return { app, api, values };
-}
 
 function push(api: EventTarget, type: string, detail: unknown): void {
   api.dispatchEvent(new CustomEvent(type, { detail }));

@@ -72,22 +72,51 @@ export function tab(): SidebarTabExtension {
   return { id: "run-telemetry", title: "Telemetry", icon: "pi pi-chart-bar", type: "custom", render: () => {} };
 }
 
-/** The sidebar-tab store and the workspace store around it (newest shape). */
+/** The command store as far as the sidebar uses it: `registerCommand` and `execute(id)` (async, like the real one;
+ * an unknown id rejects). */
+export function commandStore() {
+  const commands = new Map<string, () => void>();
+  const executed: string[] = [];
+  return {
+    commands,
+    executed,
+    manager: {
+      execute: async (id: string) => {
+        executed.push(id);
+        const fn = commands.get(id);
+        if (!fn) throw new Error(`Command ${id} not found`);
+        fn();
+      },
+    },
+  };
+}
+
+/** The sidebar-tab store and the workspace store around it (newest shape): registering a tab also registers its
+ * `Workspace.ToggleSidebarTab.<id>` command; `toggleSidebarTab` closes the active tab and opens any other. */
 export function newWorkspace() {
   const sidebarTabs: SidebarTabExtension[] = [];
+  const commands = commandStore();
   let deprecatedCalls = 0;
   const sidebarTab = {
     sidebarTabs,
+    activeSidebarTabId: null as string | null,
+    toggleSidebarTab(id: string) {
+      sidebarTab.activeSidebarTabId = sidebarTab.activeSidebarTabId === id ? null : id;
+    },
     registerSidebarTab(t: SidebarTabExtension) {
       if (sidebarTabs.some((x) => x.id === t.id)) throw new Error(`duplicate sidebar tab ${t.id}`);
       sidebarTabs.push(t);
+      commands.commands.set(`Workspace.ToggleSidebarTab.${t.id}`, () => sidebarTab.toggleSidebarTab(t.id));
     },
   };
   return {
     sidebarTabs,
+    sidebarTab,
+    commands,
     deprecated: () => deprecatedCalls,
     manager: {
       sidebarTab,
+      command: commands.manager,
       /** @deprecated Use `sidebarTab.registerSidebarTab` instead. */
       registerSidebarTab(t: SidebarTabExtension) {
         deprecatedCalls += 1;
@@ -97,3 +126,22 @@ export function newWorkspace() {
   };
 }
 
+/** An old frontend (the published 1.45 types): the top-level `registerSidebarTab` and `command.execute`, no
+ * sidebar-tab store; the toggle command opens the tab (`opened`) or closes it. */
+export function oldWorkspace() {
+  const registered: SidebarTabExtension[] = [];
+  const commands = commandStore();
+  let active: string | null = null;
+  return {
+    registered,
+    commands,
+    active: () => active,
+    manager: {
+      command: commands.manager,
+      registerSidebarTab(t: SidebarTabExtension) {
+        registered.push(t);
+        commands.commands.set(`Workspace.ToggleSidebarTab.${t.id}`, () => (active = active === t.id ? null : t.id));
+      },
+    },
+  };
+}

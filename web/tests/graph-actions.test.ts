@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyToCopy, type OpenPath, type WorkflowHost } from "../src/apply-copy";
+import { applyToCopy, type WorkflowOpenPath, type WorkflowHost } from "../src/apply-copy";
 import {
   applyChanges,
   copyName,
@@ -199,7 +199,7 @@ describe("graph changes on a copy of a UI workflow", () => {
   });
 });
 
-function fakeHost(canvas: Workflow | null, path: OpenPath = "tab") {
+function fakeHost(canvas: Workflow | null, path: WorkflowOpenPath = "tab") {
   const opened: { workflow: Workflow; name: string }[] = [];
   let n = 0;
   const host: WorkflowHost = {

@@ -56,6 +56,34 @@ describe("paging", () => {
   });
 });
 
+describe("cursor paging", () => {
+  it("follows next_cursor forward and comes back through the same cursors", () => {
+    const first = { ...defaultTableState(50), sort: "-duration_ms" as const };
+    const second = nextPage(first, 10_000, "c1");
+    expect(second).toMatchObject({ offset: 50, cursor: "c1", back: [null] });
+    expect(tableParams(second).toString()).toBe("sort=-duration_ms&limit=50&cursor=c1");
+    const third = nextPage(second, 10_000, "c2");
+    expect(third).toMatchObject({ offset: 100, cursor: "c2", back: [null, "c1"] });
+    expect(prevPage(third)).toMatchObject({ offset: 50, cursor: "c1", back: [null] });
+    const back = prevPage(prevPage(third));
+    expect(back).toMatchObject({ offset: 0, cursor: null, back: [] });
+    expect(tableParams(back).toString()).toBe("sort=-duration_ms&limit=50&offset=0");
+  });
+
+  it("says there is more while the server gives a cursor, beyond a capped total", () => {
+    const s = { ...defaultTableState(50), offset: 9_950, cursor: "c", back: [] };
+    const info = pageInfo(s, 50, 10_000, { totalCapped: true, nextCursor: "d" });
+    expect(info).toMatchObject({ from: 9_951, to: 10_000, totalCapped: true, hasNext: true, hasPrev: true });
+    expect(pageInfo(s, 50, 10_000, { totalCapped: false, nextCursor: null }).hasNext).toBe(false);
+  });
+
+  it("restarts at the first page on a new sort or page size", () => {
+    const deep = nextPage(defaultTableState(50), 1_000, "c1");
+    expect(toggleSort(deep, "duration_ms")).toMatchObject({ offset: 0, cursor: null, back: [] });
+    expect(withLimit(deep, 100)).toMatchObject({ offset: 0, cursor: null, back: [] });
+  });
+});
+
 describe("mergeLiveRun", () => {
   const rows = [run("b"), run("a")];
   it("prepends a new matching run on the first newest-first page and trims to the limit", () => {

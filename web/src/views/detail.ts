@@ -36,7 +36,7 @@ export class DetailView implements View {
     private readonly ctx: ViewContext,
     private readonly runId: string,
   ) {
-    this.el = h("section", { class: "rt-detail", "aria-label": "Run detail" }, loading());
+    this.el = h("section", { class: "rt-detail", "aria-label": "Run detail", dataset: { runId } }, loading());
     void this.load();
   }
 

@@ -9,7 +9,7 @@ import { defaultFilters, RANGES, type Filters, type RangeKey } from "../filters"
 import { etaLines, queueFinishMs } from "../eta";
 import { formatRelative } from "../format";
 import { instanceChoices, instanceLabel, type InstanceChoice } from "../instances";
-import { defaultTableState } from "../paging";
+import { defaultTableState, firstPage } from "../paging";
 import { countOpen } from "../recommendations";
 import type { PanelSettings } from "../settings";
 import type { Recommendation, RunSummary } from "../types";
@@ -308,7 +308,7 @@ export class TelemetryPanel {
 
   setFilters(filters: Filters): void {
     this.state.filters = filters;
-    this.state.table = { ...this.state.table, offset: 0 };
+    this.state.table = firstPage(this.state.table);
     this.fillToolbar();
     if (this.state.route.view === "detail" || this.state.route.view === "compare") {
       this.state.route = { view: this.state.lastTab };

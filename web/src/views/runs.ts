@@ -19,8 +19,10 @@ import {
   PAGE_SIZES,
   pageInfo,
   prevPage,
+  firstPage,
   toggleSort,
   withLimit,
+  type PageMeta,
   type SortColumn,
 } from "../paging";
 import { durationText, STATUS_LABEL, STATUS_SHORT_LABEL, statusLabel } from "../status";
@@ -34,6 +36,7 @@ export class RunsView implements View {
   readonly el: HTMLElement;
   private rows: RunSummary[] = [];
   private total = 0;
+  private meta: PageMeta = {};
   private loaded = false;
   private destroyed = false;
   private generation = 0;
@@ -179,7 +182,7 @@ export class RunsView implements View {
 
   private applyFilters(filters: Filters): void {
     this.ctx.state.filters = filters;
-    this.ctx.state.table = { ...this.ctx.state.table, offset: 0 };
+    this.ctx.state.table = firstPage(this.ctx.state.table);
     this.syncInputs();
     void this.load();
   }
@@ -264,6 +267,7 @@ export class RunsView implements View {
     }
     this.rows = result.data.runs ?? [];
     this.total = result.data.total ?? this.rows.length;
+    this.meta = { totalCapped: result.data.total_capped === true, nextCursor: result.data.next_cursor };
     this.loaded = true;
     this.renderTable();
     // Runs pushed while closed flash once; after a reload (filter, page) nothing is new any more.
@@ -295,8 +299,9 @@ export class RunsView implements View {
 
   private renderTable(): void {
     const state = this.ctx.state;
-    const info = pageInfo(state.table, this.rows.length, this.total);
-    this.caption.textContent = `${this.describe()} · ${formatCount(this.total)} run${this.total === 1 ? "" : "s"}`;
+    const info = pageInfo(state.table, this.rows.length, this.total, this.meta);
+    const count = `${formatCount(this.total)}${info.totalCapped ? "+" : ""}`;
+    this.caption.textContent = `${this.describe()} · ${count} run${this.total === 1 && !info.totalCapped ? "" : "s"}`;
     if (this.rows.length === 0) {
       setChildren(this.tableHost, h("div", { class: "rt-empty" }, "No runs match these filters."));
     } else {
@@ -305,7 +310,7 @@ export class RunsView implements View {
     setChildren(
       this.pager,
       button("‹ Prev", () => this.page(prevPage(state.table)), { disabled: !info.hasPrev, "aria-label": "Previous page" }),
-      h("span", { class: "rt-grow rt-small rt-muted" }, `${formatCount(info.from)}–${formatCount(info.to)} of ${formatCount(info.total)}`),
+      h("span", { class: "rt-grow rt-small rt-muted" }, `${formatCount(info.from)}–${formatCount(info.to)} of ${count}`),
       h(
         "select",
         {
@@ -314,7 +319,10 @@ export class RunsView implements View {
         },
         PAGE_SIZES.map((n) => h("option", { value: String(n), selected: n === state.table.limit }, `${n} / page`)),
       ),
-      button("Next ›", () => this.page(nextPage(state.table, this.total)), { disabled: !info.hasNext, "aria-label": "Next page" }),
+      button("Next ›", () => this.page(nextPage(state.table, this.total, this.meta.nextCursor)), {
+        disabled: !info.hasNext,
+        "aria-label": "Next page",
+      }),
     );
   }
 

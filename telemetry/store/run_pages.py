@@ -1,0 +1,70 @@
+"""A page of runs in one stable order (the sort column with missing values last, then the run id, both in the
+sort's direction), found after a cursor by keyset or by offset, and a count that stops early.
+
+Keyset pages read the (column, run_id) index from the cursor on, so a deep page costs what the first one does;
+an offset page reads and skips every row before it (still accepted: scripts use it). The order is split in two
+index-ordered segments, runs with a value and then runs without one, because neither SQLite nor PostgreSQL can
+read an index in "nulls last" order for both directions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import Tuple
+
+from ..filters import Cursor, Page
+from .schema import RunRow
+
+_COLUMNS = {"started_at_ms": RunRow.started_at_ms, "duration_ms": RunRow.duration_ms}
+
+
+def _column(sort: str) -> tuple[Any, bool]:
+    return _COLUMNS[sort.lstrip("-")], sort.startswith("-")
+
+
+def order_of(sort: str) -> tuple[Any, Any]:
+    """The ORDER BY of `sort` (offset pages and exports): the same order keyset pages follow."""
+    column, descending = _column(sort)
+    if descending:
+        return column.desc(nulls="LAST"), RunRow.run_id.desc()
+    return column.asc(nulls="LAST"), RunRow.run_id.asc()
+
+
+def page_of_runs(query: Any, page: Page) -> tuple[list[Any], Cursor | None]:
+    """The rows of `page` from the filtered `query`, and the cursor of the page after it (None: the last)."""
+    wanted = page.limit + 1
+    rows = (_after(query, page.cursor, wanted) if page.cursor is not None
+            else list(query.order_by(*order_of(page.sort)).limit(wanted).offset(page.offset)))
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[:page.limit]
+    column, _ = _column(page.sort)
+    last = rows[-1]
+    return rows, Cursor(page.sort, getattr(last, column.name), last.run_id)
+
+
+def _after(query: Any, cursor: Cursor, wanted: int) -> list[Any]:
+    column, descending = _column(cursor.sort)
+    by_id = RunRow.run_id.desc() if descending else RunRow.run_id.asc()
+    rows: list[Any] = []
+    if cursor.value is not None:
+        key, last = Tuple(column, RunRow.run_id), Tuple(cursor.value, cursor.run_id)
+        later = key < last if descending else key > last
+        ordered = (column.desc(), by_id) if descending else (column.asc(), by_id)
+        rows = list(query.where(column.is_null(False) & later).order_by(*ordered).limit(wanted))
+        if len(rows) == wanted:
+            return rows
+        after_id = column.is_null()
+    else:
+        after_id = column.is_null() & (RunRow.run_id < cursor.run_id if descending
+                                       else RunRow.run_id > cursor.run_id)
+    return rows + list(query.where(after_id).order_by(by_id).limit(wanted - len(rows)))
+
+
+def capped_count(query: Any, cap: int | None) -> tuple[int, bool]:
+    """How many rows `query` matches, counting at most `cap` (None: all); True when it stopped at the cap."""
+    if cap is None:
+        return query.count(), False
+    seen = query.limit(cap + 1).count()
+    return min(seen, cap), seen > cap
