@@ -26,6 +26,7 @@ from .filters import (
 )
 from .jsonsafe import json_safe
 from .recorder import Recorder
+from .store.comfy_history import prompt_of_record, record_text, ui_workflow_of_record
 from .store.database import redact_url
 from .store.sqlite_file import file_health
 from .store.store import Store
@@ -100,6 +101,17 @@ class TelemetryService:
             data["eta_ms"] = snapshot.get("eta_ms")
             data["run_ms"] = snapshot.get("run_ms")
         return json_safe(data)
+
+    def get_run_workflow(self, run_id: str) -> dict[str, Any]:
+        """The graph of a run as ComfyUI recorded it: its API prompt and the UI workflow the frontend sent with it
+        (null when the run came without one, e.g. from a script); what "Apply to a copy" falls back to."""
+        if len(run_id) > 200 or "\x00" in run_id:
+            raise FilterError("a run id is at most 200 characters, without NUL characters")
+        self.store.ensure_schema()
+        text = record_text(self.store, run_id)
+        if text is None and self.store.get_run(run_id) is None:
+            raise NotFoundError(f"no run with id {run_id!r}")
+        return json_safe({"run_id": run_id, "prompt": prompt_of_record(text), "workflow": ui_workflow_of_record(text)})
 
     def live_state(self) -> dict[str, Any]:
         """The running run as the live card shows it, or `{"run": null}`."""

@@ -13,9 +13,11 @@ from peewee import SQL, Case, fn
 
 from ..filters import RunFilters
 from ..model import RunStatus
+from ..store.comfy_history import ComfyHistoryRow, prompt_of_record
 from ..store.schema import NodeRunRow, RunRow
 from ..store.store import Store
-from .rules import RunPoint
+from .actions import ActionRun
+from .rules import RunPoint, parse_parameters
 
 RUN_POINT_COLUMNS = (
     RunRow.run_id, RunRow.status, RunRow.started_at_ms, RunRow.finished_at_ms, RunRow.duration_ms,
@@ -44,6 +46,25 @@ def scene_points(story_title: str | None, scene: str, limit: int) -> list[RunPoi
 def run_nodes(run_id: str) -> list[tuple[str, str, float | None]]:
     return list(NodeRunRow.select(NodeRunRow.class_type, NodeRunRow.status, NodeRunRow.duration_ms)
                 .where(NodeRunRow.run == run_id).tuples())
+
+
+_IN_CHUNK = 500  # ids per IN (...) list: within SQLite's variable limit of old builds (999)
+
+
+def action_runs(run_ids: list[str]) -> dict[str, ActionRun]:
+    """The runs (by id) whose stored ComfyUI history record holds their API prompt, for `actions.derive`."""
+    wanted = list(dict.fromkeys(run_ids))
+    found = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        rows = (RunRow.select(RunRow.run_id, RunRow.parameters, RunRow.gpu_total_bytes, RunRow.error_node_id,
+                              RunRow.scene, ComfyHistoryRow.record)
+                .join(ComfyHistoryRow, on=(ComfyHistoryRow.run_id == RunRow.run_id))
+                .where(RunRow.run_id.in_(wanted[start:start + _IN_CHUNK])).tuples())
+        for run_id, parameters, total, error_node, scene, record in rows:
+            prompt = prompt_of_record(record)
+            if prompt:
+                found[run_id] = ActionRun(run_id, prompt, parse_parameters(parameters), total, error_node, scene)
+    return found
 
 
 def resolve_workflow(workflow: str) -> tuple[str, str | None] | None:

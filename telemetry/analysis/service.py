@@ -27,6 +27,7 @@ from ..model import Run, RunStatus
 from ..store.mapping import workflow_key
 from ..store.schema import RecommendationRow
 from ..store.store import Store, now_ms
+from . import actions as graph_actions
 from . import predict as pred
 from . import queries, queue, recommendations, rules, timeline, trends
 from .advice import memory_advice
@@ -125,7 +126,8 @@ class AnalysisService:
         with self._write_lock:
             rows = recommendations.existing_rows(wf, keys)
             rows.update({r.condition_key: r for r in extra_rows})
-            return recommendations.apply(self.store, evaluation, rows, self.config)
+            opened = recommendations.apply(self.store, evaluation, rows, self.config)
+        return with_actions(opened)
 
     def evaluate(self, workflow: str | None = None) -> dict[str, Any]:
         """Re-evaluate one workflow, or every workflow with runs in the last week (up to 200), on demand."""
@@ -152,7 +154,8 @@ class AnalysisService:
             raise FilterError(f"'severity' must be one of {', '.join(Severity.ALL)}, got {severity[:40]!r}")
         if workflow and len(workflow) > 500:
             raise FilterError("'workflow' is longer than 500 characters")
-        return {"recommendations": recommendations.listing(state or None, severity or None, workflow or None)}
+        listing = recommendations.listing(state or None, severity or None, workflow or None)
+        return {"recommendations": with_actions(listing)}
 
     def dismiss(self, recommendation_id: int | str) -> dict[str, Any]:
         try:
@@ -163,7 +166,7 @@ class AnalysisService:
             found = recommendations.dismiss(key)
         if found is None:
             raise AnalysisNotFound(f"no recommendation with id {key}")
-        return found
+        return with_actions([found])[0]
 
     # -- trends and timeline --------------------------------------------------------------------------------
 
@@ -323,6 +326,24 @@ class AnalysisService:
         self._models.drop()
         self._accuracy.drop()
         return config.to_dict()
+
+
+_ACTION_EVIDENCE_RUNS = 3
+
+
+def with_actions(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each recommendation with its `actions` (`actions.derive`), from the newest of its last evidence runs whose
+    prompt is stored; [] when none is. One query for the whole list."""
+    wanted = {id(rec): list(reversed(rec.get("evidence_run_ids") or []))[:_ACTION_EVIDENCE_RUNS] for rec in recs}
+    runs = queries.action_runs([rid for ids in wanted.values() for rid in ids])
+    for rec in recs:
+        run = next((runs[rid] for rid in wanted[id(rec)] if rid in runs), None)
+        try:
+            rec["actions"] = graph_actions.derive(rec.get("kind") or "", rec.get("details") or {}, run)
+        except Exception:  # an odd stored prompt costs its actions, never the listing
+            log.warning("actions of recommendation %s failed", rec.get("id"), exc_info=True)
+            rec["actions"] = []
+    return recs
 
 
 def _num(value: float) -> float | None:

@@ -189,7 +189,32 @@ SCHEMAS: dict[str, Any] = {
         "workflow": STR_OR_NULL, "workflow_name": STR_OR_NULL, "evidence_run_ids": _array({"type": "string"}),
         "message": {"type": "string"}, "action": STR_OR_NULL, "created_at_ms": {"type": "integer"},
         "updated_at_ms": {"type": "integer"}, "state": {"type": "string"},
-    }, ["id", "kind", "severity", "message", "state"]),
+        "actions": {**_array(_ref("RecommendationAction")), "description": (
+            "graph changes this recommendation offers (telemetry/analysis/actions.py), empty when none; apply them "
+            "to a copy of the run's API prompt or UI workflow")},
+    }, ["id", "kind", "severity", "message", "state", "actions"]),
+    "GraphChange": {"oneOf": [
+        _obj({"node_id": {"type": "string"}, "class_type": {"type": "string"}, "input": {"type": "string"},
+              "from": {"description": "the value in the run's prompt (null: the input is new, after a "
+                                      "replacement)"},
+              "to": {"type": ["integer", "number", "string", "boolean"]}},
+             ["node_id", "class_type", "input", "from", "to"]),
+        _obj({"node_id": {"type": "string"}, "class_type": {"type": "string"},
+              "replace_class_type": {"type": "string"}}, ["node_id", "class_type", "replace_class_type"]),
+    ]},
+    "RecommendationAction": _obj({
+        "kind": {"type": "string", "enum": ["vae_tiled", "halve_batch", "lower_steps", "split_scenes"]},
+        "title": {"type": "string"}, "run_id": {"type": "string", "description": "the run whose prompt it edits"},
+        "changes": _array(_ref("GraphChange")),
+        "copies": {**_array(_obj({"title": {"type": "string"}, "scene": {"type": "string"},
+                                  "changes": _array(_ref("GraphChange"))}, ["title", "scene", "changes"])),
+                   "description": "split_scenes: one workflow copy per scene, each with its own changes"},
+    }, ["kind", "title", "run_id", "changes"]),
+    "RunWorkflow": _obj({"run_id": {"type": "string"},
+                         "prompt": {"oneOf": [{"type": "null"}, _ref("Prompt")]},
+                         "workflow": {"oneOf": [{"type": "null"}, {"type": "object"}],
+                                      "description": "the UI workflow the frontend sent (extra_pnginfo)"}},
+                        ["run_id", "prompt", "workflow"]),
     "Prediction": _obj({"fingerprint": {"type": "string"}, "enough_history": {"type": "boolean"},
                         "duration_ms": {"type": "object"}, "gpu_peak_bytes": {"type": "object"}},
                        ["fingerprint", "enough_history", "duration_ms", "gpu_peak_bytes"]),
@@ -284,6 +309,11 @@ def _paths() -> dict[str, Any]:
         PREFIX + "/runs/{run_id}": {
             "get": _op("get run: with nodes, outputs, GPU samples and totals per node type and subgraph",
                        _responses(_ref("RunDetail"), "404"),
+                       [_path("run_id", {"type": "string", "minLength": 1, "maxLength": 200}, "the prompt id")]),
+        },
+        PREFIX + "/runs/{run_id}/workflow": {
+            "get": _op("get run workflow: the run's API prompt and UI workflow as ComfyUI recorded them (null when "
+                       "not kept)", _responses(_ref("RunWorkflow"), "404"),
                        [_path("run_id", {"type": "string", "minLength": 1, "maxLength": 200}, "the prompt id")]),
         },
         PREFIX + "/live": {"get": _op("live: the running run (current node, ETA, nodes finished so far, queue "

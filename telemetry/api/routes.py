@@ -127,6 +127,11 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
     async def get_run(request: web.Request) -> web.Response:
         return json_response(await call("get_run", request.match_info["run_id"]))
 
+    @routes.get(PREFIX + "/runs/{run_id}/workflow")
+    @guarded
+    async def get_run_workflow(request: web.Request) -> web.Response:
+        return json_response(await call("get_run_workflow", request.match_info["run_id"]))
+
     @routes.get(PREFIX + "/live")
     @guarded
     async def live_state(request: web.Request) -> web.Response:

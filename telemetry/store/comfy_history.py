@@ -85,3 +85,39 @@ def drop_orphans(store: Any) -> int:
         store.ensure_schema()
         return (ComfyHistoryRow.delete()
                 .where(ComfyHistoryRow.run_id.not_in(RunRow.select(RunRow.run_id))).execute())
+
+
+def prompt_of_record(text: str | None) -> dict[str, Any] | None:
+    """The API prompt in a stored history record (`{"prompt": [number, id, prompt, extra_data, outputs]}`)."""
+    record = _record(text)
+    item = record.get("prompt") if record else None
+    if isinstance(item, list) and len(item) > 2 and isinstance(item[2], dict):
+        return item[2]
+    return None
+
+
+def ui_workflow_of_record(text: str | None) -> dict[str, Any] | None:
+    """The UI workflow the frontend sent with the run (extra_data.extra_pnginfo.workflow), if it did."""
+    record = _record(text)
+    item = record.get("prompt") if record else None
+    extra = item[3] if isinstance(item, list) and len(item) > 3 and isinstance(item[3], dict) else {}
+    pnginfo = extra.get("extra_pnginfo")
+    workflow = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+    return workflow if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) else None
+
+
+def _record(text: str | None) -> dict[str, Any] | None:
+    try:
+        record = json.loads(text or "null")
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_text(store: Any, run_id: str) -> str | None:
+    """The stored history record (JSON text) of a run, or None."""
+    with store.bound():
+        store.ensure_schema()
+        row = (ComfyHistoryRow.select(ComfyHistoryRow.record).where(ComfyHistoryRow.run_id == run_id)
+               .tuples().first())
+    return row[0] if row else None

@@ -43,6 +43,21 @@ def test_real_runs_produce_success_rate_duration_retry_and_oom_recommendations(c
     assert set(low["evidence_run_ids"]) <= {r["run_id"] for r in server.get("/telemetry/runs?limit=500")["runs"]}
     assert "EmptyImage" in recommendations["oom"]["message"] + recommendations["oom"]["action"]
     assert len(recommendations["retry"]["evidence_run_ids"]) >= 3
+    assert all(r["actions"] == [] for k, r in recommendations.items() if k in ("low_success_rate", "retry"))
+
+    def oom_actions():  # ComfyUI's history record of a run is stored once ComfyUI is idle
+        recs = server.get("/telemetry/recommendations?state=open&workflow=wf-flaky")["recommendations"]
+        return next((r["actions"] for r in recs if r["kind"] == "oom" and r["actions"]), None)
+
+    actions = {a["kind"]: a for a in _wait_for(oom_actions)}
+    assert actions["halve_batch"]["changes"] == [
+        {"node_id": "1", "class_type": "EmptyImage", "input": "batch_size", "from": 4096, "to": 2048}]
+    assert sum(c["changes"][0]["to"] for c in actions["split_scenes"]["copies"]) == 4096
+    evidence = actions["halve_batch"]["run_id"]
+    assert evidence in recommendations["oom"]["evidence_run_ids"]
+    graph = server.get(f"/telemetry/runs/{evidence}/workflow")
+    assert graph["prompt"] == failing_workflow() and graph["workflow"]["id"] == "wf-flaky"
+    assert server.request("GET", "/telemetry/runs/no-such-run/workflow")[0] == 404
 
     status, dismissed = server.request("POST", f"/telemetry/recommendations/{low['id']}/dismiss")
     assert status == 200 and dismissed["state"] == "dismissed"

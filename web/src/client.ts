@@ -24,12 +24,13 @@ import type {
   RecommendationState,
   RunDetail,
   RunsPage,
+  RunWorkflow,
   Stats,
   Timeline,
   Trend,
   TrendMetric,
 } from "./types";
-import { dismissPath, mergeParams, presetPath, ROUTES, runPath, withQuery } from "./urls";
+import { dismissPath, mergeParams, presetPath, ROUTES, runPath, runWorkflowPath, withQuery } from "./urls";
 
 export type FetchApi = (route: string, init?: RequestInit) => Promise<Response>;
 
@@ -137,6 +138,11 @@ export class TelemetryClient {
 
   run(runId: string): Promise<Result<RunDetail>> {
     return this.request(runPath(runId));
+  }
+
+  /** The run's graph as ComfyUI recorded it (its UI workflow, when the frontend sent one). */
+  runWorkflow(runId: string): Promise<Result<RunWorkflow>> {
+    return this.request(runWorkflowPath(runId));
   }
 
   stats(filters: Filters): Promise<Result<Stats>> {

@@ -17,9 +17,11 @@ import {
   type SidebarPath,
   type ToastPath,
 } from "./extension-api";
+import type { WorkflowHost, WorkflowOpenPath } from "./apply-copy";
+import type { NodeTemplate, SerializedNode, Workflow } from "./graph-actions";
 import type { PanelSettings } from "./settings";
 import type { PanelEnv, SelectNodeResult } from "./views/context";
-import { workflowIdOf, type WorkflowSource } from "./workflows";
+import { currentWorkflow, workflowIdOf, type WorkflowSource } from "./workflows";
 
 interface GraphLike {
   id?: unknown;
@@ -92,6 +94,99 @@ export function selectNode(nodeId: string): SelectNodeResult {
   }
 }
 
+interface LiveNodeLike {
+  widgets?: { name?: unknown }[];
+  serialize?: () => SerializedNode;
+}
+
+interface LiteGraphLike {
+  createNode?: (type: string) => LiveNodeLike | null;
+}
+
+const templates = new Map<string, NodeTemplate | null>();
+
+/** A fresh node of `type` as this frontend builds it (`LiteGraph.createNode`, never added to a graph): its widget
+ * names in `widgets_values` order and its serialisation. Cached per type; null for a type this ComfyUI lacks. */
+export function nodeTemplate(type: string): NodeTemplate | null {
+  if (templates.has(type)) return templates.get(type) ?? null;
+  const liteGraph = (globalThis as { LiteGraph?: LiteGraphLike }).LiteGraph;
+  if (typeof liteGraph?.createNode !== "function") return null; // not loaded yet: ask again next time
+  let template: NodeTemplate | null = null;
+  try {
+    const node = liteGraph.createNode(type);
+    const serialized = node?.serialize?.();
+    if (node && serialized && serialized.type === type) {
+      template = {
+        widgetNames: (node.widgets ?? []).map((w) => (typeof w?.name === "string" ? w.name : "")),
+        node: JSON.parse(JSON.stringify(serialized)) as SerializedNode,
+      };
+    }
+  } catch {
+    template = null;
+  }
+  templates.set(type, template);
+  return template;
+}
+
+interface AppGraphs {
+  rootGraph?: { serialize?: () => unknown };
+  graph?: { serialize?: () => unknown };
+  loadGraphData?: (graph: unknown, clean?: boolean, restoreView?: boolean, workflow?: unknown) => Promise<void>;
+}
+
+/** The whole workflow on the canvas (the root graph when a subgraph is open), serialised: a copy. */
+function canvasWorkflow(): Workflow | null {
+  const a = app as unknown as AppGraphs;
+  try {
+    const graph = typeof a.rootGraph?.serialize === "function" ? a.rootGraph : a.graph;
+    const data = graph?.serialize?.();
+    return data && typeof data === "object" && Array.isArray((data as Workflow).nodes)
+      ? (JSON.parse(JSON.stringify(data)) as Workflow)
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Opens a workflow in a NEW tab: `app.loadGraphData(graph, true, true, name)`, which frontends with workflow tabs
+ * answer by storing the open workflow's state and opening a new temporary workflow of that name
+ * (useWorkflowService.afterLoadNewGraph; checked in Chromium on 1.32.9, 1.35.9 and 1.58.1). A frontend without the
+ * workflow store can only load it into the canvas. */
+async function openInNewTab(workflow: Workflow, name: string): Promise<WorkflowOpenPath> {
+  const a = app as unknown as AppGraphs;
+  if (typeof a.loadGraphData !== "function") return "unavailable";
+  let store: { activeWorkflow?: unknown } | undefined;
+  try {
+    store = extensionManager()?.workflow as { activeWorkflow?: unknown } | undefined;
+  } catch {
+    store = undefined;
+  }
+  if (store && "activeWorkflow" in store) {
+    const before = store.activeWorkflow;
+    await a.loadGraphData(workflow, true, true, name);
+    canvas()?.setDirty?.(true, true);
+    return store.activeWorkflow !== before ? "tab" : "canvas";
+  }
+  await a.loadGraphData(workflow);
+  canvas()?.setDirty?.(true, true);
+  return "canvas";
+}
+
+function newWorkflowId(): string {
+  const c = globalThis.crypto as Crypto | undefined;
+  if (c && typeof c.randomUUID === "function") return c.randomUUID();
+  const hex = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join("");
+  return `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`;
+}
+
+export const comfyWorkflowHost: WorkflowHost = {
+  current: canvasWorkflow,
+  currentName: () => currentWorkflow(activeWorkflowSource())?.name ?? null,
+  templateOf: nodeTemplate,
+  open: openInNewTab,
+  newId: newWorkflowId,
+};
+
 export function showToast(toast: PanelToast): ToastPath {
   return showPanelToast(extensionManager(), toast);
 }
@@ -119,5 +214,6 @@ export function comfyEnv(client: TelemetryClient, settings: () => PanelSettings)
     currentWorkflowId: () => workflowIdOf(activeWorkflowSource()),
     hasNode: (nodeId) => findNode(nodeId) !== null,
     selectNode,
+    workflowHost: () => comfyWorkflowHost,
   };
 }

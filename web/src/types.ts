@@ -235,12 +235,43 @@ export interface Recommendation {
   kind: string;
   severity: Severity;
   workflow?: string | null;
+  workflow_name?: string | null;
   evidence_run_ids?: string[];
   message: string;
   action?: string | null;
   created_at_ms?: number;
   updated_at_ms?: number;
   state: RecommendationState;
+  /** Graph changes it offers ("Apply to a copy"); absent from servers before them. */
+  actions?: RecommendationAction[];
+}
+
+/** One change of a run's graph: set an input (`input`, `from`, `to`) or replace the node's class. */
+export interface GraphChange {
+  node_id: string;
+  /** The node's class where the change applies (the old class for a replacement). */
+  class_type: string;
+  input?: string;
+  from?: unknown;
+  to?: unknown;
+  replace_class_type?: string;
+}
+
+export interface RecommendationAction {
+  kind: string;
+  title: string;
+  /** The run whose graph the changes were made for. */
+  run_id: string;
+  changes: GraphChange[];
+  /** split_scenes: one workflow per scene. */
+  copies?: { title: string; scene: string; changes: GraphChange[] }[];
+}
+
+/** GET /telemetry/runs/{id}/workflow */
+export interface RunWorkflow {
+  run_id: string;
+  prompt: Record<string, unknown> | null;
+  workflow: Record<string, unknown> | null;
 }
 
 export interface EtaItem {

@@ -22,6 +22,10 @@ export function runPath(runId: string): string {
   return `${ROUTES.runs}/${encodeURIComponent(runId)}`;
 }
 
+export function runWorkflowPath(runId: string): string {
+  return `${runPath(runId)}/workflow`;
+}
+
 export function presetPath(id: string | number): string {
   return `${ROUTES.presets}/${encodeURIComponent(String(id))}`;
 }

@@ -237,6 +237,56 @@ describe("advice", () => {
     expect(panel.state.route).toEqual({ view: "detail", runId: "run-a" });
   });
 
+  it("offers Apply to a copy for a recommendation's graph changes, opening the changed copy through the host", async () => {
+    const halve = {
+      kind: "halve_batch", title: "Halve the batch size (4 → 2)", run_id: "run-a",
+      changes: [{ node_id: "1", class_type: "EmptyImage", input: "batch_size", from: 4, to: 2 }],
+    };
+    const backend = backendWithRuns().on("GET", /^\/telemetry\/recommendations$/, {
+      recommendations: [recommendation(1, { kind: "oom", actions: [halve] }), recommendation(2)],
+    });
+    const canvas = { id: "wf-canvas", nodes: [{ id: 1, type: "EmptyImage", widgets_values: [64, 64, 4, 0] }], links: [] };
+    const opened: { workflow: { id?: string; nodes: { widgets_values?: unknown }[] }; name: string }[] = [];
+    const env = fakeEnv(backend);
+    env.workflowHost = () => ({
+      current: () => JSON.parse(JSON.stringify(canvas)),
+      currentName: () => "Portrait",
+      templateOf: (type) => (type === "EmptyImage" ? { widgetNames: ["width", "height", "batch_size", "color"], node: { id: -1, type } } : null),
+      open: async (workflow, name) => (opened.push({ workflow, name }), "tab"),
+      newId: () => "copy-id",
+    });
+    const panel = new TelemetryPanel(env, createPanelState(env.settings()));
+    const host = document.createElement("div");
+    document.body.append(host);
+    panel.mount(host);
+    panel.navigate({ view: "advice" });
+    await settle();
+    const item = host.querySelector<HTMLElement>(".rt-rec[data-rec-id='1']")!;
+    expect(item.querySelector(".rt-rec-fix[data-action=halve_batch]")!.textContent).toContain("Halve the batch size (4 → 2)");
+    expect(host.querySelector(".rt-rec[data-rec-id='2'] [data-testid=apply-copy]")).toBeNull();
+    item.querySelector<HTMLButtonElement>("[data-testid=apply-copy]")!.click();
+    await settle();
+    expect(opened.map((o) => [o.name, o.workflow.id, o.workflow.nodes[0].widgets_values])).toEqual([
+      ["Portrait - Halve the batch size (4 → 2)", "copy-id", [64, 64, 2, 0]],
+    ]);
+    expect(canvas.nodes[0].widgets_values).toEqual([64, 64, 4, 0]);
+    expect(item.querySelector("[role=status]")!.textContent).toContain("Your workflow is unchanged.");
+    host.remove();
+  });
+
+  it("shows the offered changes without a button where it cannot open workflows (the standalone page)", async () => {
+    const action = { kind: "lower_steps", title: "Lower the steps of KSampler (30 → 15)", run_id: "run-a", changes: [] };
+    const backend = backendWithRuns().on("GET", /^\/telemetry\/recommendations$/, {
+      recommendations: [recommendation(1, { actions: [action] })],
+    });
+    const { panel, host } = mount(backend);
+    panel.mount(host);
+    panel.navigate({ view: "advice" });
+    await settle();
+    expect(host.querySelector(".rt-rec-fix")!.textContent).toBe("Lower the steps of KSampler (30 → 15)");
+    expect(host.querySelector("[data-testid=apply-copy]")).toBeNull();
+  });
+
   it("a pushed recommendation appears without reload", async () => {
     const backend = backendWithRuns().on("GET", /^\/telemetry\/recommendations$/, { recommendations: [] });
     const { panel, host } = mount(backend);

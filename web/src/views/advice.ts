@@ -1,9 +1,12 @@
-/** Recommendations: severity badges, the evidence runs, and the actions (dismiss, open the evidence). */
+/** Recommendations: severity badges, the evidence runs, the actions (dismiss, open the evidence), and the graph
+ * changes a recommendation offers, each with "Apply to a copy" where the panel runs inside ComfyUI. */
 
+import { applyToCopy } from "../apply-copy";
 import { button, h, setChildren } from "../dom";
+import type { Workflow } from "../graph-actions";
 import { formatRelative, shortId } from "../format";
 import { sortRecommendations, upsertRecommendation } from "../recommendations";
-import type { Recommendation, RecommendationState } from "../types";
+import type { Recommendation, RecommendationAction, RecommendationState } from "../types";
 import { workflowName, type View, type ViewContext } from "./context";
 import { loading, notice, severityBadge } from "./widgets";
 
@@ -135,6 +138,7 @@ export class AdviceView implements View {
       );
     }
     actions.append(message);
+    const fixes = (rec.actions ?? []).map((a) => this.fix(rec, a, message));
     return h(
       "article",
       { class: ["rt-rec", `rt-${rec.severity}`], role: "listitem", dataset: { recId: String(rec.id), kind: rec.kind } },
@@ -148,7 +152,47 @@ export class AdviceView implements View {
       ),
       h("p", { class: "rt-rec-msg" }, rec.message),
       rec.action ? h("p", { class: "rt-small" }, h("strong", null, "Try: "), rec.action) : null,
+      fixes.length > 0 ? h("div", { class: "rt-rec-fixes", role: "group", "aria-label": "Changes you can apply" }, fixes) : null,
       actions,
     );
+  }
+
+  /** One offered graph change: what it does, and the button that opens a changed copy of the workflow. */
+  private fix(rec: Recommendation, action: RecommendationAction, message: HTMLElement): HTMLElement {
+    const host = this.ctx.env.workflowHost?.() ?? null;
+    const copies = action.copies?.length ?? 0;
+    const apply = host
+      ? button(
+          copies > 1 ? `Apply to ${copies} copies` : "Apply to a copy",
+          async (e) => {
+            const b = e.currentTarget as HTMLButtonElement;
+            b.disabled = true;
+            message.textContent = "Opening a copy…";
+            const outcome = await applyToCopy(rec, action, host, (runId) => this.storedWorkflow(runId));
+            if (this.destroyed) return;
+            b.disabled = false;
+            message.textContent = outcome.message;
+            message.dataset.outcome = outcome.ok ? "ok" : "error";
+          },
+          {
+            "data-testid": "apply-copy",
+            title: "Opens a copy of the workflow with this change made and highlighted, in a new tab",
+            "aria-label": `Apply to a copy: ${action.title}`,
+          },
+        )
+      : null;
+    return h(
+      "div",
+      { class: "rt-rec-fix", dataset: { action: action.kind } },
+      h("span", { class: "rt-small" }, action.title),
+      apply,
+    );
+  }
+
+  private async storedWorkflow(runId: string): Promise<Workflow | null> {
+    const result = await this.ctx.env.client.runWorkflow(runId);
+    if (!result.ok) return null;
+    const wf = result.data.workflow;
+    return wf && Array.isArray((wf as { nodes?: unknown }).nodes) ? (wf as unknown as Workflow) : null;
   }
 }

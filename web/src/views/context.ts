@@ -3,6 +3,7 @@
  * timer registry that the panel clears when the sidebar tab closes (so nothing runs while it is closed).
  */
 
+import type { WorkflowHost } from "../apply-copy";
 import type { TelemetryClient } from "../client";
 import type { Filters } from "../filters";
 import type { TableState } from "../paging";
@@ -29,6 +30,8 @@ export interface PanelEnv {
   currentWorkflowId(): string | null;
   hasNode(nodeId: string): boolean;
   selectNode(nodeId: string): SelectNodeResult;
+  /** Where "Apply to a copy" opens workflows (ComfyUI's frontend); absent on the standalone page. */
+  workflowHost?: () => WorkflowHost | null;
 }
 
 /** State that outlives one opening of the tab: where the user was and what they filtered. */
