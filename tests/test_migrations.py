@@ -284,3 +284,15 @@ def test_a_database_that_already_has_a_later_column_upgrades(tmp_path):
         assert json.loads(json.dumps(store.get_run("fx-success").to_dict()))["run_id"] == "fx-success"
     finally:
         store.close()
+
+
+def test_a_database_the_schema_is_not_kept_for_is_refused_before_any_statement(tmp_path):
+    from peewee import MySQLDatabase
+
+    from telemetry.config import load_config
+    from telemetry.store.migrations import UnsupportedDatabaseError, migrate
+
+    with pytest.raises(UnsupportedDatabaseError, match="SQLite and PostgreSQL"):
+        migrate(MySQLDatabase("telemetry", host="127.0.0.1"))  # never connects
+    config = load_config(str(tmp_path), environ={"TELEMETRY_DATABASE_URL": "mysql://render:hunter2@db/t"})
+    assert config.database_url is None and [w["key"] for w in config.warning_dicts()] == ["database_url"]
