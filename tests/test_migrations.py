@@ -16,15 +16,37 @@ from typing import Any
 import pytest
 
 from telemetry.filters import Page, RunFilters
-from telemetry.store.comfy_history import ComfyHistoryRow, latest_records
+from telemetry.store.comfy_history import latest_records
 from telemetry.store.database import sqlite_url
 from telemetry.store.migrations import LATEST_VERSION, MIGRATIONS
-from telemetry.store.schema import ALL_TABLES, SchemaVersionRow, WebhookDeliveryRow
+from telemetry.store.schema import SchemaVersionRow
 from telemetry.store.store import Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "schema"
 LABELS = ("v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v9-all")
-MODELS = (*ALL_TABLES, WebhookDeliveryRow, ComfyHistoryRow, SchemaVersionRow)
+
+
+def _all_models() -> list[type]:
+    """Every table model of the pack: each module that defines one is imported, then schema.BaseModel's
+    subclasses are collected (a model added later is checked without editing this test)."""
+    import importlib
+    import re
+
+    from telemetry.store.schema import BaseModel
+
+    package = Path(__file__).resolve().parents[1] / "telemetry"
+    for path in package.rglob("*.py"):
+        if re.search(r"^class \w+\(BaseModel\):", path.read_text(), re.M):
+            importlib.import_module(".".join(path.relative_to(package.parent).with_suffix("").parts))
+    found, todo = [], list(BaseModel.__subclasses__())
+    while todo:
+        model = todo.pop()
+        found.append(model)
+        todo += model.__subclasses__()
+    return sorted(found, key=lambda m: m._meta.table_name)
+
+
+MODELS = _all_models()
 RUN_IDS = {"fx-success", "fx-failed", "fx-interrupted"}
 _PG_TYPES = {"VARCHAR": "character varying", "BIGINT": "bigint", "INTEGER": "integer", "SERIAL": "integer",
              "REAL": "real", "TEXT": "text", "BOOLEAN": "boolean"}
@@ -217,7 +239,11 @@ def test_a_fresh_database_has_every_column_and_index_of_the_models(dialect, tmp_
     try:
         assert versions_of(store) == list(range(1, LATEST_VERSION + 1))
         with store.bound():
-            check_matches_models(store.db, schema_of(store.db))
+            schema = schema_of(store.db)
+            check_matches_models(store.db, schema)
+        assert set(schema) == {m._meta.table_name for m in MODELS} >= {
+            "runs", "node_runs", "run_outputs", "gpu_samples", "recommendations", "filter_presets", "workflow_names",
+            "webhook_deliveries", "comfy_history", "instances", "schema_version"}
     finally:
         store.close()
 

@@ -120,6 +120,7 @@ _V1 = (
     'CREATE TABLE IF NOT EXISTS "workflow_names" ("workflow_id" VARCHAR(128) NOT NULL PRIMARY KEY, '
     '"name" TEXT NOT NULL, "updated_at_ms" {BIGINT} NOT NULL)',
 )
+_create_v1 = _ddl(*_V1)
 
 
 # Indexes for analysis (telemetry.analysis.queries): a fingerprint's latest successful runs (predictions), a
@@ -177,6 +178,7 @@ _V5_COLUMNS: tuple[ColumnSpec, ...] = (
     ("runs", "gpu_peak_source", lambda: CharField(max_length=32, null=True)),
     ("runs", "dynamic_vram", lambda: BooleanField(null=True)),
 )
+_add_v5_columns = _add_missing_columns(*_V5_COLUMNS)
 
 # The webhook outbox (`telemetry.webhooks.outbox`).
 _V6_OUTBOX = (
@@ -190,6 +192,7 @@ _V6_OUTBOX = (
     'CREATE INDEX IF NOT EXISTS "webhookdeliveryrow_instance_state_next_attempt_at_ms" ON "webhook_deliveries" '
     '("instance", "state", "next_attempt_at_ms")',
 )
+_create_v6_outbox = _ddl(*_V6_OUTBOX)
 
 # `comfy_history`: ComfyUI's own history record of each run, minus secrets (telemetry.store.comfy_history).
 _V7_COMFY_HISTORY = (
@@ -197,6 +200,7 @@ _V7_COMFY_HISTORY = (
     '"recorded_at_ms" {BIGINT} NOT NULL, "record" TEXT NOT NULL)',
     'CREATE INDEX IF NOT EXISTS "comfyhistoryrow_recorded_at_ms" ON "comfy_history" ("recorded_at_ms")',
 )
+_create_v7_comfy_history = _ddl(*_V7_COMFY_HISTORY)
 
 # Energy and every GPU (issue 12): the run's energy and its source, its GPUs (JSON), each node's energy, and the
 # NVML index of each sample's GPU.
@@ -207,6 +211,7 @@ _V8_COLUMNS: tuple[ColumnSpec, ...] = (
     ("node_runs", "energy_j", lambda: FloatField(null=True)),
     ("gpu_samples", "gpu_index", lambda: IntegerField(null=True)),
 )
+_add_v8_columns = _add_missing_columns(*_V8_COLUMNS)
 
 # The `instances` table: one heartbeat row per recording process (fleets).
 _V9_INSTANCES = (
@@ -215,6 +220,7 @@ _V9_INSTANCES = (
     '"gpu_name" VARCHAR(256), "queue_depth" INTEGER, "health" VARCHAR(16), "details" TEXT, '
     '"started_at_ms" {BIGINT}, "last_seen_ms" {BIGINT} NOT NULL, PRIMARY KEY ("instance", "source"))',
 )
+_create_v9_instances = _ddl(*_V9_INSTANCES)
 
 
 def _statements(*statements: str) -> Callable[[Database], None]:
@@ -225,15 +231,15 @@ def _statements(*statements: str) -> Callable[[Database], None]:
 
 
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
-    (1, _ddl(*_V1)),
+    (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
     (3, _statements(*_V3_INDEXES)),
     (4, _statements(*_V4_INDEXES)),
-    (5, _add_missing_columns(*_V5_COLUMNS)),
-    (6, _ddl(*_V6_OUTBOX)),
-    (7, _ddl(*_V7_COMFY_HISTORY)),
-    (8, _add_missing_columns(*_V8_COLUMNS)),
-    (9, _ddl(*_V9_INSTANCES)),
+    (5, _add_v5_columns),
+    (6, _create_v6_outbox),
+    (7, _create_v7_comfy_history),
+    (8, _add_v8_columns),
+    (9, _create_v9_instances),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
