@@ -48,6 +48,10 @@ def _all_models() -> list[type]:
 
 MODELS = _all_models()
 RUN_IDS = {"fx-success", "fx-failed", "fx-interrupted"}
+# The versions each fixture's release had applied (make_fixtures.py): 6..9 came from parallel branches.
+FIXTURE_VERSIONS = {"v1": {1}, "v2": {1, 2}, "v3": {1, 2, 3}, "v4": {1, 2, 3, 4}, "v5": {1, 2, 3, 4, 5},
+                    "v6": {1, 2, 3, 4, 5, 6}, "v7": {1, 2, 3, 4, 5, 7}, "v8": {1, 2, 3, 4, 5, 6, 8},
+                    "v9": {1, 2, 3, 4, 5, 6, 8, 9}, "v9-all": set(range(1, 10))}
 _PG_TYPES = {"VARCHAR": "character varying", "BIGINT": "bigint", "INTEGER": "integer", "SERIAL": "integer",
              "REAL": "real", "TEXT": "text", "BOOLEAN": "boolean"}
 
@@ -136,6 +140,18 @@ def raw_rows_pg(pg_url: str, schema: str) -> dict[str, list[dict[str, Any]]]:
         if table != "schema_version":
             cur.execute(f'SELECT * FROM "{schema}"."{table}"')
             rows[table] = [dict(r) for r in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def _pg_rows(pg_url: str, schema: str, table: str) -> list[dict[str, Any]]:
+    import psycopg2
+    import psycopg2.extras
+
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+    cur.execute(f'SELECT * FROM "{schema}"."{table}"')
+    rows = [dict(r) for r in cur.fetchall()]
     conn.close()
     return rows
 
@@ -248,6 +264,34 @@ def test_a_fresh_database_has_every_column_and_index_of_the_models(dialect, tmp_
         store.close()
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_version_1_is_exactly_the_schema_the_first_release_made(dialect, tmp_path, request):
+    """The frozen DDL of version 1 alone against the database the first release's own code made (v1 fixture)."""
+    from telemetry.store.database import open_database
+
+    if dialect == "sqlite":
+        release_url = sqlite_fixture("v1", tmp_path)
+        frozen_url = sqlite_url(str(tmp_path / "frozen.db"))
+    else:
+        pg_url = request.getfixturevalue("pg_url")
+        schema, release_url = load_pg_dump("v1", pg_url)
+        request.addfinalizer(lambda: drop_pg_schema(pg_url, schema))
+        frozen_url = request.getfixturevalue("pg_schema_url")
+    schemas = []
+    for url, make in ((release_url, None), (frozen_url, MIGRATIONS[0][1])):
+        db = open_database(url)
+        db.connect()
+        if make:
+            from telemetry.store.migrations import _SCHEMA_VERSION_TABLE, _TYPES
+
+            db.execute_sql(_SCHEMA_VERSION_TABLE.format(**_TYPES[dialect]))
+            make(db)
+        schemas.append(schema_of(db))
+        db.close()
+    assert schemas[0] == schemas[1]
+    assert "instances" not in schemas[1] and "energy_j" not in schemas[1]["runs"]["columns"]
+
+
 def _fresh_schema(url: str) -> dict[str, Any]:
     store = Store(url)
     store.open()
@@ -261,6 +305,8 @@ def _fresh_schema(url: str) -> dict[str, Any]:
 def test_a_sqlite_database_of_an_earlier_version_upgrades_with_every_row(label, tmp_path):
     url = sqlite_fixture(label, tmp_path)
     before = raw_rows_sqlite(url)
+    with sqlite3.connect(url.split("://", 1)[1][1:]) as conn:
+        assert {v for (v,) in conn.execute("SELECT version FROM schema_version")} == FIXTURE_VERSIONS[label]
     store = Store(url)
     store.open()
     try:
@@ -280,6 +326,7 @@ def test_a_postgresql_database_of_an_earlier_version_upgrades_with_every_row(lab
     try:
         before = raw_rows_pg(pg_url, schema)
         assert {r["run_id"] for r in before["runs"]} == RUN_IDS
+        assert {r["version"] for r in _pg_rows(pg_url, schema, "schema_version")} == FIXTURE_VERSIONS[label]
         store = Store(url)
         store.open()
         try:
