@@ -34,8 +34,9 @@ _NULLS = ("none", "null")
 _SECRET_KEYS = frozenset({"admin_token", "webhook_secret"})
 
 PositiveInt = Annotated[int, NoBool, Field(ge=1, le=2**62)]
+# The schema's DDL is kept for SQLite and PostgreSQL (store.migrations): other databases are not offered.
 DATABASE_SCHEMES = ("sqlite", "sqlite3", "sqliteext", "postgres", "postgresql", "postgresext", "postgresqlext",
-                    "postgres+pool", "mysql", "mysql+pool")
+                    "postgres+pool")
 
 
 def _known_database_scheme(url: str) -> str:

@@ -1,5 +1,5 @@
-"""Opening the database named by a URL: SQLite (default, WAL) or PostgreSQL (or anything else peewee's db_url
-knows).
+"""Opening the database named by a URL: SQLite (default, WAL) or PostgreSQL, the two the schema is kept for
+(`store.migrations`).
 
 Connections come from a pool (`playhouse.pool`): the recorder thread holds one while it writes, REST reads take
 one per request on the store's small thread pool and give it back. A PostgreSQL connection that a server
@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from peewee import Database, InterfaceError, OperationalError, PostgresqlDatabase, SqliteDatabase
-from playhouse.db_url import connect, parse
+from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase, _PooledPostgresqlDatabase
 from playhouse.shortcuts import ReconnectMixin
 
@@ -99,8 +99,6 @@ def open_database(url: str) -> Database:
         kwargs.setdefault("stale_timeout", POOL_STALE_S)
         kwargs.setdefault("timeout", POOL_WAIT_S)
         return ReconnectingPostgresqlDatabase(**kwargs)
-    if scheme in ("mysql", "mysql+pool"):
-        return connect(url)
     raise DatabaseUrlError(f"unsupported database URL scheme {scheme!r} (use sqlite:///path or postgresql://...)")
 
 

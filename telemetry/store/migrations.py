@@ -2,6 +2,13 @@
 
 Append a migration for every schema change; never edit a released one. On PostgreSQL several ComfyUI instances
 may start at once against one database, so migrations run under an advisory lock.
+
+Every step is frozen: literal DDL or `playhouse.migrate` steps with their own field definitions, never the current
+models (`telemetry.store.schema`), so a fresh database (1 -> latest) and an upgraded one end with the same schema
+whatever the models look like later (tests/test_migrations.py compares them). Version 1 is the DDL that peewee
+emitted for the models of commit 079bb45, the first release, per dialect. Databases created before the DDL was
+frozen got the models of their day at version 1 (e.g. the columns of version 5 already), so the steps that add
+columns or tables add only what is missing.
 """
 
 from __future__ import annotations
@@ -11,17 +18,109 @@ import logging
 import time
 from collections.abc import Callable
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    BooleanField,
+    CharField,
+    Database,
+    FloatField,
+    IntegerField,
+    PostgresqlDatabase,
+    SqliteDatabase,
+    TextField,
+)
 
-from .schema import ALL_TABLES, SchemaVersionRow
+from .schema import SchemaVersionRow
 
 log = logging.getLogger("run_telemetry.store")
 
 _PG_LOCK_KEY = 0x52_54_4C_4D  # "RTLM"
 
+# The column types peewee gives each field class per dialect; the DDL below is written with these names.
+_TYPES = {
+    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER"},
+    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL"},
+}
 
-def _create_v1(db: Database) -> None:
-    db.create_tables(ALL_TABLES, safe=True)
+
+class UnsupportedDatabaseError(RuntimeError):
+    pass
+
+
+def _dialect(db: Database) -> str:
+    if isinstance(db, PostgresqlDatabase):
+        return "postgresql"
+    if isinstance(db, SqliteDatabase):
+        return "sqlite"
+    raise UnsupportedDatabaseError(
+        f"the telemetry schema is kept for SQLite and PostgreSQL only, not {type(db).__name__}")
+
+
+def _ddl(*statements: str) -> Callable[[Database], None]:
+    """A step of literal statements; BIGINT and SERIAL are written per dialect (see _TYPES)."""
+    def step(db: Database) -> None:
+        types = _TYPES[_dialect(db)]
+        for statement in statements:
+            db.execute_sql(statement.format(**types))
+    return step
+
+
+_SCHEMA_VERSION_TABLE = ('CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
+                         '"applied_at_ms" {BIGINT} NOT NULL)')
+
+_V1 = (
+    'CREATE TABLE IF NOT EXISTS "filter_presets" ("id" {SERIAL} NOT NULL PRIMARY KEY, "name" VARCHAR(200) NOT NULL, '
+    '"filters" TEXT NOT NULL, "created_at_ms" {BIGINT} NOT NULL)',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "filterpresetrow_name" ON "filter_presets" ("name")',
+    'CREATE TABLE IF NOT EXISTS "runs" ("run_id" VARCHAR(128) NOT NULL PRIMARY KEY, "status" VARCHAR(16) NOT NULL, '
+    '"queued_at_ms" {BIGINT}, "started_at_ms" {BIGINT}, "finished_at_ms" {BIGINT}, "duration_ms" REAL, '
+    '"queue_wait_ms" REAL, "workflow_id" VARCHAR(128), "workflow_name" TEXT, '
+    '"workflow_name_source" VARCHAR(16) NOT NULL, "workflow_key" VARCHAR(128), "fingerprint" VARCHAR(64), '
+    '"node_count" INTEGER NOT NULL, "executed_node_count" INTEGER NOT NULL, "cached_node_count" INTEGER NOT NULL, '
+    '"image_count" INTEGER NOT NULL, "video_count" INTEGER NOT NULL, "audio_count" INTEGER NOT NULL, '
+    '"other_output_count" INTEGER NOT NULL, "frame_count" INTEGER NOT NULL, "error_node_id" VARCHAR(128), '
+    '"error_node_type" VARCHAR(256), "error_exception_type" VARCHAR(256), "error_message" TEXT, '
+    '"error_kind" VARCHAR(16), "error_traceback" TEXT, "interrupted_reason" TEXT, "gpu_name" VARCHAR(256), '
+    '"gpu_total_bytes" {BIGINT}, "gpu_peak_bytes" {BIGINT}, "gpu_reserved_peak_bytes" {BIGINT}, '
+    '"gpu_used_peak_bytes" {BIGINT}, "ram_peak_bytes" {BIGINT}, "story_title" TEXT, "scene" TEXT, "tags" TEXT, '
+    '"instance" VARCHAR(256), "source" VARCHAR(16) NOT NULL, "parameters" TEXT, "pixels" {BIGINT}, '
+    '"steps" INTEGER, "updated_at_ms" {BIGINT})',
+    'CREATE INDEX IF NOT EXISTS "runrow_status" ON "runs" ("status")',
+    'CREATE INDEX IF NOT EXISTS "runrow_started_at_ms" ON "runs" ("started_at_ms")',
+    'CREATE INDEX IF NOT EXISTS "runrow_duration_ms" ON "runs" ("duration_ms")',
+    'CREATE INDEX IF NOT EXISTS "runrow_workflow_id" ON "runs" ("workflow_id")',
+    'CREATE INDEX IF NOT EXISTS "runrow_fingerprint" ON "runs" ("fingerprint")',
+    'CREATE INDEX IF NOT EXISTS "runrow_workflow_key_started_at_ms" ON "runs" ("workflow_key", "started_at_ms")',
+    'CREATE INDEX IF NOT EXISTS "runrow_status_started_at_ms" ON "runs" ("status", "started_at_ms")',
+    'CREATE INDEX IF NOT EXISTS "runrow_instance_started_at_ms" ON "runs" ("instance", "started_at_ms")',
+    'CREATE TABLE IF NOT EXISTS "gpu_samples" ("id" {SERIAL} NOT NULL PRIMARY KEY, "run_id" VARCHAR(128) NOT NULL, '
+    '"t_ms" {BIGINT} NOT NULL, "used_bytes" {BIGINT}, "util_percent" REAL, "temperature_c" REAL, "power_w" REAL, '
+    '"ram_rss_bytes" {BIGINT}, FOREIGN KEY ("run_id") REFERENCES "runs" ("run_id") ON DELETE CASCADE)',
+    'CREATE INDEX IF NOT EXISTS "gpusamplerow_run_id" ON "gpu_samples" ("run_id")',
+    'CREATE TABLE IF NOT EXISTS "node_runs" ("id" {SERIAL} NOT NULL PRIMARY KEY, "run_id" VARCHAR(128) NOT NULL, '
+    '"position" INTEGER NOT NULL, "node_id" VARCHAR(128) NOT NULL, "class_type" VARCHAR(256) NOT NULL, '
+    '"status" VARCHAR(16) NOT NULL, "started_at_ms" {BIGINT}, "duration_ms" REAL, "gpu_peak_bytes" {BIGINT}, '
+    '"display_node_id" VARCHAR(128), "parent_node_id" VARCHAR(128), '
+    'FOREIGN KEY ("run_id") REFERENCES "runs" ("run_id") ON DELETE CASCADE)',
+    'CREATE INDEX IF NOT EXISTS "noderunrow_run_id" ON "node_runs" ("run_id")',
+    'CREATE INDEX IF NOT EXISTS "noderunrow_class_type" ON "node_runs" ("class_type")',
+    'CREATE TABLE IF NOT EXISTS "recommendations" ("id" {SERIAL} NOT NULL PRIMARY KEY, "kind" VARCHAR(64) NOT NULL, '
+    '"condition_key" VARCHAR(512) NOT NULL, "severity" VARCHAR(16) NOT NULL, "workflow_key" VARCHAR(128), '
+    '"workflow_name" TEXT, "evidence_run_ids" TEXT NOT NULL, "message" TEXT NOT NULL, "action" TEXT, '
+    '"details" TEXT, "state" VARCHAR(16) NOT NULL, "created_at_ms" {BIGINT} NOT NULL, '
+    '"updated_at_ms" {BIGINT} NOT NULL)',
+    'CREATE INDEX IF NOT EXISTS "recommendationrow_kind" ON "recommendations" ("kind")',
+    'CREATE INDEX IF NOT EXISTS "recommendationrow_condition_key" ON "recommendations" ("condition_key")',
+    'CREATE INDEX IF NOT EXISTS "recommendationrow_workflow_key" ON "recommendations" ("workflow_key")',
+    'CREATE INDEX IF NOT EXISTS "recommendationrow_state" ON "recommendations" ("state")',
+    'CREATE TABLE IF NOT EXISTS "run_outputs" ("id" {SERIAL} NOT NULL PRIMARY KEY, "run_id" VARCHAR(128) NOT NULL, '
+    '"node_id" VARCHAR(128) NOT NULL, "kind" VARCHAR(16) NOT NULL, "filename" TEXT, "subfolder" TEXT, '
+    '"type" VARCHAR(32), "frame_count" INTEGER NOT NULL, "format" VARCHAR(64), '
+    'FOREIGN KEY ("run_id") REFERENCES "runs" ("run_id") ON DELETE CASCADE)',
+    'CREATE INDEX IF NOT EXISTS "runoutputrow_run_id" ON "run_outputs" ("run_id")',
+    'CREATE TABLE IF NOT EXISTS "workflow_names" ("workflow_id" VARCHAR(128) NOT NULL PRIMARY KEY, '
+    '"name" TEXT NOT NULL, "updated_at_ms" {BIGINT} NOT NULL)',
+)
+_create_v1 = _ddl(*_V1)
 
 
 # Indexes for analysis (telemetry.analysis.queries): a fingerprint's latest successful runs (predictions), a
@@ -51,66 +150,77 @@ _V4_INDEXES = (
 )
 
 
-def _add_v5_columns(db: Database) -> None:
-    """`runs.gpu_peak_source` and `runs.dynamic_vram` (newest ComfyUI: DynamicVRAM peaks). A database created at
-    version 1 by this code already has them (create_tables uses the current models), so only missing ones are
-    added."""
-    from playhouse.migrate import SchemaMigrator
-    from playhouse.migrate import migrate as run_migration
-
-    from .schema import RunRow
-
-    present = {column.name for column in db.get_columns(RunRow._meta.table_name)}
-    migrator = SchemaMigrator.from_database(db)
-    steps = [migrator.add_column(RunRow._meta.table_name, name, RunRow._meta.fields[name])
-             for name in ("gpu_peak_source", "dynamic_vram") if name not in present]
-    if steps:
-        run_migration(*steps)
+ColumnSpec = tuple[str, str, Callable[[], object]]  # (table, column, a fresh peewee field of that column)
 
 
-def _create_v6_outbox(db: Database) -> None:
-    """The webhook outbox (`telemetry.webhooks.outbox`); not in ALL_TABLES, so version 1 never creates it."""
-    from .schema import WebhookDeliveryRow
+def _add_missing_columns(*columns: ColumnSpec) -> Callable[[Database], None]:
+    """A step that adds each column through `playhouse.migrate`, unless the table has it already (a database
+    created at version 1 before the DDL was frozen got the models of its day)."""
+    def step(db: Database) -> None:
+        from playhouse.migrate import SchemaMigrator
+        from playhouse.migrate import migrate as run_migration
 
-    db.create_tables([WebhookDeliveryRow], safe=True)
-
-
-_V8_COLUMNS = {"runs": ("energy_j", "energy_source", "gpus"), "node_runs": ("energy_j",),
-               "gpu_samples": ("gpu_index",)}
-
-
-def _add_v8_columns(db: Database) -> None:
-    """Energy and every GPU (issue 12): `runs.energy_j`, `runs.energy_source`, `runs.gpus` (JSON),
-    `node_runs.energy_j`, `gpu_samples.gpu_index`. Only missing columns are added (a database created by this code
-    at version 1 has them), so the step is safe to run whatever happened before."""
-    from playhouse.migrate import SchemaMigrator
-    from playhouse.migrate import migrate as run_migration
-
-    from .schema import GpuSampleRow, NodeRunRow, RunRow
-
-    migrator = SchemaMigrator.from_database(db)
-    steps = []
-    for model in (RunRow, NodeRunRow, GpuSampleRow):
-        table = model._meta.table_name
-        present = {column.name for column in db.get_columns(table)}
-        steps += [migrator.add_column(table, name, model._meta.fields[name])
-                  for name in _V8_COLUMNS[table] if name not in present]
-    if steps:
-        run_migration(*steps)
+        migrator = SchemaMigrator.from_database(db)
+        present: dict[str, set[str]] = {}
+        steps = []
+        for table, name, field in columns:
+            if table not in present:
+                present[table] = {column.name for column in db.get_columns(table)}
+            if name not in present[table]:
+                steps.append(migrator.add_column(table, name, field()))
+        if steps:
+            run_migration(*steps)
+    return step
 
 
-def _create_v9_instances(db: Database) -> None:
-    """The `instances` table: one heartbeat row per recording process (fleets)."""
-    from .schema import InstanceRow
+# `runs.gpu_peak_source` and `runs.dynamic_vram` (newest ComfyUI: DynamicVRAM peaks).
+_V5_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("runs", "gpu_peak_source", lambda: CharField(max_length=32, null=True)),
+    ("runs", "dynamic_vram", lambda: BooleanField(null=True)),
+)
+_add_v5_columns = _add_missing_columns(*_V5_COLUMNS)
 
-    db.create_tables([InstanceRow], safe=True)
+# The webhook outbox (`telemetry.webhooks.outbox`).
+_V6_OUTBOX = (
+    'CREATE TABLE IF NOT EXISTS "webhook_deliveries" ("id" {SERIAL} NOT NULL PRIMARY KEY, '
+    '"event_id" VARCHAR(64) NOT NULL, "event" VARCHAR(32) NOT NULL, "subject" VARCHAR(256), '
+    '"target_key" VARCHAR(64) NOT NULL, "target_label" TEXT NOT NULL, "instance" VARCHAR(256), '
+    '"body" TEXT NOT NULL, "state" VARCHAR(16) NOT NULL, "attempts" INTEGER NOT NULL, '
+    '"created_at_ms" {BIGINT} NOT NULL, "next_attempt_at_ms" {BIGINT} NOT NULL, "expires_at_ms" {BIGINT} NOT NULL, '
+    '"last_attempt_at_ms" {BIGINT}, "last_status" INTEGER, "last_error" TEXT, "delivered_at_ms" {BIGINT})',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "webhookdeliveryrow_event_id" ON "webhook_deliveries" ("event_id")',
+    'CREATE INDEX IF NOT EXISTS "webhookdeliveryrow_instance_state_next_attempt_at_ms" ON "webhook_deliveries" '
+    '("instance", "state", "next_attempt_at_ms")',
+)
+_create_v6_outbox = _ddl(*_V6_OUTBOX)
 
+# `comfy_history`: ComfyUI's own history record of each run, minus secrets (telemetry.store.comfy_history).
+_V7_COMFY_HISTORY = (
+    'CREATE TABLE IF NOT EXISTS "comfy_history" ("run_id" VARCHAR(128) NOT NULL PRIMARY KEY, '
+    '"recorded_at_ms" {BIGINT} NOT NULL, "record" TEXT NOT NULL)',
+    'CREATE INDEX IF NOT EXISTS "comfyhistoryrow_recorded_at_ms" ON "comfy_history" ("recorded_at_ms")',
+)
+_create_v7_comfy_history = _ddl(*_V7_COMFY_HISTORY)
 
-def _create_v7_comfy_history(db: Database) -> None:
-    """`comfy_history`: ComfyUI's own history record of each run, minus secrets (telemetry.store.comfy_history)."""
-    from .comfy_history import ComfyHistoryRow
+# Energy and every GPU (issue 12): the run's energy and its source, its GPUs (JSON), each node's energy, and the
+# NVML index of each sample's GPU.
+_V8_COLUMNS: tuple[ColumnSpec, ...] = (
+    ("runs", "energy_j", lambda: FloatField(null=True)),
+    ("runs", "energy_source", lambda: CharField(max_length=16, null=True)),
+    ("runs", "gpus", lambda: TextField(null=True)),
+    ("node_runs", "energy_j", lambda: FloatField(null=True)),
+    ("gpu_samples", "gpu_index", lambda: IntegerField(null=True)),
+)
+_add_v8_columns = _add_missing_columns(*_V8_COLUMNS)
 
-    db.create_tables([ComfyHistoryRow], safe=True)
+# The `instances` table: one heartbeat row per recording process (fleets).
+_V9_INSTANCES = (
+    'CREATE TABLE IF NOT EXISTS "instances" ("instance" VARCHAR(256) NOT NULL, "source" VARCHAR(16) NOT NULL, '
+    '"pack_version" VARCHAR(64), "comfyui_version" VARCHAR(64), "frontend_version" VARCHAR(64), '
+    '"gpu_name" VARCHAR(256), "queue_depth" INTEGER, "health" VARCHAR(16), "details" TEXT, '
+    '"started_at_ms" {BIGINT}, "last_seen_ms" {BIGINT} NOT NULL, PRIMARY KEY ("instance", "source"))',
+)
+_create_v9_instances = _ddl(*_V9_INSTANCES)
 
 
 def _statements(*statements: str) -> Callable[[Database], None]:
@@ -152,15 +262,16 @@ def current_version(db: Database) -> int:
 
 def migrate(db: Database) -> int:
     """Bring the schema to the latest version; returns the version now in place."""
-    is_pg = isinstance(db, PostgresqlDatabase)
+    dialect = _dialect(db)
+    is_pg = dialect == "postgresql"
     if is_pg:
         db.execute_sql("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
     try:
         # SQLite: several processes may share one file (and start together): the whole migration holds the
         # file's write lock (BEGIN IMMEDIATE; the others wait on busy_timeout), so the version is read and
         # written by one of them at a time.
-        with db.atomic(lock_type="IMMEDIATE") if isinstance(db, SqliteDatabase) else contextlib.nullcontext():
-            db.create_tables([SchemaVersionRow], safe=True)
+        with db.atomic(lock_type="IMMEDIATE") if not is_pg else contextlib.nullcontext():
+            db.execute_sql(_SCHEMA_VERSION_TABLE.format(**_TYPES[dialect]))
             version = current_version(db)
             # Every migration not yet recorded runs, not only those above the highest: numbers are handed out to
             # parallel work, so a database may hold 8 before 6 exists. Every step is safe to run on any schema.

@@ -1,6 +1,8 @@
 """The tables, as peewee models. One row of `runs` is one `telemetry.model.Run`; `store.mapping` converts.
 
-The schema is created and changed only by `store.migrations`; never call `create_tables` elsewhere.
+The schema is created and changed only by `store.migrations`, from its own frozen DDL and steps, never from these
+models; never call `create_tables` elsewhere. A change here needs a migration that makes the same change
+(tests/test_migrations.py compares a migrated database with these models).
 
 How models find their database: they are bound to `database_router`, which resolves, per thread, to the database
 of the `Store` bound on that thread (`Store.bound()`; the store's recorder thread and its REST thread pool are
@@ -283,6 +285,7 @@ class SchemaVersionRow(BaseModel):
         table_name = "schema_version"
 
 
+# The tables of the data (every model but the outbox, ComfyUI's history records and the version table).
 ALL_TABLES = (
     RunRow,
     NodeRunRow,
