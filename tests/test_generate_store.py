@@ -41,7 +41,7 @@ def check_store(store: Store, runs: int) -> None:
     by_workflow = sorted((w["runs"] for w in stats["by_workflow"]), reverse=True)
     assert len(by_workflow) >= 50 and by_workflow[0] > 5 * by_workflow[len(by_workflow) // 2]  # a long tail
 
-    page, total = store.query_runs(RunFilters(), Page(sort="-started_at_ms", limit=200, offset=0))
+    page, total, _, _ = store.query_runs(RunFilters(), Page(sort="-started_at_ms", limit=200, offset=0))
     assert total == runs and len(page) == 200
     starts = [r.started_at_ms for r in page]
     assert starts == sorted(starts, reverse=True) and END_MS - 365 * DAY_MS <= min(starts) <= max(starts) <= END_MS
@@ -58,7 +58,7 @@ def check_store(store: Store, runs: int) -> None:
     assert week["total_runs"] == week["by_status"]["failed"] > 0
     assert store.node_type_stats(RunFilters())[0]["class_type"]
     scene = next(r.labels.scene for r in page if r.labels.scene)  # stories' runs are labelled with scenes
-    labelled, count = store.query_runs(parse_run_filters({"label": scene}), Page(sort="-started_at_ms", limit=50))
+    labelled, count, _, _ = store.query_runs(parse_run_filters({"label": scene}), Page(sort="-started_at_ms", limit=50))
     assert count >= 1 and all(r.labels.scene == scene and r.labels.story_title for r in labelled)
 
 

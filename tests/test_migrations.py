@@ -184,7 +184,7 @@ def check_rows_kept(before: dict[str, list[dict]], after: dict[str, list[dict]])
 def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
     """The store reads the upgraded rows through its public API, and writes a new run with every new column."""
     assert {r["run_id"] for r in before["runs"]} == RUN_IDS
-    runs, total = store.query_runs(RunFilters(), _page())
+    runs, total, _, _ = store.query_runs(RunFilters(), _page())
     assert total == 3 and {r.run_id for r in runs} == RUN_IDS
     success = store.get_run("fx-success")
     assert (success.status, success.duration_ms, success.workflow_id) == ("success", 5200.5, "wf-portrait")

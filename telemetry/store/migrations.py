@@ -231,7 +231,7 @@ def _statements(*statements: str) -> Callable[[Database], None]:
 
 
 # Keyset pages of /runs (telemetry.store.run_pages) read these in either direction from a cursor on.
-_V12_INDEXES = (
+_V10_INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_started_run_id ON runs (started_at_ms, run_id)",
     "CREATE INDEX IF NOT EXISTS runs_duration_run_id ON runs (duration_ms, run_id)",
 )
@@ -247,7 +247,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (7, _create_v7_comfy_history),
     (8, _add_v8_columns),
     (9, _create_v9_instances),
-    (12, _statements(*_V12_INDEXES)),
+    (10, _statements(*_V10_INDEXES)),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
