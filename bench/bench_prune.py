@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     batches_ms: list[float] = []
     transactions_ms: list[float] = []
     checkpoints_ms: list[float] = []
+    sizes: list[int] = []
     deleted = 0
     for before, keep in ((before_ms, None), (None, max(0, total - 2 * args.prune))):
         plan = store.prune_plan(before, keep)
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             batches_ms.append(elapsed)
             transactions_ms.append(store.last_prune_transaction_s * 1000)
+            sizes.append(n)
             if store.last_prune_checkpoint_s is not None:
                 checkpoints_ms.append(store.last_prune_checkpoint_s * 1000)
             deleted += n
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  recorder-like commits, while pruning       {describe(writer.latencies_ms)}")
     print(f"  ratio of max commit latency while pruning / idle: "
           f"{max(writer.latencies_ms) / max(idle.latencies_ms):.2f}")
+    slowest = sorted(range(len(transactions_ms)), key=lambda i: -transactions_ms[i])[:3]
+    print("  slowest batch transactions: " + ", ".join(
+        f"#{i + 1} of {len(transactions_ms)} ({sizes[i]} runs) {transactions_ms[i]:.1f} ms" for i in slowest))
     over = sum(1 for t in transactions_ms if t >= TARGET_BATCH_MS)
     print(f"  batch transactions at or over {TARGET_BATCH_MS:.0f} ms: {over} of {len(transactions_ms)} (a batch "
           "commits without SQLite's automatic checkpoint; a passive one follows it, see telemetry/store/checkpoint.py)")

@@ -48,7 +48,7 @@ from .sqlite_file import follow_database_file
 log = logging.getLogger("run_telemetry.store")
 
 _PERCENTILE_IN_MEMORY_MAX = 20_000
-PRUNE_BATCH_TARGET_S = 0.025  # one prune transaction aims at this; the limit it must keep is 100 ms
+PRUNE_BATCH_TARGET_S = 0.012  # one prune transaction aims at this; the limit it must keep is 100 ms
 _PRUNE_BATCH_MIN, _PRUNE_BATCH_MAX = 20, 2000
 SCHEMA_WAIT_S = 15.0
 
