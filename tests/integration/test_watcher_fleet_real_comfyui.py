@@ -13,7 +13,7 @@ import time
 
 import pytest
 from comfy_harness import image_workflow
-from test_watcher_real_comfyui import WatcherProcess
+from watcher_process import WatcherProcess
 
 from telemetry.store.database import sqlite_url
 from telemetry.store.store import Store

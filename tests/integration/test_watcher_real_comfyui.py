@@ -12,90 +12,17 @@ in-process, are listed in `IN_PROCESS_ONLY` and `NODE_IN_PROCESS_ONLY`:
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from comfy_harness import (
-    REPO,
-    ComfyServer,
-    failing_workflow,
-    free_port,
-    image_workflow,
-    new_client_id,
-    slow_workflow,
-)
+from comfy_harness import failing_workflow, image_workflow, new_client_id, slow_workflow
+from watcher_process import WatcherProcess
 
 pytestmark = pytest.mark.comfyui
 
 IN_PROCESS_ONLY = {"source", "gpu_name", "gpu_total_bytes", "gpu_peak_bytes", "gpu_reserved_peak_bytes",
                    "gpu_used_peak_bytes", "ram_peak_bytes", "gpu_samples", "nodes", "node_types", "subgraphs"}
 NODE_IN_PROCESS_ONLY = {"started_at_ms", "duration_ms", "gpu_peak_bytes"}
-
-
-class _Rest(ComfyServer):
-    """The harness's HTTP helpers (request/get), pointed at the watcher's REST port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-
-class WatcherProcess:
-    """`python -m telemetry watch` in a subprocess, serving its REST on a port of its own."""
-
-    def __init__(self, comfyui_url: str, workdir: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.db = workdir / "watcher.db"
-        self.log_path = workdir / f"watcher-{self.port}.log"
-        self.server = _Rest(self.port)
-        args = [sys.executable, "-m", "telemetry", "watch", "--comfyui", comfyui_url,
-                "--database-url", "sqlite:///" + str(self.db), "--serve", f"127.0.0.1:{self.port}",
-                "--interval", "0.25", "--data-dir", str(workdir / "watcher-data"), *extra]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("TELEMETRY_DATABASE_URL", None)
-        self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=open(self.log_path, "ab"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"watcher exited:\n{self.log()}"
-            try:
-                if self.server.request("GET", "/telemetry/health", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"watcher REST did not come up:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def health(self) -> dict:
-        return self.server.get("/telemetry/health")
-
-    def run(self, run_id: str, status: str | None = None, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            code, last = self.server.request("GET", f"/telemetry/runs/{run_id}")
-            if code == 200 and (last["status"] == status if status else last["status"] != "running"):
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"watcher did not store {run_id} ({status or 'final'}); last {str(last)[:300]}\n"
-                             f"{self.log()}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
 
 
 @pytest.fixture
