@@ -1,10 +1,11 @@
-"""A fleet in a real browser: two real ComfyUI instances with the pack (0.3.75 and 0.8.0) record into one real
-PostgreSQL (a fresh schema), `python -m telemetry serve --token` serves that database, and headless Chromium opens
-serve's page.
+"""A fleet in a real browser: two real ComfyUI instances with the pack (0.3.75 and 0.8.0) and a third real ComfyUI
+without it, recorded by `python -m telemetry watch`, all record into one real PostgreSQL (a fresh schema);
+`python -m telemetry serve --token` serves that database, and headless Chromium opens serve's page.
 
-What a fleet operator sees: the page asks for the token once (and keeps it for the tab), the panel lists both
-instances by name in its instance selector, choosing one filters the runs table to that instance's runs, and an
-instance that stopped and was not seen for 2 minutes is marked offline."""
+What a fleet operator sees: /telemetry/instances has the two plugins' heartbeats and the watcher's (source
+"watcher", online, its run count); the page asks for the token once (and keeps it for the tab), the panel lists all
+three instances by name in its instance selector, choosing one (the watched one included) filters the runs table to
+exactly that instance's runs, and an instance that stopped and was not seen for 2 minutes is marked offline."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import pytest
 from comfy_harness import ComfyServer, comfyui_trees, image_workflow
 from matrix import require_tree
 from serve_process import ServeProcess
+from watcher_process import WatcherProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui, pytest.mark.postgres]
 
 TOKEN = "fleet-token-42"
-INSTANCES = ("studio-a:8188", "studio-b:8188")
+PLUGINS = ("studio-a:8188", "studio-b:8188")  # ComfyUIs with the pack
+WATCHED = "studio-c:8188"  # a ComfyUI without the pack, recorded by the watcher
+INSTANCES = (*PLUGINS, WATCHED)  # as the selector lists them (by name)
 
 
 def _start_all(servers: list[ComfyServer]) -> None:
@@ -46,21 +50,33 @@ def _schema_of(url: str) -> str:
     return url.rsplit("search_path%3D", 1)[1]
 
 
-def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url, pg_schema_url, tmp_path):
-    # One of each ComfyUI where both are provisioned (a leg without 0.8.0 runs two 0.3.75 instances).
+def test_two_instances_and_a_watcher_on_one_postgresql_in_serves_page(chromium_browser, pg_url, pg_schema_url,
+                                                                        tmp_path):
+    # One of each ComfyUI where both are provisioned (a leg without 0.8.0 runs three 0.3.75 instances); the watched
+    # one is the newer (/api/jobs where it has it).
     trees = [require_tree("0.3.75"), require_tree("0.8.0" if "0.8.0" in comfyui_trees() else "0.3.75")]
     servers = [ComfyServer.for_tree(tree, tmp_path / name.split(":")[0],
                                     env={"TELEMETRY_DATABASE_URL": pg_schema_url, "TELEMETRY_INSTANCE": name})
-               for tree, name in zip(trees, INSTANCES, strict=True)]
-    serve = None
+               for tree, name in zip(trees, PLUGINS, strict=True)]
+    # The pack is not linked into its custom_nodes: only the watcher records this one (checked below).
+    watched = ComfyServer.for_tree(trees[1], tmp_path / "studio-c", link_pack=False)
+    serve = watcher = None
+    watcher_exit = None
     try:
-        _start_all(servers)
+        _start_all([*servers, watched])
+        assert watched.request("GET", "/telemetry/health")[0] == 404, "the watched ComfyUI must not have the pack"
+        watcher = WatcherProcess(watched.url, tmp_path / "watcher", "--instance", WATCHED, database_url=pg_schema_url)
         runs: dict[str, list[str]] = {name: [] for name in INSTANCES}
-        for server, name, count in zip(servers, INSTANCES, (1, 2), strict=True):
+        for server, name, count in zip(servers, PLUGINS, (1, 2), strict=True):
             for i in range(count):
                 prompt_id = server.submit(image_workflow(prefix=f"fleet{i}", color=i + 1))
                 server.wait_run(prompt_id)
                 runs[name].append(prompt_id)
+        for i in range(3):
+            prompt_id = watched.submit(image_workflow(prefix=f"watched{i}", color=i + 11))
+            stored = watcher.run(prompt_id)
+            assert (stored["instance"], stored["source"], stored["status"]) == (WATCHED, "watcher", "success"), stored
+            runs[WATCHED].append(prompt_id)
 
         serve = ServeProcess(pg_schema_url, tmp_path, token=TOKEN).start()
         base = serve.url
@@ -68,11 +84,15 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
         with urllib.request.urlopen(request, timeout=10) as response:
             listed = {i["instance"]: i for i in json.loads(response.read())["instances"]}
         assert set(listed) == set(INSTANCES)
-        for name, tree in zip(INSTANCES, trees, strict=True):  # each plugin's heartbeat, from its recorder thread
+        for name, tree in zip(PLUGINS, trees, strict=True):  # each plugin's heartbeat, from its recorder thread
             beat = listed[name]
             assert beat["online"] and beat["source"] == "plugin" and beat["health"] == "ok", beat
             assert (beat["comfyui_version"], beat["frontend_version"]) == (tree.version, tree.frontend), beat
             assert beat["runs"] == len(runs[name]) and beat["queue_depth"] == 0, beat
+        beat = listed[WATCHED]  # the watcher's heartbeat for the ComfyUI it watches
+        assert beat["online"] and beat["source"] == "watcher", beat
+        assert beat["details"]["comfyui_url"] == watched.url, beat
+        assert beat["runs"] == len(runs[WATCHED]), beat
 
         context = chromium_browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
         page = context.new_page()
@@ -94,11 +114,12 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
             "names => names.every(n => [...document.querySelectorAll('[data-testid=instance-select] option')]"
             ".some(o => o.value === n))", arg=list(INSTANCES))
         labels = select.locator("option").all_text_contents()
-        assert labels == ["All instances", *INSTANCES], labels  # both online, by name
+        assert labels == ["All instances", *INSTANCES], labels  # all three online, by name
 
         page.get_by_role("tab", name="Runs").click()
         rows = page.locator("tr.rt-row")
-        page.wait_for_function("n => document.querySelectorAll('tr.rt-row').length === n", arg=3)
+        page.wait_for_function("n => document.querySelectorAll('tr.rt-row').length === n",
+                               arg=sum(len(ids) for ids in runs.values()))
         for name in INSTANCES:
             select.select_option(name)
             page.wait_for_function(
@@ -121,11 +142,14 @@ def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url
             "label => [...document.querySelectorAll('[data-testid=instance-select] option')]"
             ".some(o => o.textContent === label)", arg=f"{INSTANCES[1]} (offline)")
         assert select.locator("option").all_text_contents() == ["All instances", INSTANCES[0],
-                                                                  f"{INSTANCES[1]} (offline)"]
+                                                                  f"{INSTANCES[1]} (offline)", WATCHED]
         assert errors == []
         context.close()
     finally:
         if serve is not None:
             serve.stop()
-        for server in servers:
+        if watcher is not None:
+            watcher_exit = watcher.stop()
+        for server in [*servers, watched]:
             server.stop()
+    assert watcher_exit == 0 and "Traceback" not in watcher.log(), watcher.log()
