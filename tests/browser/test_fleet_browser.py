@@ -23,9 +23,10 @@ from watcher_process import WatcherProcess
 pytestmark = [pytest.mark.browser, pytest.mark.comfyui, pytest.mark.postgres]
 
 TOKEN = "fleet-token-42"
+# The names of README's "Fleet" diagram.
 PLUGINS = ("studio-a:8188", "studio-b:8188")  # ComfyUIs with the pack
-WATCHED = "studio-c:8188"  # a ComfyUI without the pack, recorded by the watcher
-INSTANCES = (*PLUGINS, WATCHED)  # as the selector lists them (by name)
+WATCHED = "box-c:8188"  # a ComfyUI without the pack, recorded by the watcher
+INSTANCES = (WATCHED, *PLUGINS)  # as the selector lists them: by name
 
 
 def _start_all(servers: list[ComfyServer]) -> None:
@@ -59,7 +60,7 @@ def test_two_instances_and_a_watcher_on_one_postgresql_in_serves_page(chromium_b
                                     env={"TELEMETRY_DATABASE_URL": pg_schema_url, "TELEMETRY_INSTANCE": name})
                for tree, name in zip(trees, PLUGINS, strict=True)]
     # The pack is not linked into its custom_nodes: only the watcher records this one (checked below).
-    watched = ComfyServer.for_tree(trees[1], tmp_path / "studio-c", link_pack=False)
+    watched = ComfyServer.for_tree(trees[1], tmp_path / "box-c", link_pack=False)
     serve = watcher = None
     watcher_exit = None
     try:
@@ -115,6 +116,8 @@ def test_two_instances_and_a_watcher_on_one_postgresql_in_serves_page(chromium_b
             ".some(o => o.value === n))", arg=list(INSTANCES))
         labels = select.locator("option").all_text_contents()
         assert labels == ["All instances", *INSTANCES], labels  # all three online, by name
+        titles = select.locator("option").evaluate_all("os => os.slice(1).map(o => o.title.split(' · ')[0])")
+        assert titles == ["watcher", "plugin", "plugin"], titles  # each option says who records it
 
         page.get_by_role("tab", name="Runs").click()
         rows = page.locator("tr.rt-row")
@@ -133,16 +136,16 @@ def test_two_instances_and_a_watcher_on_one_postgresql_in_serves_page(chromium_b
         conn = psycopg2.connect(pg_url)
         conn.autocommit = True
         conn.cursor().execute(f"UPDATE {_schema_of(pg_schema_url)}.instances SET last_seen_ms = last_seen_ms - "
-                              "121000 WHERE instance = %s", (INSTANCES[1],))
+                              "121000 WHERE instance = %s", (PLUGINS[1],))
         conn.close()
         page.reload()  # the token is kept for the tab: no second question
         page.get_by_test_id("telemetry-panel").wait_for()
         assert page.get_by_test_id("host-login").count() == 0
         page.wait_for_function(
             "label => [...document.querySelectorAll('[data-testid=instance-select] option')]"
-            ".some(o => o.textContent === label)", arg=f"{INSTANCES[1]} (offline)")
-        assert select.locator("option").all_text_contents() == ["All instances", INSTANCES[0],
-                                                                  f"{INSTANCES[1]} (offline)", WATCHED]
+            ".some(o => o.textContent === label)", arg=f"{PLUGINS[1]} (offline)")
+        assert select.locator("option").all_text_contents() == ["All instances", WATCHED, PLUGINS[0],
+                                                                  f"{PLUGINS[1]} (offline)"]
         assert errors == []
         context.close()
     finally:
