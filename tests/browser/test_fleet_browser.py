@@ -68,16 +68,16 @@ def test_two_instances_and_a_watcher_on_one_postgresql_in_serves_page(chromium_b
         assert watched.request("GET", "/telemetry/health")[0] == 404, "the watched ComfyUI must not have the pack"
         watcher = WatcherProcess(watched.url, tmp_path / "watcher", "--instance", WATCHED, database_url=pg_schema_url)
         runs: dict[str, list[str]] = {name: [] for name in INSTANCES}
+        # box-c's three runs are queued first and run while the plugins' are; then the watcher must have each.
+        runs[WATCHED] = [watched.submit(image_workflow(prefix=f"watched{i}", color=i + 11)) for i in range(3)]
         for server, name, count in zip(servers, PLUGINS, (1, 2), strict=True):
             for i in range(count):
                 prompt_id = server.submit(image_workflow(prefix=f"fleet{i}", color=i + 1))
                 server.wait_run(prompt_id)
                 runs[name].append(prompt_id)
-        for i in range(3):
-            prompt_id = watched.submit(image_workflow(prefix=f"watched{i}", color=i + 11))
+        for prompt_id in runs[WATCHED]:
             stored = watcher.run(prompt_id)
             assert (stored["instance"], stored["source"], stored["status"]) == (WATCHED, "watcher", "success"), stored
-            runs[WATCHED].append(prompt_id)
 
         serve = ServeProcess(pg_schema_url, tmp_path, token=TOKEN).start()
         base = serve.url
