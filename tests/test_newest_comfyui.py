@@ -6,11 +6,14 @@ removed, `interrupt_if_running` (the Jobs API's cancel), hook_breaker_ac10a0, an
 from __future__ import annotations
 
 import types
+from types import MappingProxyType
 
 from fakes import comfy as fake
+from fakes.lifecycle import CancelledEvent, ExecutionLifecycleApi, FailedEvent
 from test_hooks import FakeRecorder
 
-from telemetry.capture import hooks
+from telemetry.capture import hooks, lifecycle
+from telemetry.capture.gpu import dynamic_vram_enabled
 from telemetry.capture.history_restore import RECORD_ATTRIBUTE
 from telemetry.collector import BuildContext, build_run
 from telemetry.model import NodeStatus, RunStatus
@@ -239,3 +242,44 @@ def test_an_output_the_ram_pressure_cache_evicted_takes_its_frames_from_metadata
              "status": {"status_str": "success", "completed": True, "messages": []}}
     run = build_run("ram", item_, None, context)
     assert {o.filename: o.frame_count for o in run.outputs} == {"a.webp": 7, "b.webp": 5} and counted == ["b.webp"]
+
+
+# --- DynamicVRAM flag and the ExecutionLifecycle semantics not covered in test_hooks.py -------------------------
+
+
+def test_dynamic_vram_is_read_from_comfy_memory_management_aimdo_enabled():
+    """main.py @02018c7e sets `comfy.memory_management.aimdo_enabled` once "DynamicVRAM support detected and
+    enabled"; 0.3.75 and 0.8.0 have no such attribute (None: that ComfyUI has no such mode)."""
+    def module(**attrs):
+        return {"comfy.memory_management": types.SimpleNamespace(**attrs)}
+
+    assert dynamic_vram_enabled(module(aimdo_enabled=True)) is True
+    assert dynamic_vram_enabled(module(aimdo_enabled=False)) is False
+    assert dynamic_vram_enabled(module()) is None and dynamic_vram_enabled({}) is None
+    assert dynamic_vram_enabled(module(aimdo_enabled="yes")) is None
+
+
+def test_a_frozen_lifecycle_snapshot_of_a_failed_run_becomes_a_plain_failed_run():
+    """_execution_lifecycle.py @6d4e9b3: events are frozen dataclasses whose history snapshot is read-only
+    (mappings and tuples); the run built from it is plain data, failed at the node the event names."""
+    capture = hooks.Capture(FakeRecorder(), BuildContext())
+    api = ExecutionLifecycleApi()
+    assert lifecycle.register_lifecycle(capture, BuildContext(), api.make_class()) is True
+    api.freeze()
+    snapshot = MappingProxyType({"outputs": MappingProxyType({"9": MappingProxyType({"images": (
+        MappingProxyType({"filename": "x.png", "subfolder": "", "type": "output"}),)})}), "meta": MappingProxyType({})})
+    api.publish(FailedEvent("f", MappingProxyType({}), "execute", "5", "KSampler", "RuntimeError", "boom",
+                            ("tb",), ("1",), snapshot, True, 100, 200, 800, 900, 700))
+    [run] = capture.recorder.runs()
+    assert (run.run_id, run.status, run.error.node_id, run.error.exception_type) == ("f", "failed", "5",
+                                                                                     "RuntimeError")
+    assert [o.filename for o in run.outputs] == ["x.png"] and capture.hook_errors == 0
+
+
+def test_a_recorder_failure_on_the_lifecycle_thread_is_counted_and_never_raised_there():
+    capture = hooks.Capture(FakeRecorder(fail=True), BuildContext())
+    api = ExecutionLifecycleApi()
+    lifecycle.register_lifecycle(capture, BuildContext(), api.make_class())
+    api.freeze()
+    api.publish(CancelledEvent("c", {}, 1, 2))
+    assert capture.hook_errors == 1
