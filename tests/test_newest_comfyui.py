@@ -283,3 +283,12 @@ def test_a_recorder_failure_on_the_lifecycle_thread_is_counted_and_never_raised_
     api.freeze()
     api.publish(CancelledEvent("c", {}, 1, 2))
     assert capture.hook_errors == 1
+
+
+def test_the_queue_eta_reads_a_newest_six_element_queue_item_without_its_sensitive_part():
+    """server.py @5e14d797 queues `(number, prompt_id, prompt, extra_data, outputs, sensitive)`; the pack's ETA
+    and queue-memory checks read ComfyUI's queue through `item_parts`, which takes id, prompt and extra_data only."""
+    from telemetry.analysis.queue import item_parts
+
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+    assert item_parts(item(3, "six", prompt, 5_000)) == ("six", prompt, {"create_time": 5_000})
