@@ -208,3 +208,47 @@ def test_the_watcher_over_http_and_websocket(recorded_runs, tmp_path):
     assert run.status == "success" and run.source == "watcher"
     assert json.dumps(run.output_counts) == json.dumps({"images": 2, "videos": 0, "audio": 0, "other": 0})
     store.close()
+
+
+def _finished(prompt_id: str, create_time: int, end: str) -> dict:
+    status_str = "success" if end == "execution_success" else "error"
+    return {"prompt": [create_time, prompt_id, {}, {"create_time": create_time}, []], "outputs": {},
+            "status": {"status_str": status_str, "completed": status_str == "success",
+                       "messages": [["execution_start", {"timestamp": create_time + 1}],
+                                    [end, {"timestamp": create_time + 2}]]}}
+
+
+@pytest.mark.parametrize("newest", [False, True], ids=["jobs-0.8.0", "jobs-newest"])
+def test_finished_jobs_include_the_interrupted_runs_the_newest_jobs_api_calls_cancelled(newest):
+    """The newest cores' /api/jobs lists an interrupted run as `cancelled` (comfy_execution/jobs.py), which
+    `status=completed,failed` leaves out; 0.8.0 answers 400 to `cancelled`. Either way every finished run is
+    listed, and the 400 is taken once per detection, not on every page."""
+    from fakes.comfy_jobs import jobs_response
+
+    history = OrderedDict([("ok", _finished("ok", 1_000, "execution_success")),
+                           ("stop", _finished("stop", 2_000, "execution_interrupted")),
+                           ("bad", _finished("bad", 3_000, "execution_error"))])
+    asked: list[tuple[str, int]] = []
+
+    async def jobs(request: web.Request) -> web.Response:
+        response = jobs_response(history, request.query, newest=newest)
+        asked.append((request.query.get("status", ""), response.status))
+        return response
+
+    app = web.Application()
+    app.add_routes([web.get("/api/jobs", jobs)])
+
+    async def go() -> tuple[list, list]:
+        async with TestServer(app) as server, ComfyClient(str(server.make_url(""))) as client:
+            assert await client.supports_jobs() is True
+            first, _ = await client.finished_jobs(10)
+            second, _ = await client.finished_jobs(10)
+            return [j["id"] for j in first], [j["id"] for j in second]
+
+    first, second = asyncio.run(go())
+    assert first == second == ["bad", "stop", "ok"]
+    pages = asked[1:]  # after the supports_jobs probe
+    if newest:
+        assert pages == [("completed,failed,cancelled", 200)] * 2
+    else:
+        assert pages == [("completed,failed,cancelled", 400), ("completed,failed", 200), ("completed,failed", 200)]

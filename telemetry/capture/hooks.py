@@ -442,18 +442,24 @@ def _wrap_delete_queue_item(original: Callable[..., Any], capture: Capture) -> C
 
 
 def _wrap_wipe_queue(original: Callable[..., Any], capture: Capture) -> Callable[..., Any]:
-    """`POST /queue {"clear": true}`: ComfyUI rebinds `self.queue` to a new list, so the old list is exactly what
-    was removed; it is kept by reference (under ComfyUI's own re-entrant mutex), never copied here."""
+    """`POST /queue {"clear": true}`. The newest cores return the removed items (Comfy-Org/ComfyUI server.py
+    @5e14d797: `removed = self.prompt_queue.wipe_queue()`), which are used when given; 0.3.75 and 0.8.0 return
+    None and rebind `self.queue` to a new list, so the old list is exactly what was removed. Either is kept by
+    reference (under ComfyUI's own re-entrant mutex), never copied here."""
     @functools.wraps(original)
     def wipe_queue(self: Any, *args: Any, **kwargs: Any) -> Any:
         mutex = getattr(self, "mutex", None)
         if mutex is None:
             return original(self, *args, **kwargs)
         with mutex:
-            removed = getattr(self, "queue", None)
+            before = getattr(self, "queue", None)
             result = original(self, *args, **kwargs)
             still = getattr(self, "queue", None)
-        if removed and removed is not still:
+        if isinstance(result, (list, tuple)):
+            removed = result
+        else:
+            removed = before if before is not still else None
+        if removed:
             _guarded(capture, "queue clear", capture.queue_items_cancelled, removed)
         return result
 

@@ -1,7 +1,8 @@
 """The watcher's network edge: ComfyUI's HTTP and websocket API (docs/comfyui-integration.md §5), over aiohttp.
 
 Only what the watcher needs: `GET /queue`, `GET /history?max_items=N`, `GET /history/{id}`, `GET /system_stats`,
-`GET /api/jobs?status=completed,failed` (newer ComfyUI only: feature-detected, see `supports_jobs`) and
+`GET /api/jobs?status=completed,failed[,cancelled]` (newer ComfyUI only: feature-detected, see `supports_jobs` and
+`finished_jobs`) and
 `/ws?clientId=<our own id>` for `status` frames. Every failure to reach ComfyUI (refused, reset, timeout,
 5xx, a body that is not JSON) becomes `ComfyUnavailable`, so the caller has one thing to retry on.
 """
@@ -26,6 +27,17 @@ class ComfyUnavailable(Exception):
 
 class ComfyNotFound(ComfyUnavailable):
     """ComfyUI answered 404/405: it has no such route (an older version), which is not an outage."""
+
+
+class ComfyBadRequest(ComfyUnavailable):
+    """ComfyUI answered 400: it does not accept a parameter this version of the request uses."""
+
+
+# The statuses of a finished job. The newest cores list an interrupted run as `cancelled` (Comfy-Org/ComfyUI
+# comfy_execution/jobs.py: `JobStatus.CANCELLED if was_interrupted else JobStatus.FAILED`); 0.8.0 has no such
+# status and answers 400 to it, so it is asked for once and dropped on a 400.
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+FINISHED_STATUSES_080 = ("completed", "failed")
 
 
 def new_client_id() -> str:
@@ -56,6 +68,8 @@ class ComfyClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session = session
         self._own_session = session is None
+        # The finished-job statuses this ComfyUI's /api/jobs accepts, once known (again after `supports_jobs`).
+        self._finished_statuses: tuple[str, ...] | None = None
 
     @property
     def ws_url(self) -> str:
@@ -85,6 +99,8 @@ class ComfyClient:
             async with self._http().get(url, params=params, timeout=self._timeout) as resp:
                 if resp.status in (404, 405):
                     raise ComfyNotFound(f"GET {path} answered HTTP {resp.status}")
+                if resp.status == 400:
+                    raise ComfyBadRequest(f"GET {path} answered HTTP 400")
                 if resp.status >= 400:
                     raise ComfyUnavailable(f"GET {path} answered HTTP {resp.status}")
                 text = await resp.text()
@@ -117,6 +133,7 @@ class ComfyClient:
     async def supports_jobs(self) -> bool:
         """Whether this ComfyUI serves `/api/jobs` (0.8.0 and newer; 0.3.75 answers 404). Raises ComfyUnavailable
         when ComfyUI is down, so a failed probe is never mistaken for an old version."""
+        self._finished_statuses = None  # it may have come back as another version
         try:
             data = await self.get_json("/api/jobs", {"status": "completed", "limit": "1"})
         except ComfyNotFound:
@@ -125,11 +142,20 @@ class ComfyClient:
                                                                                              dict)
 
     async def finished_jobs(self, limit: int, offset: int = 0) -> tuple[list[dict[str, Any]], bool]:
-        """A page of finished jobs (`completed`, `failed`), newest created first, as `/api/jobs` lists them (ids and
-        times, no prompt, no outputs): `(jobs, has_more)`."""
-        data = await self.get_json("/api/jobs", {"status": "completed,failed", "sort_by": "created_at",
-                                                 "sort_order": "desc", "limit": str(max(1, int(limit))),
-                                                 "offset": str(max(0, int(offset)))})
+        """A page of finished jobs (`completed`, `failed`, and `cancelled` where ComfyUI has it: the newest cores'
+        word for an interrupted run), newest created first, as `/api/jobs` lists them (ids and times, no prompt,
+        no outputs): `(jobs, has_more)`."""
+        params = {"sort_by": "created_at", "sort_order": "desc", "limit": str(max(1, int(limit))),
+                  "offset": str(max(0, int(offset)))}
+        statuses = self._finished_statuses or FINISHED_STATUSES
+        try:
+            data = await self.get_json("/api/jobs", {"status": ",".join(statuses), **params})
+        except ComfyBadRequest:
+            if statuses == FINISHED_STATUSES_080:
+                raise
+            statuses = FINISHED_STATUSES_080
+            data = await self.get_json("/api/jobs", {"status": ",".join(statuses), **params})
+        self._finished_statuses = statuses
         jobs = data.get("jobs") if isinstance(data, dict) else None
         if not isinstance(jobs, list):
             raise ComfyUnavailable("GET /api/jobs did not answer a job list")
