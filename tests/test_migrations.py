@@ -253,7 +253,7 @@ def test_a_fresh_database_has_every_column_and_index_of_the_models(dialect, tmp_
     store = Store(url)
     store.open()
     try:
-        assert versions_of(store) == list(range(1, LATEST_VERSION + 1))
+        assert versions_of(store) == [v for v, _ in MIGRATIONS]
         with store.bound():
             schema = schema_of(store.db)
             check_matches_models(store.db, schema)
@@ -310,7 +310,7 @@ def test_a_sqlite_database_of_an_earlier_version_upgrades_with_every_row(label, 
     store = Store(url)
     store.open()
     try:
-        assert versions_of(store) == list(range(1, LATEST_VERSION + 1))
+        assert versions_of(store) == [v for v, _ in MIGRATIONS]
         upgraded = schema_of(store.db)
         check_rows_kept(before, raw_rows_sqlite(url))
         check_public_reads(store, before)
@@ -330,7 +330,7 @@ def test_a_postgresql_database_of_an_earlier_version_upgrades_with_every_row(lab
         store = Store(url)
         store.open()
         try:
-            assert versions_of(store) == list(range(1, LATEST_VERSION + 1))
+            assert versions_of(store) == [v for v, _ in MIGRATIONS]
             upgraded = schema_of(store.db)
             check_rows_kept(before, raw_rows_pg(pg_url, schema))
             check_public_reads(store, before)
@@ -353,7 +353,7 @@ def test_a_database_that_already_has_a_later_column_upgrades(tmp_path):
     store = Store(url)
     store.open()
     try:
-        assert versions_of(store) == list(range(1, LATEST_VERSION + 1))
+        assert versions_of(store) == [v for v, _ in MIGRATIONS]
         assert json.loads(json.dumps(store.get_run("fx-success").to_dict()))["run_id"] == "fx-success"
     finally:
         store.close()
