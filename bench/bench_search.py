@@ -85,10 +85,48 @@ async def time_terms(service, path: str, repeat: int) -> list[tuple]:
     return results
 
 
+def write_cost(runs: int = 1500) -> None:
+    """The triggers' cost on the one write path: save_runs of one run at a time (the recorder commits each finished
+    run at once), into a fresh store with the search index and into one whose index was dropped."""
+    import tempfile
+    import uuid
+
+    from telemetry.model import Run, RunError, RunLabels
+    from telemetry.store.database import sqlite_url
+    from telemetry.store.store import Store
+
+    def one(i: int) -> Run:
+        run = Run(str(uuid.uuid4()), "failed" if i % 10 == 0 else "success", started_at_ms=1_000_000 + i,
+                  duration_ms=1234.5, workflow_name=f"upscale portrait {i % 300:03d}")
+        if i % 10 == 0:
+            run.error = RunError("3", "KSampler", "RuntimeError", "mat1 and mat2 shapes cannot be multiplied "
+                                 "(77x768 and 1024x320)")
+        run.labels = RunLabels(f"Story {i % 17}", f"Scene {i % 30}", ["hero", "night"])
+        return run
+
+    result = {}
+    for label, drop in (("with index", False), ("without", True)):
+        store = Store(sqlite_url(tempfile.mkdtemp(prefix="rt-search-w-") + "/t.db"))
+        store.open()
+        if drop:
+            for trigger in ("insert", "delete", "update"):
+                store.db.execute_sql(f"DROP TRIGGER runs_search_{trigger}")
+        batch = [one(i) for i in range(runs)]
+        t0 = time.perf_counter()
+        for run in batch:
+            store.save_runs([run])
+        result[label] = (time.perf_counter() - t0) / runs * 1e6
+        store.shutdown()
+    print(f"\nsave_runs, one run per transaction ({runs:,} runs): with the search index "
+          f"{result['with index']:.0f} us/run, without {result['without']:.0f} us/run "
+          f"(+{result['with index'] - result['without']:.0f} us)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--writes", action="store_true", help="also time save_runs with and without the index")
     parser.add_argument("--code", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     args = parser.parse_args()
     sys.path.insert(0, os.path.abspath(args.code))
@@ -116,6 +154,8 @@ def main() -> int:
     print("\nmatches = the response's total (capped at 10,000); raw = the plain sqlite3 LIKE query over the seven "
           "columns for the same first page (no index can serve it)")
     store.shutdown()
+    if args.writes:
+        write_cost()
     return 1 if failures else 0
 
 

@@ -359,8 +359,8 @@ class Store:
     # -- reads (REST, analysis) ------------------------------------------------------------------------------
 
     def filtered(self, filters: RunFilters, query=None, counting: bool = False):
-        """`query` narrowed to the runs `filters` match; `counting`: the form of `q` that counts fastest (in no
-        order) rather than the one that finds a sorted page fastest (`run_search`)."""
+        """`query` narrowed to the runs `filters` match; `counting`: `q` in the form that counts fastest (in no
+        order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`)."""
         query = query if query is not None else RunRow.select()
         if filters.status:
             query = query.where(RunRow.status.in_(filters.status))
@@ -380,11 +380,10 @@ class Store:
             query = query.where((RunRow.story_title == label) | (RunRow.scene == label)
                                 | RunRow.tags.contains(tag_json))
         if filters.q:
-            search = self.search
-            if search is None:
+            if self.search is None:
                 query = query.where(run_search.substring_condition(filters.q))
             else:
-                query = query.where(search.count_condition(filters.q) if counting else search.condition(filters.q))
+                query = self.search.narrow(query, filters.q, counting)
         return query
 
     @_on_own_database
