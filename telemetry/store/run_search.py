@@ -15,8 +15,9 @@ so a result never depends on which way was taken:
   cap: 10-30 ms at a million runs whatever the density. Shorter `q` have no trigram and take the plain condition.
 - PostgreSQL: a pg_trgm GIN index on the seven columns joined with a separator no `q` contains (migration 12),
   queried with ILIKE over the same expression, which matches exactly when one of the columns does; the planner
-  weighs the index against the sort's index by the expression's statistics. Without pg_trgm (it could not be
-  created) the plain condition scans, and `/telemetry/health` says so.
+  weighs the index against the sort's index by the expression's statistics (the first page is read in
+  index order for that: `run_pages`). A `q` under 3 characters takes the plain condition. Without pg_trgm (it
+  could not be created) the plain condition scans, and `/telemetry/health` says so.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ class RunSearch:
         return self.state.available and len(q) >= TRIGRAM
 
     def _pg_condition(self, q: str) -> Expression:
-        if not self.state.available or PG_SEPARATOR in q:
+        # Under 3 characters pg_trgm has no trigram to look up and would read its whole index.
+        if not self.state.available or PG_SEPARATOR in q or len(q) < TRIGRAM:
             return substring_condition(q)
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return SQL(f"{pg_expression()} ILIKE %s", [f"%{escaped}%"])
