@@ -24,7 +24,7 @@ from telemetry.store.schema import SchemaVersionRow
 from telemetry.store.store import Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "schema"
-LABELS = ("v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v9-all")
+LABELS = ("v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v9-all", "v10")
 
 
 def _all_models() -> list[type]:
@@ -52,7 +52,7 @@ RUN_IDS = {"fx-success", "fx-failed", "fx-interrupted"}
 # The versions each fixture's release had applied (make_fixtures.py): 6..9 came from parallel branches.
 FIXTURE_VERSIONS = {"v1": {1}, "v2": {1, 2}, "v3": {1, 2, 3}, "v4": {1, 2, 3, 4}, "v5": {1, 2, 3, 4, 5},
                     "v6": {1, 2, 3, 4, 5, 6}, "v7": {1, 2, 3, 4, 5, 7}, "v8": {1, 2, 3, 4, 5, 6, 8},
-                    "v9": {1, 2, 3, 4, 5, 6, 8, 9}, "v9-all": set(range(1, 10))}
+                    "v9": {1, 2, 3, 4, 5, 6, 8, 9}, "v9-all": set(range(1, 10)), "v10": set(range(1, 11))}
 _PG_TYPES = {"VARCHAR": "character varying", "BIGINT": "bigint", "INTEGER": "integer", "SERIAL": "integer",
              "REAL": "real", "TEXT": "text", "BOOLEAN": "boolean"}
 
