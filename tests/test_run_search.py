@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from telemetry.filters import Page, RunFilters
-from telemetry.model import Run, RunError, RunLabels
+from telemetry.model import NodeRun, Run, RunError, RunLabels
 from telemetry.store import run_search
 from telemetry.store.database import sqlite_url
 from telemetry.store.schema import RunRow
@@ -36,6 +36,7 @@ def _runs(count: int, seed: int = 7) -> list[Run]:
                   workflow_name=NAMES[i % len(NAMES)] if i % 11 else None)
         if failed:
             run.error = RunError("3", "KSampler" if i % 2 else "VAEDecode", "RuntimeError", ERRORS[i % len(ERRORS)])
+        run.nodes = [NodeRun("1", ("KSampler", "VAEDecode", "SaveImage")[i % 3], "executed", duration_ms=float(i))]
         if i % 3 == 0:
             run.labels = RunLabels(f"Story {i % 4}", f"Scene {i % 9}", ["hero", "night"] if i % 2 else ["ünï"])
         runs.append(run)
@@ -83,7 +84,7 @@ def test_search_finds_exactly_what_the_substring_condition_finds(store, monkeypa
     assert len(_plain_ids(store, "upscale")) > 40 and _plain_ids(store, "zzqx") == set()
 
 
-def test_search_with_other_filters_and_in_stats(store, monkeypatch):
+def test_search_with_other_filters_in_stats_and_node_types(store, monkeypatch):
     monkeypatch.setattr(run_search, "RARE_MAX", 30)
     runs = _runs(300)
     store.save_runs(runs)
@@ -92,6 +93,13 @@ def test_search_with_other_filters_and_in_stats(store, monkeypatch):
         page = store.query_runs(RunFilters(q=q, status=["failed"]), Page(limit=500, exact_total=True))
         assert {r.run_id for r in page.runs} == expected and page.total == len(expected), q
         assert store.stats(RunFilters(q=q))["total_runs"] == len(_plain_ids(store, q)), q
+    indexed = [store.node_type_stats(RunFilters(q=q)) for q in ("upscale", "mat1", "up")]
+    assert all(indexed) and indexed[0] != indexed[1]
+    search, store.search = store.search, None  # the plain condition alone
+    try:
+        assert indexed == [store.node_type_stats(RunFilters(q=q)) for q in ("upscale", "mat1", "up")]
+    finally:
+        store.search = search
 
 
 def test_the_index_follows_replace_rename_delete_and_prune(store):
