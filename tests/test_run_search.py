@@ -161,3 +161,46 @@ def test_an_upgraded_database_is_indexed_and_kept_in_step(tmp_path):
         _check_all_terms(store, ("upscale", "fx-", "KSampler", "Saga", "night"))
     finally:
         store.close()
+
+
+def _point_the_index_at(path, module: str) -> None:
+    """Edit the file's schema so the search index names another FTS module: what an SQLite without FTS5 sees."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'runs_search'",
+                 (conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs_search'").fetchone()[0]
+                  .replace("USING fts5", f"USING {module}").replace("USING fts5_absent", f"USING {module}"),))
+    conn.commit()
+    conn.close()
+
+
+def test_a_file_opened_by_an_sqlite_without_fts5_keeps_recording_and_is_indexed_again_later(tmp_path):
+    path = tmp_path / "t.db"
+    store = Store(sqlite_url(str(path)))
+    store.open()
+    store.save_runs(_runs(40))
+    store.shutdown()
+    _point_the_index_at(path, "fts5_absent")
+
+    without = Store(sqlite_url(str(path)))
+    without.open()
+    try:
+        assert without.search.state.kind == "none" and "cannot read" in without.search.state.reason
+        later = _runs(80, seed=8)[40:]
+        without.save_runs(later)  # the triggers are gone: writes go on
+        _check_all_terms(without, ("upscale", "hero", later[3].run_id[:13]))
+        assert 12 not in {v for (v,) in without.db.execute_sql("SELECT version FROM schema_version")}
+    finally:
+        without.shutdown()
+
+    _point_the_index_at(path, "fts5")  # an SQLite with FTS5 again: migration 12 runs again and rebuilds
+    again = Store(sqlite_url(str(path)))
+    again.open()
+    try:
+        assert again.search.state.kind == "fts5_trigram"
+        _check_all_terms(again, ("upscale", "hero", later[3].run_id[:13], "portrait"))
+        assert again.db.execute_sql("SELECT COUNT(*) FROM runs_search_docsize").fetchone()[0] == 80
+    finally:
+        again.shutdown()

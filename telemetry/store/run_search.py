@@ -28,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import SQL, Column, Database, Expression, Table
+from peewee import SQL, Column, Database, Expression, OperationalError, Table
 
 from .schema import RunRow
 
@@ -83,9 +83,15 @@ def detect(db: Database, dialect: str) -> SearchIndexState:
     """The search index the migrated schema has (migration 12 leaves it out where FTS5 or pg_trgm is missing)."""
     if dialect == "sqlite":
         found = db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (SQLITE_TABLE,)).fetchone()
-        if found:
-            return SearchIndexState("fts5_trigram")
-        return SearchIndexState("none", "this SQLite has no FTS5 trigram tokenizer (3.34+): text search scans")
+        if not found:
+            return SearchIndexState("none", "this SQLite has no FTS5 trigram tokenizer (3.34+): text search scans")
+        try:
+            db.execute_sql(f"SELECT rowid FROM {SQLITE_TABLE} LIMIT 0")
+        except OperationalError as exc:
+            _set_aside(db)
+            return SearchIndexState("none", f"this SQLite cannot read the file's search index ({exc}): text "
+                                            "search scans; an SQLite with FTS5 rebuilds the index at its start")
+        return SearchIndexState("fts5_trigram")
     found = db.execute_sql("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
                            (PG_INDEX,)).fetchone()
     if found:
@@ -93,6 +99,16 @@ def detect(db: Database, dialect: str) -> SearchIndexState:
     return SearchIndexState("none", "the pg_trgm extension could not be created: text search scans "
                                     "(CREATE EXTENSION pg_trgm as a superuser, then DELETE FROM schema_version "
                                     "WHERE version = 12 and restart)")
+
+
+def _set_aside(db: Database) -> None:
+    """A file indexed by an SQLite with FTS5, opened by one without (another Python): the triggers would fail
+    every write of a run, so they go, and migration 12 is marked undone so that the next start on an SQLite
+    with FTS5 makes them again and rebuilds the index from the runs written meanwhile."""
+    with db.atomic():
+        for trigger in ("insert", "delete", "update"):
+            db.execute_sql(f"DROP TRIGGER IF EXISTS {SQLITE_TABLE}_{trigger}")
+        db.execute_sql("DELETE FROM schema_version WHERE version = 12")
 
 
 class RunSearch:
