@@ -239,32 +239,41 @@ _V10_INDEXES = (
 )
 
 
-def _create_v12_search_index(db: Database) -> None:
-    """The text search index (telemetry.store.run_search), built from the runs already there. Where the database
-    cannot have it (no FTS5 trigram tokenizer; pg_trgm not creatable) the step adds nothing: search scans."""
-    from .run_search import PG_INDEX, SEARCHED_COLUMNS, SQLITE_TABLE, pg_expression
+# The text search index (telemetry.store.run_search queries these names and this very expression).
+V12_SEARCH_TABLE = "runs_search"
+V12_SEARCH_COLUMNS = ("workflow_name", "run_id", "error_message", "error_node_type", "story_title", "scene", "tags")
+V12_PG_INDEX = "runs_search_trgm"
 
+
+def v12_pg_expression() -> str:
+    """PostgreSQL's indexed text: the searched columns joined with U+001F, which no searched `q` holds."""
+    return "(" + " || E'\\x1f' || ".join(f"COALESCE({name}, '')" for name in V12_SEARCH_COLUMNS) + ")"
+
+
+def _create_v12_search_index(db: Database) -> None:
+    """The text search index, built from the runs already there. Where the database cannot have it (no FTS5
+    trigram tokenizer; pg_trgm not creatable) the step adds nothing: search scans."""
     if _dialect(db) == "sqlite":
-        columns = ", ".join(SEARCHED_COLUMNS)
-        new = ", ".join(f"new.{c}" for c in SEARCHED_COLUMNS)
-        old = ", ".join(f"old.{c}" for c in SEARCHED_COLUMNS)
-        delete_old = (f"INSERT INTO {SQLITE_TABLE}({SQLITE_TABLE}, rowid, {columns}) "
+        columns = ", ".join(V12_SEARCH_COLUMNS)
+        new = ", ".join(f"new.{c}" for c in V12_SEARCH_COLUMNS)
+        old = ", ".join(f"old.{c}" for c in V12_SEARCH_COLUMNS)
+        delete_old = (f"INSERT INTO {V12_SEARCH_TABLE}({V12_SEARCH_TABLE}, rowid, {columns}) "
                       f"VALUES ('delete', old.rowid, {old});")
-        insert_new = f"INSERT INTO {SQLITE_TABLE}(rowid, {columns}) VALUES (new.rowid, {new});"
+        insert_new = f"INSERT INTO {V12_SEARCH_TABLE}(rowid, {columns}) VALUES (new.rowid, {new});"
         try:
             with db.atomic():
-                db.execute_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {SQLITE_TABLE} USING fts5({columns}, "
+                db.execute_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {V12_SEARCH_TABLE} USING fts5({columns}, "
                                "content='runs', content_rowid='rowid', tokenize='trigram')")
         except OperationalError as exc:  # no FTS5, or no trigram tokenizer (SQLite < 3.34)
             log.warning("telemetry: no text search index (%s); search scans the runs", exc)
             return
-        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {SQLITE_TABLE}_insert AFTER INSERT ON runs BEGIN "
+        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {V12_SEARCH_TABLE}_insert AFTER INSERT ON runs BEGIN "
                        f"{insert_new} END")
-        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {SQLITE_TABLE}_delete AFTER DELETE ON runs BEGIN "
+        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {V12_SEARCH_TABLE}_delete AFTER DELETE ON runs BEGIN "
                        f"{delete_old} END")
-        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {SQLITE_TABLE}_update AFTER UPDATE OF {columns} ON runs "
+        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {V12_SEARCH_TABLE}_update AFTER UPDATE OF {columns} ON runs "
                        f"BEGIN {delete_old} {insert_new} END")
-        db.execute_sql(f"INSERT INTO {SQLITE_TABLE}({SQLITE_TABLE}) VALUES ('rebuild')")
+        db.execute_sql(f"INSERT INTO {V12_SEARCH_TABLE}({V12_SEARCH_TABLE}) VALUES ('rebuild')")
         return
     found = db.execute_sql("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
                            "WHERE e.extname = 'pg_trgm'").fetchone()
@@ -279,7 +288,7 @@ def _create_v12_search_index(db: Database) -> None:
                                "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'").fetchone()
     # The operator class by its schema: the extension may live outside this schema's search_path.
     opclass = '"' + found[0].replace('"', '""') + '".gin_trgm_ops'
-    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON runs USING gin ({pg_expression()} {opclass})")
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {V12_PG_INDEX} ON runs USING gin ({v12_pg_expression()} {opclass})")
 
 
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [

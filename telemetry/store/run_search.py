@@ -30,11 +30,12 @@ from typing import Any
 
 from peewee import SQL, Column, Database, Expression, OperationalError, Table
 
+from .migrations import V12_PG_INDEX, V12_SEARCH_COLUMNS, V12_SEARCH_TABLE, v12_pg_expression
 from .schema import RunRow
 
-SEARCHED_COLUMNS = ("workflow_name", "run_id", "error_message", "error_node_type", "story_title", "scene", "tags")
-SQLITE_TABLE = "runs_search"  # the FTS5 table; its shadow tables are runs_search_data, _idx, _docsize, _config
-PG_INDEX = "runs_search_trgm"
+SEARCHED_COLUMNS = V12_SEARCH_COLUMNS
+SQLITE_TABLE = V12_SEARCH_TABLE  # the FTS5 table; its shadow tables are runs_search_data, _idx, _docsize, _config
+PG_INDEX = V12_PG_INDEX
 PG_SEPARATOR = "\x1f"  # joins the columns in the indexed expression; a `q` holding it takes the plain condition
 TRIGRAM = 3
 # Up to this many matches a `q` is looked up in the FTS index; beyond, matches are dense enough that a page of the
@@ -53,10 +54,7 @@ def substring_condition(q: str) -> Expression:
     return condition
 
 
-def pg_expression() -> str:
-    """The indexed expression of PostgreSQL (migration 12 creates the index on exactly this text)."""
-    parts = [f"COALESCE({name}, '')" for name in SEARCHED_COLUMNS]
-    return "(" + " || E'\\x1f' || ".join(parts) + ")"
+pg_expression = v12_pg_expression  # the index is used only for exactly the indexed text
 
 
 def fts_phrase(q: str) -> str:
