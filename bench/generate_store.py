@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peewee import AutoField  # noqa: E402
 
 from telemetry.store.database import sqlite_path, sqlite_url  # noqa: E402
+from telemetry.store.run_search import SQLITE_TABLE  # noqa: E402
 from telemetry.store.schema import InstanceRow, NodeRunRow, RunOutputRow, RunRow, WorkflowNameRow  # noqa: E402
 from telemetry.store.store import Store  # noqa: E402
 
@@ -298,9 +299,14 @@ def _indexes_built_after(store: Store, models: tuple, progress: bool) -> Iterato
         found = store.db.execute_sql(
             f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name IN ({marks}) AND sql IS NOT NULL",
             tables).fetchall()
+    # SQLite's search index (triggers into runs_search) is filled once afterwards too, by its 'rebuild'.
+    triggers = [] if store.kind == "postgresql" else store.db.execute_sql(
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})", tables).fetchall()
     with store.db.atomic():
         for name, _ in found:
             store.db.execute_sql(f'DROP INDEX "{name}"')
+        for name, _ in triggers:
+            store.db.execute_sql(f'DROP TRIGGER "{name}"')
     try:
         yield
     finally:
@@ -308,6 +314,10 @@ def _indexes_built_after(store: Store, models: tuple, progress: bool) -> Iterato
         with store.db.atomic():
             for _, sql in found:
                 store.db.execute_sql(sql)
+            for _, sql in triggers:
+                store.db.execute_sql(sql)
+            if triggers:
+                store.db.execute_sql(f"INSERT INTO {SQLITE_TABLE}({SQLITE_TABLE}) VALUES ('rebuild')")
         if progress:
             print(f"\n  {len(found)} indexes made again in {time.perf_counter() - started:.1f} s", end="")
 

@@ -148,6 +148,8 @@ class TelemetryService:
     def health(self) -> dict[str, Any]:
         db: dict[str, Any] = {"kind": self.store.kind, "url": redact_url(self.store.url),
                               "schema_version": self.store.schema_version}
+        if self.store.search is not None:
+            db["search"] = self.store.search.state.to_dict()  # text search: its index, or why it scans
         try:
             self.store.ping()
             db["state"] = "ok"

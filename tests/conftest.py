@@ -94,7 +94,23 @@ def pg_url() -> str:
         psycopg2.connect(PG_URL, connect_timeout=3).close()
     except Exception as exc:
         _skip_or_fail(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
+    _pg_trgm_in_public(PG_URL)
     return PG_URL
+
+
+def _pg_trgm_in_public(url: str) -> None:
+    """pg_trgm once in `public`, so that migration 12 in a scratch schema finds it there: created in a scratch
+    schema, it would be dropped with that schema and take the search indexes of the other schemas with it."""
+    import psycopg2
+
+    conn = psycopg2.connect(url, connect_timeout=3)
+    conn.autocommit = True
+    try:
+        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+    except psycopg2.Error:
+        pass  # the search tests then see the fallback and say so
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -57,9 +57,20 @@ def check_store(store: Store, runs: int) -> None:
     week = store.stats(parse_run_filters({"since_ms": str(END_MS - 7 * DAY_MS), "status": "failed"}))
     assert week["total_runs"] == week["by_status"]["failed"] > 0
     assert store.node_type_stats(RunFilters())[0]["class_type"]
+    name = page[0].workflow_name
+    found, count, _, _ = store.query_runs(parse_run_filters({"q": name.upper()}), Page(limit=50, exact_total=True))
+    assert count == stats_runs_named(store, name) and all(name in r.workflow_name for r in found)
     scene = next(r.labels.scene for r in page if r.labels.scene)  # stories' runs are labelled with scenes
     labelled, count, _, _ = store.query_runs(parse_run_filters({"label": scene}), Page(sort="-started_at_ms", limit=50))
     assert count >= 1 and all(r.labels.scene == scene and r.labels.story_title for r in labelled)
+
+
+def stats_runs_named(store: Store, name: str) -> int:
+    from telemetry.store.run_search import substring_condition
+    from telemetry.store.schema import RunRow
+
+    with store.bound():
+        return RunRow.select().where(substring_condition(name)).count()
 
 
 def test_generate_store_makes_a_realistic_sqlite_store_read_through_the_store(tmp_path):
@@ -84,6 +95,10 @@ def test_generate_store_makes_a_realistic_sqlite_store_read_through_the_store(tm
     Store(sqlite_url(str(fresh))).open()
     indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
     assert conn.execute(indexes).fetchall() == sqlite3.connect(fresh).execute(indexes).fetchall()
+    # So are the search index's triggers, and the index holds every run (filled once after the load).
+    triggers = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+    assert conn.execute(triggers).fetchall() == sqlite3.connect(fresh).execute(triggers).fetchall() != []
+    assert conn.execute("SELECT COUNT(*) FROM runs_search_docsize").fetchone()[0] == 2000  # one row per run
     conn.close()
 
 

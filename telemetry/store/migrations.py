@@ -22,8 +22,10 @@ from peewee import (
     BooleanField,
     CharField,
     Database,
+    DatabaseError,
     FloatField,
     IntegerField,
+    OperationalError,
     PostgresqlDatabase,
     SqliteDatabase,
     TextField,
@@ -237,6 +239,58 @@ _V10_INDEXES = (
 )
 
 
+# The text search index (telemetry.store.run_search queries these names and this very expression).
+V12_SEARCH_TABLE = "runs_search"
+V12_SEARCH_COLUMNS = ("workflow_name", "run_id", "error_message", "error_node_type", "story_title", "scene", "tags")
+V12_PG_INDEX = "runs_search_trgm"
+
+
+def v12_pg_expression() -> str:
+    """PostgreSQL's indexed text: the searched columns joined with U+001F, which no searched `q` holds."""
+    return "(" + " || E'\\x1f' || ".join(f"COALESCE({name}, '')" for name in V12_SEARCH_COLUMNS) + ")"
+
+
+def _create_v12_search_index(db: Database) -> None:
+    """The text search index, built from the runs already there. Where the database cannot have it (no FTS5
+    trigram tokenizer; pg_trgm not creatable) the step adds nothing: search scans."""
+    if _dialect(db) == "sqlite":
+        columns = ", ".join(V12_SEARCH_COLUMNS)
+        new = ", ".join(f"new.{c}" for c in V12_SEARCH_COLUMNS)
+        old = ", ".join(f"old.{c}" for c in V12_SEARCH_COLUMNS)
+        delete_old = (f"INSERT INTO {V12_SEARCH_TABLE}({V12_SEARCH_TABLE}, rowid, {columns}) "
+                      f"VALUES ('delete', old.rowid, {old});")
+        insert_new = f"INSERT INTO {V12_SEARCH_TABLE}(rowid, {columns}) VALUES (new.rowid, {new});"
+        try:
+            with db.atomic():
+                db.execute_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {V12_SEARCH_TABLE} USING fts5({columns}, "
+                               "content='runs', content_rowid='rowid', tokenize='trigram')")
+        except OperationalError as exc:  # no FTS5, or no trigram tokenizer (SQLite < 3.34)
+            log.warning("telemetry: no text search index (%s); search scans the runs", exc)
+            return
+        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {V12_SEARCH_TABLE}_insert AFTER INSERT ON runs BEGIN "
+                       f"{insert_new} END")
+        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {V12_SEARCH_TABLE}_delete AFTER DELETE ON runs BEGIN "
+                       f"{delete_old} END")
+        db.execute_sql(f"CREATE TRIGGER IF NOT EXISTS {V12_SEARCH_TABLE}_update AFTER UPDATE OF {columns} ON runs "
+                       f"BEGIN {delete_old} {insert_new} END")
+        db.execute_sql(f"INSERT INTO {V12_SEARCH_TABLE}({V12_SEARCH_TABLE}) VALUES ('rebuild')")
+        return
+    found = db.execute_sql("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                           "WHERE e.extname = 'pg_trgm'").fetchone()
+    if found is None:
+        try:
+            with db.atomic():
+                db.execute_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        except DatabaseError as exc:  # not installed on the server, or not permitted
+            log.warning("telemetry: pg_trgm could not be created (%s); text search scans the runs", exc)
+            return
+        found = db.execute_sql("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+                               "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'").fetchone()
+    # The operator class by its schema: the extension may live outside this schema's search_path.
+    opclass = '"' + found[0].replace('"', '""') + '".gin_trgm_ops'
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {V12_PG_INDEX} ON runs USING gin ({v12_pg_expression()} {opclass})")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
@@ -248,6 +302,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (8, _add_v8_columns),
     (9, _create_v9_instances),
     (10, _statements(*_V10_INDEXES)),
+    (12, _create_v12_search_index),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

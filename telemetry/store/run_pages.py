@@ -34,14 +34,30 @@ def order_of(sort: str) -> tuple[Any, Any]:
 def page_of_runs(query: Any, page: Page) -> tuple[list[Any], Cursor | None]:
     """The rows of `page` from the filtered `query`, and the cursor of the page after it (None: the last)."""
     wanted = page.limit + 1
-    rows = (_after(query, page.cursor, wanted) if page.cursor is not None
-            else list(query.order_by(*order_of(page.sort)).limit(wanted).offset(page.offset)))
+    if page.cursor is not None:
+        rows = _after(query, page.cursor, wanted)
+    elif page.offset == 0:
+        rows = _first(query, page.sort, wanted)
+    else:
+        rows = list(query.order_by(*order_of(page.sort)).limit(wanted).offset(page.offset))
     if len(rows) <= page.limit:
         return rows, None
     rows = rows[:page.limit]
     column, _ = _column(page.sort)
     last = rows[-1]
     return rows, Cursor(page.sort, getattr(last, column.name), last.run_id)
+
+
+def _first(query: Any, sort: str, wanted: int) -> list[Any]:
+    """The first page in the two index-ordered segments as well: PostgreSQL reads no index in "nulls last"
+    order, so one ORDER BY would sort every matching row (a dense search, an unfiltered list) to keep 50."""
+    column, descending = _column(sort)
+    by_id = RunRow.run_id.desc() if descending else RunRow.run_id.asc()
+    ordered = (column.desc(), by_id) if descending else (column.asc(), by_id)
+    rows = list(query.where(column.is_null(False)).order_by(*ordered).limit(wanted))
+    if len(rows) == wanted:
+        return rows
+    return rows + list(query.where(column.is_null()).order_by(by_id).limit(wanted - len(rows)))
 
 
 def _after(query: Any, cursor: Cursor, wanted: int) -> list[Any]:

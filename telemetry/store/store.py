@@ -29,7 +29,7 @@ from peewee import Database, OperationalError, fn
 
 from ..filters import COUNT_CAP, Cursor, Page, RunFilters
 from ..model import Run, RunStatus
-from . import mapping, run_pages
+from . import mapping, run_pages, run_search
 from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
@@ -106,6 +106,7 @@ class Store:
         self.db: Database = open_database(url)
         self.kind = database_kind(self.db)
         self.schema_version: int | None = None
+        self.search: run_search.RunSearch | None = None  # set once the schema is migrated
         self._schema_lock = threading.Lock()
         self._insert_sql: dict[type, str] = {}
         self._prune_batch = 100  # grows or shrinks to PRUNE_BATCH_TARGET_S
@@ -154,7 +155,9 @@ class Store:
         try:
             if self.schema_version is None:
                 with self.bound():
-                    self.schema_version = migrate(self.db)
+                    version = migrate(self.db)
+                    self.search = run_search.RunSearch(self.db, self.kind, run_search.detect(self.db, self.kind))
+                    self.schema_version = version
         finally:
             self._schema_lock.release()
 
@@ -355,7 +358,9 @@ class Store:
 
     # -- reads (REST, analysis) ------------------------------------------------------------------------------
 
-    def filtered(self, filters: RunFilters, query=None):
+    def filtered(self, filters: RunFilters, query=None, counting: bool = False):
+        """`query` narrowed to the runs `filters` match; `counting`: `q` in the form that counts fastest (in no
+        order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`)."""
         query = query if query is not None else RunRow.select()
         if filters.status:
             query = query.where(RunRow.status.in_(filters.status))
@@ -375,11 +380,10 @@ class Store:
             query = query.where((RunRow.story_title == label) | (RunRow.scene == label)
                                 | RunRow.tags.contains(tag_json))
         if filters.q:
-            q = filters.q
-            query = query.where(RunRow.workflow_name.contains(q) | RunRow.run_id.contains(q)
-                                | RunRow.error_message.contains(q) | RunRow.error_node_type.contains(q)
-                                | RunRow.story_title.contains(q) | RunRow.scene.contains(q)
-                                | RunRow.tags.contains(q))
+            if self.search is None:
+                query = query.where(run_search.substring_condition(filters.q))
+            else:
+                query = self.search.narrow(query, filters.q, counting)
         return query
 
     @_on_own_database
@@ -387,7 +391,7 @@ class Store:
         """One page of the matching runs (`run_pages`: by cursor or offset) and their count, capped at
         COUNT_CAP unless the page asks for the exact total."""
         rows, next_cursor = run_pages.page_of_runs(self.filtered(filters), page)
-        total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id)),
+        total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
                                                None if page.exact_total else COUNT_CAP)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 

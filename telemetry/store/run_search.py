@@ -1,0 +1,169 @@
+"""Text search of runs: which runs `q` matches (`/runs`, `/stats`, `report`, `export`), and the index that finds
+them at a million runs.
+
+What matches is `substring_condition`, the one definition: `q` as a substring of the workflow name, run id, error
+message, failed node's class, story title, scene or tags (their JSON text), with `%` and `_` literal; LIKE on
+SQLite (ASCII case folded), ILIKE on PostgreSQL (every case folded). The indexes only find the candidates faster,
+so a result never depends on which way was taken:
+
+- SQLite: `runs_search`, an FTS5 trigram table over those seven columns with `runs` as its external content, kept
+  in step by triggers (migration 12) in the transaction of every insert, update and delete of a run. A `q` of
+  3+ characters is first counted in the index, stopping at `RARE_MAX`: a rare one is looked up there (the
+  candidates are checked with the substring condition: trigrams fold the case of every letter, LIKE only of
+  ASCII ones); a common one walks the sort's index with the plain condition, where matches are dense, so a page
+  stops early. Counts walk the index's matches joined to their runs (`narrow(counting=True)`), stopping at the
+  cap: 10-30 ms at a million runs whatever the density. Shorter `q` have no trigram and take the plain condition.
+- PostgreSQL: a pg_trgm GIN index on the seven columns joined with a separator no `q` contains (migration 12),
+  queried with ILIKE over the same expression, which matches exactly when one of the columns does; the planner
+  weighs the index against the sort's index by the expression's statistics (the first page is read in
+  index order for that: `run_pages`). A `q` under 3 characters takes the plain condition. Without pg_trgm (it
+  could not be created) the plain condition scans, and `/telemetry/health` says so.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import SQL, Column, Database, Expression, OperationalError, Table
+
+from .migrations import V12_PG_INDEX, V12_SEARCH_COLUMNS, V12_SEARCH_TABLE, v12_pg_expression
+from .schema import RunRow
+
+SEARCHED_COLUMNS = V12_SEARCH_COLUMNS
+SQLITE_TABLE = V12_SEARCH_TABLE  # the FTS5 table; its shadow tables are runs_search_data, _idx, _docsize, _config
+PG_INDEX = V12_PG_INDEX
+PG_SEPARATOR = "\x1f"  # joins the columns in the indexed expression; a `q` holding it takes the plain condition
+TRIGRAM = 3
+# Up to this many matches a `q` is looked up in the FTS index; beyond, matches are dense enough that a page of the
+# sort's index finds its 50 soon (at a million runs: at most ~10,000 rows read for the first page).
+RARE_MAX = 5_000
+_PROBE_CACHE_SIZE = 256
+_PROBE_TTL_S = 30.0
+
+
+def substring_condition(q: str) -> Expression:
+    """The runs `q` matches, as a condition on `runs` (peewee's `contains` escapes `%`, `_` and `\\`)."""
+    columns = [getattr(RunRow, name) for name in SEARCHED_COLUMNS]
+    condition = columns[0].contains(q)
+    for column in columns[1:]:
+        condition = condition | column.contains(q)
+    return condition
+
+
+pg_expression = v12_pg_expression  # the index is used only for exactly the indexed text
+
+
+def fts_phrase(q: str) -> str:
+    """`q` as one FTS5 phrase (a string in double quotes, its quotes doubled): trigram substrings in order."""
+    return '"' + q.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class SearchIndexState:
+    """Whether this database has its text search index, and if not, why (shown in `/telemetry/health`)."""
+
+    kind: str  # "fts5_trigram" | "pg_trgm" | "none"
+    reason: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.kind != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.kind, "reason": self.reason}
+
+
+def detect(db: Database, dialect: str) -> SearchIndexState:
+    """The search index the migrated schema has (migration 12 leaves it out where FTS5 or pg_trgm is missing)."""
+    if dialect == "sqlite":
+        found = db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (SQLITE_TABLE,)).fetchone()
+        if not found:
+            return SearchIndexState("none", "this SQLite has no FTS5 trigram tokenizer (3.34+): text search scans")
+        try:
+            db.execute_sql(f"SELECT rowid FROM {SQLITE_TABLE} LIMIT 0")
+        except OperationalError as exc:
+            _set_aside(db)
+            return SearchIndexState("none", f"this SQLite cannot read the file's search index ({exc}): text "
+                                            "search scans; an SQLite with FTS5 rebuilds the index at its start")
+        return SearchIndexState("fts5_trigram")
+    found = db.execute_sql("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
+                           (PG_INDEX,)).fetchone()
+    if found:
+        return SearchIndexState("pg_trgm")
+    return SearchIndexState("none", "the pg_trgm extension could not be created: text search scans "
+                                    "(CREATE EXTENSION pg_trgm as a superuser, then DELETE FROM schema_version "
+                                    "WHERE version = 12 and restart)")
+
+
+def _set_aside(db: Database) -> None:
+    """A file indexed by an SQLite with FTS5, opened by one without (another Python): the triggers would fail
+    every write of a run, so they go, and migration 12 is marked undone so that the next start on an SQLite
+    with FTS5 makes them again and rebuilds the index from the runs written meanwhile."""
+    with db.atomic():
+        for trigger in ("insert", "delete", "update"):
+            db.execute_sql(f"DROP TRIGGER IF EXISTS {SQLITE_TABLE}_{trigger}")
+        db.execute_sql("DELETE FROM schema_version WHERE version = 12")
+
+
+class RunSearch:
+    """The search conditions of one store's database (`Store.search`), and its cache of how many runs a `q`
+    matches in the FTS index (a page and its count ask twice; a typed query is asked again soon)."""
+
+    def __init__(self, db: Database, dialect: str, state: SearchIndexState) -> None:
+        self.db = db
+        self.dialect = dialect
+        self.state = state
+        self._probes: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def narrow(self, query: Any, q: str, counting: bool = False) -> Any:
+        """`query` (a select of `runs`) narrowed to the runs `q` matches, in the form that reads fewest rows for
+        a page in the sort's order, or with `counting`, for counting the matches in any order: on SQLite that
+        one always walks the index's matches, each joined to its run by rowid, and stops at the count's cap."""
+        if self.dialect == "postgresql":
+            return query.where(self._pg_condition(q))
+        if not self._fts_usable(q):
+            return query.where(substring_condition(q))
+        if counting:
+            index = Table(SQLITE_TABLE)
+            on = Column(index, "rowid") == Column(RunRow._meta.table, "rowid")
+            matched = Expression(Column(index, SQLITE_TABLE), "MATCH", fts_phrase(q))
+            return query.join(index, on=on).where(matched & substring_condition(q))
+        if self.fts_matches(q) <= RARE_MAX:
+            # `rowid` unqualified: the runs row of the select this condition is in, whatever peewee calls it.
+            in_index = SQL(f"rowid IN (SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH ?)",
+                           [fts_phrase(q)])
+            return query.where(in_index & substring_condition(q))
+        return query.where(substring_condition(q))
+
+    def fts_matches(self, q: str) -> int:
+        """How many runs the FTS index finds for `q`, counted up to RARE_MAX + 1 (cached for a while)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._probes.get(q)
+            if hit is not None and now - hit[0] < _PROBE_TTL_S:
+                self._probes.move_to_end(q)
+                return hit[1]
+        (count,) = self.db.execute_sql(
+            f"SELECT COUNT(*) FROM (SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH ? LIMIT ?)",
+            (fts_phrase(q), RARE_MAX + 1)).fetchone()
+        with self._lock:
+            self._probes[q] = (now, count)
+            self._probes.move_to_end(q)
+            while len(self._probes) > _PROBE_CACHE_SIZE:
+                self._probes.popitem(last=False)
+        return count
+
+    def _fts_usable(self, q: str) -> bool:
+        return self.state.available and len(q) >= TRIGRAM
+
+    def _pg_condition(self, q: str) -> Expression:
+        # Under 3 characters pg_trgm has no trigram to look up and would read its whole index.
+        if not self.state.available or PG_SEPARATOR in q or len(q) < TRIGRAM:
+            return substring_condition(q)
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return SQL(f"{pg_expression()} ILIKE %s", [f"%{escaped}%"])
