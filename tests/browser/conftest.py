@@ -106,7 +106,8 @@ def screenshots_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui(request, chromium_browser, browser_leg, browser_comfy, screenshots_dir) -> PanelPage:
+def ui(request, browser_leg, chromium_browser, browser_comfy, screenshots_dir) -> PanelPage:
+    # browser_leg first: a leg that is not provisioned skips before Chromium is launched for nothing
     # A test module's cache of runs it queued (`_runs`) belongs to one leg's server: a new leg starts empty.
     getattr(request.module, "_runs", {}).clear()
     context = chromium_browser.new_context(viewport=VIEWPORT, color_scheme="dark")
