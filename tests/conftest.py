@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cli_harness import Result, run_main  # noqa: E402
 from comfy_harness import ComfyServer, ComfyTree, matrix_versions, tree_version  # noqa: E402
 from matrix import matrix_header, require_tree, skip_or_fail  # noqa: E402
 
@@ -219,6 +220,31 @@ def store(request, tmp_path):
     opened.close()
     if shared is not None:
         shared.check()
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """`cli(*args, env=...)`: `python -m telemetry ARGS` run in this process (cli_harness.py), as a process started
+    for the test would run: no TELEMETRY_* variables but `env`, HOME (so the default data dir, ~/.run_telemetry)
+    in tmp_path. Returns its exit status, stdout and stderr."""
+    from telemetry.commands import common
+
+    for key in [k for k in os.environ if k.startswith("TELEMETRY_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # computed from HOME when imported, as a process does when it starts (test_the_default_data_dir_is_under_home)
+    monkeypatch.setattr(common, "DEFAULT_DATA_DIR", str(tmp_path / ".run_telemetry"))
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        capsys.readouterr()
+        with monkeypatch.context() as scoped:
+            for key, value in (env or {}).items():
+                scoped.setenv(key, value)
+            code = run_main(args)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -13,22 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import pty
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_harness import Result
 from comfy_harness import free_port
 from test_analysis_support import make_run
 
-from telemetry.cli import main
 from telemetry.model import Run
 from telemetry.service import EXPORT_COLUMNS
 from telemetry.store.database import sqlite_url
@@ -37,13 +33,6 @@ from telemetry.store.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86_400_000
 NOW = int(time.time() * 1000)
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 def run_module(*args: str, env: dict[str, str] | None = None, home: Path | None = None,
@@ -55,60 +44,6 @@ def run_module(*args: str, env: dict[str, str] | None = None, home: Path | None 
     clean.update(env or {})
     return subprocess.run([sys.executable, "-m", "telemetry", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=clean)
-
-
-@contextmanager
-def _fresh_process_logging() -> Iterator[None]:
-    """Logging as `python -m telemetry` starts with (no root handler, so `main`'s basicConfig writes to this
-    stderr, where a stray log line shows as it would), and this process's logging as it was afterwards."""
-    root, pack = logging.getLogger(), logging.getLogger("run_telemetry")
-    handlers, level, pack_level = root.handlers[:], root.level, pack.level
-    for handler in handlers:
-        root.removeHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-            handler.close()
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-        pack.setLevel(pack_level)
-
-
-def _exit_status(code: object) -> int:
-    """The status a process exits with for `raise SystemExit(code)`."""
-    if code is None:
-        return 0
-    return code if isinstance(code, int) else 1
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    """`cli(*args, env=...)`: `python -m telemetry ARGS` run in this process, as `run_module` runs it: no
-    TELEMETRY_* variables but `env`, HOME (and so the default data dir, ~/.run_telemetry) in tmp_path."""
-    from telemetry.commands import common
-
-    for key in [k for k in os.environ if k.startswith("TELEMETRY_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    # computed from HOME at import, as a process does at its start (test_the_default_data_dir_is_under_home)
-    monkeypatch.setattr(common, "DEFAULT_DATA_DIR", str(tmp_path / ".run_telemetry"))
-
-    def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        capsys.readouterr()
-        with monkeypatch.context() as scoped, _fresh_process_logging():
-            for key, value in (env or {}).items():
-                scoped.setenv(key, value)
-            try:
-                code: object = main(list(args))
-            except SystemExit as exc:  # argparse: --help, usage errors
-                code = exc.code
-        out = capsys.readouterr()
-        return Result(_exit_status(code), out.out, out.err)
-
-    return run
 
 
 def _runs() -> list[Run]:
