@@ -46,10 +46,9 @@ def _schema_of(url: str) -> str:
     return url.rsplit("search_path%3D", 1)[1]
 
 
-def test_two_instances_on_one_postgresql_in_serves_page(request, pg_url, pg_schema_url, tmp_path):
+def test_two_instances_on_one_postgresql_in_serves_page(chromium_browser, pg_url, pg_schema_url, tmp_path):
     # One of each ComfyUI where both are provisioned (a leg without 0.8.0 runs two 0.3.75 instances).
     trees = [require_tree("0.3.75"), require_tree("0.8.0" if "0.8.0" in comfyui_trees() else "0.3.75")]
-    chromium_browser = request.getfixturevalue("chromium_browser")  # after the skip of a missing tree
     servers = [ComfyServer.for_tree(tree, tmp_path / name.split(":")[0],
                                     env={"TELEMETRY_DATABASE_URL": pg_schema_url, "TELEMETRY_INSTANCE": name})
                for tree, name in zip(trees, INSTANCES, strict=True)]
