@@ -109,7 +109,7 @@ def extract_parameters(prompt: Any) -> dict[str, Any]:
 
 def _id_key(node_id: str) -> tuple[int, str]:
     head = node_id.split(":")[0]
-    return (int(head), node_id) if head.isdigit() else (1 << 30, node_id)
+    return (int(head), node_id) if head.isascii() and head.isdigit() else (1 << 30, node_id)  # "¹".isdigit()
 
 
 def _clean_text(value: Any, limit: int = 500) -> str | None:

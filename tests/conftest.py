@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cli_harness import Result, run_main  # noqa: E402
 from comfy_harness import ComfyServer, ComfyTree, matrix_versions, tree_version  # noqa: E402
 from matrix import matrix_header, require_tree, skip_or_fail  # noqa: E402
 
@@ -124,24 +125,142 @@ def pg_schema_url(pg_url):
     conn = psycopg2.connect(pg_url)
     conn.autocommit = True
     conn.cursor().execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in pg_url else "?"
-    yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+    yield _search_path_url(pg_url, schema)
     conn.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
     conn.close()
 
 
+def _search_path_url(pg_url: str, schema: str) -> str:
+    sep = "&" if "?" in pg_url else "?"
+    return f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+
+
+# What a test may change in the shared schema beyond its rows: columns, indexes, constraints, the applied versions.
+_SCHEMA_SHAPE = """
+SELECT (SELECT string_agg(table_name || '.' || ordinal_position || '.' || column_name || ':' || data_type || ':'
+                          || is_nullable || ':' || coalesce(column_default, ''), ',' ORDER BY table_name, column_name)
+          FROM information_schema.columns WHERE table_schema = %(s)s),
+       (SELECT string_agg(indexname || ':' || indexdef, ',' ORDER BY indexname) FROM pg_indexes
+         WHERE schemaname = %(s)s),
+       (SELECT string_agg(conname || ':' || pg_get_constraintdef(c.oid), ',' ORDER BY conname)
+          FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = %(s)s)
+"""
+
+
+class _SharedPgSchema:
+    """One schema migrated once for the PostgreSQL leg of `store`, emptied before each test (rows deleted,
+    sequences restarted): creating and migrating a schema per test cost about 0.5 s each. A test that changed
+    the schema itself (dropped a column, a version row) gets it made afresh for the next test."""
+
+    def __init__(self, pg_url: str) -> None:
+        import psycopg2
+
+        self.pg_url = pg_url
+        self.conn = psycopg2.connect(pg_url)
+        self.conn.autocommit = True
+        self.schema = ""
+        self._create()
+
+    def _create(self) -> None:
+        import uuid
+
+        from telemetry.store.store import Store
+
+        self.schema = "rt_store_" + uuid.uuid4().hex[:10]
+        self.conn.cursor().execute(f"CREATE SCHEMA {self.schema}")
+        migrated = Store(self.url)
+        migrated.open()
+        migrated.shutdown()
+        self.shape = self._shape()
+
+    @property
+    def url(self) -> str:
+        return _search_path_url(self.pg_url, self.schema)
+
+    def _shape(self) -> tuple:
+        cur = self.conn.cursor()
+        cur.execute(_SCHEMA_SHAPE, {"s": self.schema})
+        shape = cur.fetchone()
+        cur.execute(f"SELECT version FROM {self.schema}.schema_version ORDER BY version")
+        return (*shape, tuple(v for (v,) in cur.fetchall()))
+
+    def fresh(self) -> str:
+        """The URL of the schema, as a fresh migrated one: no rows but the applied versions."""
+        cur = self.conn.cursor()
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'schema_version'",
+                    (self.schema,))
+        tables = [t for (t,) in cur.fetchall()]
+        cur.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = %s", (self.schema,))
+        sequences = [q for (q,) in cur.fetchall()]
+        # DELETE, not TRUNCATE: on tables this small it is far quicker (TRUNCATE makes new files for each table).
+        statements = [f'DELETE FROM {self.schema}."{t}"' for t in tables]
+        statements += [f'ALTER SEQUENCE {self.schema}."{q}" RESTART' for q in sequences]
+        try:
+            cur.execute("BEGIN; " + "; ".join(statements) + "; COMMIT")
+        except Exception:  # e.g. a foreign key without ON DELETE CASCADE, in an order it refuses: start afresh
+            cur.execute("ROLLBACK")
+            self.drop()
+            self._create()
+        return self.url
+
+    def check(self) -> None:
+        """After a test: a schema it changed is dropped, and the next test gets a new one."""
+        if self._shape() != self.shape:
+            self.drop()
+            self._create()
+
+    def drop(self) -> None:
+        self.conn.cursor().execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def _pg_store_schema(pg_url):
+    shared = _SharedPgSchema(pg_url)
+    yield shared
+    shared.drop()
+    shared.conn.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
-    """An opened Store on a real SQLite file, and again on the real PostgreSQL server (a fresh schema)."""
+    """An opened Store on a real SQLite file, and again on the real PostgreSQL server (a migrated schema, empty:
+    `_SharedPgSchema`)."""
     from telemetry.store.database import sqlite_url
     from telemetry.store.store import Store
 
-    url = sqlite_url(str(tmp_path / "telemetry.db")) if request.param == "sqlite" else request.getfixturevalue(
-        "pg_schema_url")
+    shared = request.getfixturevalue("_pg_store_schema") if request.param == "postgresql" else None
+    url = sqlite_url(str(tmp_path / "telemetry.db")) if shared is None else shared.fresh()
     opened = Store(url)
     opened.open()
     yield opened
     opened.close()
+    if shared is not None:
+        shared.check()
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """`cli(*args, env=...)`: `python -m telemetry ARGS` run in this process (cli_harness.py), as a process started
+    for the test would run: no TELEMETRY_* variables but `env`, HOME (so the default data dir, ~/.run_telemetry)
+    in tmp_path. Returns its exit status, stdout and stderr."""
+    from telemetry.commands import common
+
+    for key in [k for k in os.environ if k.startswith("TELEMETRY_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # computed from HOME when imported, as a process does when it starts (test_the_default_data_dir_is_under_home)
+    monkeypatch.setattr(common, "DEFAULT_DATA_DIR", str(tmp_path / ".run_telemetry"))
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        capsys.readouterr()
+        with monkeypatch.context() as scoped:
+            for key, value in (env or {}).items():
+                scoped.setenv(key, value)
+            code = run_main(args)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

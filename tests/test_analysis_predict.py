@@ -131,3 +131,14 @@ def test_predict_says_what_is_wrong_with_the_body(service):
         service.predict([1, 2])
     with pytest.raises(FilterError, match="node\\(s\\) 'nodes', 'links' have no 'class_type'"):
         service.predict({"nodes": [], "links": []})
+
+
+def test_node_ids_that_are_digits_only_to_unicode_are_ordered_not_a_server_error(service):
+    """A superscript digit is `str.isdigit()` but no int (found by schemathesis on POST /telemetry/predict)."""
+    from telemetry.analysis.actions import _sorted
+
+    nodes = {"¹": {"class_type": "KSampler", "inputs": {"steps": 20}}, "2": {"class_type": "EmptyLatentImage",
+                                                                             "inputs": {"width": 512}}}
+    assert prompt_info.extract_parameters(nodes)["steps"] == 20
+    assert [node_id for node_id, _ in _sorted(nodes)] == ["2", "¹"]
+    assert service.predict(nodes)["history_runs"] == 0

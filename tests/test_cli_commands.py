@@ -1,6 +1,12 @@
-"""`python -m telemetry report|export|prune|doctor`, each run as a user runs it (a subprocess) on a real SQLite
-file filled through the store (and once on the real PostgreSQL): help, exit codes and one-line errors, the report
-as a table and as JSON, exports read back by the csv and json parsers, prune's dry run against --yes, doctor."""
+"""`python -m telemetry report|export|prune|doctor` on a real SQLite file filled through the store (and once on the
+real PostgreSQL): help, exit codes and one-line errors, the report as a table and as JSON, exports read back by the
+csv and json parsers, prune's dry run against --yes, doctor.
+
+Most tests run the command in this process through its entry point (`telemetry.cli.main`, what `python -m
+telemetry` calls), with the environment, the home folder and stdout/stderr a process would have, and logging
+configured as in a fresh process; the tests under "as a user runs it" start `python -m telemetry` itself for what
+only a real process shows (its exit status, no traceback at exit, the default data folder under $HOME, the progress
+bar on a terminal)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_harness import Result
 from comfy_harness import free_port
 from test_analysis_support import make_run
 
@@ -28,8 +35,9 @@ DAY = 86_400_000
 NOW = int(time.time() * 1000)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, home: Path | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess:
+def run_module(*args: str, env: dict[str, str] | None = None, home: Path | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m telemetry ARGS` as a user runs it: a process of its own, no TELEMETRY_* from this one."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
     if home is not None:
         clean["HOME"] = str(home)  # the default data dir (~/.run_telemetry) stays inside the test
@@ -64,7 +72,7 @@ def db(tmp_path) -> str:
     return url
 
 
-def _no_traceback(out: subprocess.CompletedProcess) -> None:
+def _no_traceback(out: Result | subprocess.CompletedProcess) -> None:
     assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
 
 
@@ -72,15 +80,15 @@ def _no_traceback(out: subprocess.CompletedProcess) -> None:
 
 
 @pytest.mark.parametrize("command", ["report", "export", "prune", "doctor", "serve", "watch"])
-def test_every_command_has_help(command, tmp_path):
-    out = cli(command, "--help", home=tmp_path)
+def test_every_command_has_help(command, cli):
+    out = cli(command, "--help")
     assert out.returncode == 0 and out.stdout.startswith("usage: python -m telemetry " + command)
     if command != "watch":  # watch's options are the fleetwatch branch's
         assert "--database-url" in out.stdout
 
 
-def test_the_top_level_help_lists_every_command(tmp_path):
-    out = cli("--help", home=tmp_path)
+def test_the_top_level_help_lists_every_command(cli):
+    out = cli("--help")
     assert out.returncode == 0
     for command in ("report", "export", "prune", "doctor", "serve", "watch"):
         assert command in out.stdout
@@ -100,25 +108,25 @@ def test_the_top_level_help_lists_every_command(tmp_path):
     (["report", "--database-url", "mongodb://x/y"], "unsupported database URL scheme"),
     (["nonsense"], "invalid choice"),
 ])
-def test_usage_errors_exit_2_with_a_message(args, message, db, tmp_path):
-    out = cli(*args, env={"TELEMETRY_DATABASE_URL": db}, home=tmp_path)
+def test_usage_errors_exit_2_with_a_message(args, message, db, cli):
+    out = cli(*args, env={"TELEMETRY_DATABASE_URL": db})
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     _no_traceback(out)
 
 
-def test_an_unusable_database_url_in_the_environment_is_a_usage_error(tmp_path):
-    out = cli("report", env={"TELEMETRY_DATABASE_URL": "redis://cache:6379"}, home=tmp_path)
+def test_an_unusable_database_url_in_the_environment_is_a_usage_error(cli):
+    out = cli("report", env={"TELEMETRY_DATABASE_URL": "redis://cache:6379"})
     assert out.returncode == 2 and "database_url" in out.stderr
     _no_traceback(out)
 
 
 @pytest.mark.parametrize("command", [["report"], ["export"], ["prune", "--keep", "1"]])
-def test_an_unreachable_database_is_one_line_and_exit_1(command, tmp_path):
+def test_an_unreachable_database_is_one_line_and_exit_1(command, tmp_path, cli):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     for url in (f"postgresql://nobody@127.0.0.1:{free_port()}/none", sqlite_url(str(not_a_folder / "t.db"))):
-        out = cli(*command, "--database-url", url, home=tmp_path)
+        out = cli(*command, "--database-url", url)
         assert out.returncode == 1, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: the telemetry database at ")
@@ -129,8 +137,8 @@ def test_an_unreachable_database_is_one_line_and_exit_1(command, tmp_path):
 # -- report ---------------------------------------------------------------------------------------------------
 
 
-def test_report_prints_the_statistics_and_the_recent_runs_as_a_table(db, tmp_path):
-    out = cli("report", "--since", "7d", env={"TELEMETRY_DATABASE_URL": db}, home=tmp_path)
+def test_report_prints_the_statistics_and_the_recent_runs_as_a_table(db, cli):
+    out = cli("report", "--since", "7d", env={"TELEMETRY_DATABASE_URL": db})
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "runs: 7 (failed 1, success 6); success rate 85.7%" in text
@@ -144,13 +152,12 @@ def test_report_prints_the_statistics_and_the_recent_runs_as_a_table(db, tmp_pat
     assert "failed" in rows[5] and "KSampler RuntimeError" in rows[5]
     workflows = text[text.index("workflows (busiest 2 of 2)"):text.index("recent runs")]
     assert "Portrait" in workflows and "Landscape" in workflows
-    everything = cli("report", "--database-url", db, home=tmp_path)
+    everything = cli("report", "--database-url", db)
     assert "runs: 12 (failed 1, running 1, success 10)" in everything.stdout
 
 
-def test_report_json_is_the_rest_stats_and_runs(db, tmp_path):
-    out = cli("report", "--json", "--since", "7d", "--workflow", "wf-a", "--limit", "3", "--database-url", db,
-              home=tmp_path)
+def test_report_json_is_the_rest_stats_and_runs(db, cli):
+    out = cli("report", "--json", "--since", "7d", "--workflow", "wf-a", "--limit", "3", "--database-url", db)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["stats"]["total_runs"] == 4 and data["stats"]["by_status"]["success"] == 4
@@ -159,19 +166,19 @@ def test_report_json_is_the_rest_stats_and_runs(db, tmp_path):
     assert data["stats"]["by_workflow"][0]["workflow_name"] == "Portrait"
 
 
-def test_a_sqlite_file_that_does_not_exist_is_an_error_not_a_new_database(tmp_path):
+def test_a_sqlite_file_that_does_not_exist_is_an_error_not_a_new_database(tmp_path, cli):
     missing = tmp_path / "typo.db"
     for command in (["report"], ["export"], ["prune", "--keep", "1"]):
-        out = cli(*command, "--database-url", sqlite_url(str(missing)), home=tmp_path)
+        out = cli(*command, "--database-url", sqlite_url(str(missing)))
         assert out.returncode == 1 and f"{missing} does not exist" in out.stderr and "--database-url" in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
     assert not missing.exists()
-    default = cli("report", home=tmp_path)  # the default ~/.run_telemetry/telemetry.db, not there either
+    default = cli("report")  # the default ~/.run_telemetry/telemetry.db, not there either
     assert default.returncode == 1 and str(tmp_path / ".run_telemetry" / "telemetry.db") in default.stderr
 
 
-def test_report_on_a_database_without_matching_runs(db, tmp_path):
-    out = cli("report", "--database-url", db, "--since", "2099-01-01", home=tmp_path)
+def test_report_on_a_database_without_matching_runs(db, cli):
+    out = cli("report", "--database-url", db, "--since", "2099-01-01")
     assert out.returncode == 0 and "runs: 0" in out.stdout and "no runs match" in out.stdout
 
 
@@ -192,8 +199,8 @@ def _stored_runs(url: str) -> dict[str, dict]:
         store.shutdown()
 
 
-def test_export_jsonl_round_trips_every_run(db, tmp_path):
-    out = cli("export", "--format", "jsonl", "--database-url", db, home=tmp_path)
+def test_export_jsonl_round_trips_every_run(db, cli):
+    out = cli("export", "--format", "jsonl", "--database-url", db)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     stored = _stored_runs(db)
@@ -202,10 +209,9 @@ def test_export_jsonl_round_trips_every_run(db, tmp_path):
     assert lines[0]["run_id"] == "recent-0"  # newest first
 
 
-def test_export_csv_to_a_file_round_trips_through_the_csv_parser(db, tmp_path):
+def test_export_csv_to_a_file_round_trips_through_the_csv_parser(db, tmp_path, cli):
     target = tmp_path / "runs.csv"
-    out = cli("export", "--format", "csv", "--since", "7d", "--out", str(target), "--database-url", db,
-              home=tmp_path)
+    out = cli("export", "--format", "csv", "--since", "7d", "--out", str(target), "--database-url", db)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "" and "exported 7 runs to" in out.stderr
     with target.open(newline="", encoding="utf-8") as handle:
@@ -221,23 +227,22 @@ def test_export_csv_to_a_file_round_trips_through_the_csv_parser(db, tmp_path):
         assert json.loads(row["parameters"]) == run["parameters"]
     assert rows[5]["error_node_type"] == "KSampler" and rows[5]["error_message"] == "boom"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
-    again = cli("export", "--format", "csv", "--since", "7d", "--database-url", db, home=tmp_path)
+    again = cli("export", "--format", "csv", "--since", "7d", "--database-url", db)
     assert list(csv.DictReader(io.StringIO(again.stdout, newline=""))) == rows  # stdout carries the same rows
 
 
-def test_a_failed_export_leaves_no_file(db, tmp_path):
+def test_a_failed_export_leaves_no_file(db, tmp_path, cli):
     folder = tmp_path / "out"
     folder.mkdir()
     target = folder / "runs.jsonl"
-    out = cli("export", "--out", str(target), "--database-url", f"postgresql://nobody@127.0.0.1:{free_port()}/x",
-              home=tmp_path)
+    out = cli("export", "--out", str(target), "--database-url", f"postgresql://nobody@127.0.0.1:{free_port()}/x")
     assert out.returncode == 1 and list(folder.iterdir()) == []
-    out = cli("export", "--out", str(tmp_path / "missing" / "runs.jsonl"), "--database-url", db, home=tmp_path)
+    out = cli("export", "--out", str(tmp_path / "missing" / "runs.jsonl"), "--database-url", db)
     assert out.returncode == 1 and "--out" in out.stderr and "cannot write there" in out.stderr
     _no_traceback(out)
 
 
-def test_export_to_a_file_shows_a_progress_bar_on_a_terminal(db, tmp_path):
+def test_export_to_a_file_shows_a_progress_bar_on_a_terminal(db, tmp_path, cli):
     """stderr a terminal (a pty), the data to a file: the bar is drawn there; without a terminal it is not."""
     target = tmp_path / "runs.jsonl"
     master, slave = pty.openpty()
@@ -260,45 +265,45 @@ def test_export_to_a_file_shows_a_progress_bar_on_a_terminal(db, tmp_path):
     text = seen.decode("utf-8", errors="replace")
     assert "export [" in text and "100% 12/12 runs" in text and "exported 12 runs to" in text
     assert len(target.read_text().splitlines()) == 12
-    piped = cli("export", "--out", str(target), "--database-url", db, home=tmp_path)
+    piped = cli("export", "--out", str(target), "--database-url", db)
     assert "export [" not in piped.stderr and "%" not in piped.stderr
 
 
 # -- prune ----------------------------------------------------------------------------------------------------
 
 
-def test_prune_is_a_dry_run_until_yes(db, tmp_path):
-    dry = cli("prune", "--before", "10d", "--database-url", db, home=tmp_path)
+def test_prune_is_a_dry_run_until_yes(db, cli):
+    dry = cli("prune", "--before", "10d", "--database-url", db)
     assert dry.returncode == 0, dry.stderr
     assert "12 runs stored" in dry.stdout
     assert "would delete: 4 finished runs started before" in dry.stdout and "running runs are kept" in dry.stdout
     assert "dry run: nothing was deleted" in dry.stdout
     assert len(_stored_runs(db)) == 12
-    done = cli("prune", "--before", "10d", "--yes", "--database-url", db, home=tmp_path)
+    done = cli("prune", "--before", "10d", "--yes", "--database-url", db)
     assert done.returncode == 0, done.stderr
     assert "deleted 4 runs; 8 remain" in done.stdout
     left = _stored_runs(db)
     assert "old-running" in left and not [r for r in left if r.startswith("old-") and r != "old-running"]
-    assert "nothing to delete" in cli("prune", "--before", "10d", "--database-url", db, home=tmp_path).stdout
+    assert "nothing to delete" in cli("prune", "--before", "10d", "--database-url", db).stdout
 
 
-def test_prune_keep_names_the_oldest_and_newest_it_would_delete(db, tmp_path):
-    dry = cli("prune", "--keep", "5", "--database-url", db, home=tmp_path)
+def test_prune_keep_names_the_oldest_and_newest_it_would_delete(db, cli):
+    dry = cli("prune", "--keep", "5", "--database-url", db)
     assert dry.returncode == 0, dry.stderr
     # 12 stored, the newest 5 kept; of the other 7 the running one stays
     assert "would delete: 6 finished runs beyond the newest 5" in dry.stdout
-    done = cli("prune", "--keep", "5", "--yes", "--database-url", db, home=tmp_path)
+    done = cli("prune", "--keep", "5", "--yes", "--database-url", db)
     assert "deleted 6 runs; 6 remain" in done.stdout
     assert sorted(_stored_runs(db)) == sorted([f"recent-{i}" for i in range(5)] + ["old-running"])
 
 
 @pytest.mark.postgres
-def test_report_and_prune_on_the_real_postgresql(pg_schema_url, tmp_path):
+def test_report_and_prune_on_the_real_postgresql(pg_schema_url, cli):
     _fill(pg_schema_url).shutdown()
-    report = cli("report", "--json", "--database-url", pg_schema_url, home=tmp_path)
+    report = cli("report", "--json", "--database-url", pg_schema_url)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["stats"]["total_runs"] == 12
-    done = cli("prune", "--before", "10d", "--yes", "--database-url", pg_schema_url, home=tmp_path)
+    done = cli("prune", "--before", "10d", "--yes", "--database-url", pg_schema_url)
     assert done.returncode == 0, done.stderr
     assert "deleted 4 runs; 8 remain" in done.stdout
     assert len(_stored_runs(pg_schema_url)) == 8
@@ -312,18 +317,17 @@ def _check_lines(stdout: str) -> dict[str, str]:
             if line.startswith(("PASS ", "FAIL "))}
 
 
-def test_doctor_passes_on_a_good_database_and_notes_the_skipped_comfyui_checks(db, tmp_path):
-    out = cli("doctor", "--database-url", db, home=tmp_path)
+def test_doctor_passes_on_a_good_database_and_notes_the_skipped_comfyui_checks(db, cli):
+    out = cli("doctor", "--database-url", db)
     assert out.returncode == 0, out.stdout + out.stderr
     assert _check_lines(out.stdout) == {"database": "PASS", "schema version": "PASS", "database writable": "PASS"}
     assert "note: ComfyUI checks skipped" in out.stdout and "3 passed, 0 failed" in out.stdout
     assert len(_stored_runs(db)) == 12  # the write probe left nothing behind
 
 
-def test_doctor_fails_with_fixes_on_an_unreachable_database_and_comfyui(tmp_path):
+def test_doctor_fails_with_fixes_on_an_unreachable_database_and_comfyui(cli):
     nothing = f"http://127.0.0.1:{free_port()}"
-    out = cli("doctor", "--database-url", f"postgresql://nobody@127.0.0.1:{free_port()}/none", "--comfyui", nothing,
-              home=tmp_path)
+    out = cli("doctor", "--database-url", f"postgresql://nobody@127.0.0.1:{free_port()}/none", "--comfyui", nothing)
     assert out.returncode == 1
     assert _check_lines(out.stdout) == {"database": "FAIL", "schema version": "FAIL", "database writable": "FAIL",
                                         "comfyui": "FAIL", "hooks": "FAIL", "comfyui database": "FAIL",
@@ -337,9 +341,9 @@ def test_doctor_fails_with_fixes_on_an_unreachable_database_and_comfyui(tmp_path
 
 
 @pytest.mark.parametrize("name", ["missing.db", "file/t.db"])
-def test_doctor_fails_with_a_fix_when_the_sqlite_file_does_not_exist(name, tmp_path):
+def test_doctor_fails_with_a_fix_when_the_sqlite_file_does_not_exist(name, tmp_path, cli):
     (tmp_path / "file").write_text("x")
-    out = cli("doctor", "--database-url", sqlite_url(str(tmp_path / name)), home=tmp_path)
+    out = cli("doctor", "--database-url", sqlite_url(str(tmp_path / name)))
     assert out.returncode == 1
     assert set(_check_lines(out.stdout).values()) == {"FAIL"} and "does not exist" in out.stdout
     assert "fix: pass the database ComfyUI records into with --database-url" in out.stdout
@@ -347,13 +351,40 @@ def test_doctor_fails_with_a_fix_when_the_sqlite_file_does_not_exist(name, tmp_p
     _no_traceback(out)
 
 
-def test_doctor_fails_on_a_database_without_the_schema(tmp_path):
+def test_doctor_fails_on_a_database_without_the_schema(tmp_path, cli):
     (tmp_path / "empty.db").touch()  # an empty file is an empty SQLite database
     url = sqlite_url(str(tmp_path / "empty.db"))
-    out = cli("doctor", "--database-url", url, home=tmp_path)
+    out = cli("doctor", "--database-url", url)
     assert out.returncode == 1
     assert _check_lines(out.stdout) == {"database": "PASS", "schema version": "FAIL", "database writable": "PASS"}
     assert "python -m telemetry report" in out.stdout
+
+
+# -- as a user runs it: `python -m telemetry` in a process of its own -------------------------------------------
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["report", "--since", "yesterday"], 2, "is not a time"),
+    (["report", "--database-url", "mongodb://x/y"], 2, "unsupported database URL scheme"),
+    (["report", "--database-url", "postgresql://nobody@127.0.0.1:{port}/none"], 1,
+     "error: the telemetry database at "),
+])
+def test_python_m_telemetry_exits_with_the_status_and_one_line_no_traceback(args, status, message, tmp_path):
+    args = [arg.format(port=free_port()) for arg in args]
+    out = run_module(*args, home=tmp_path)
+    assert out.returncode == status, out.stderr
+    assert message in out.stderr and out.stdout == ""
+    if status == 1:
+        assert len(out.stderr.strip().splitlines()) == 1 and "is unavailable" in out.stderr
+    _no_traceback(out)
+
+
+def test_the_default_data_dir_is_under_home(tmp_path):
+    """A process reads $HOME when it starts: the default database is ~/.run_telemetry/telemetry.db there."""
+    out = run_module("report", home=tmp_path)
+    assert out.returncode == 1 and str(tmp_path / ".run_telemetry" / "telemetry.db") in out.stderr
+    assert "does not exist" in out.stderr and not (tmp_path / ".run_telemetry" / "telemetry.db").exists()
+    _no_traceback(out)
 
 
 # -- the time forms -------------------------------------------------------------------------------------------

@@ -129,10 +129,22 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def serve_cli(cli, monkeypatch):
+    """`python -m telemetry serve ARGS` in this process (the `cli` fixture), for arguments it must refuse: a
+    server that starts anyway fails the test instead of serving forever."""
+    import telemetry.serve
+
+    async def started(options):
+        raise AssertionError(f"serve started with {options}")
+
+    monkeypatch.setattr(telemetry.serve, "run_serve", started)
+    return lambda *args: cli("serve", *args)
+
+
 @pytest.mark.parametrize("listen", ["0.0.0.0:8199", "192.168.1.10:8199"])
-def test_serve_refuses_to_listen_beyond_loopback_without_a_token(listen, tmp_path):
-    out = subprocess.run(_serve_cmd("--listen", listen, "--data-dir", str(tmp_path)), capture_output=True,
-                         text=True, timeout=60, cwd=ROOT, env=_env())
+def test_serve_refuses_to_listen_beyond_loopback_without_a_token(listen, tmp_path, serve_cli):
+    out = serve_cli("--listen", listen, "--data-dir", str(tmp_path))
     assert out.returncode == 2
     assert "--token" in out.stderr and "TELEMETRY_TOKEN" in out.stderr and "Traceback" not in out.stderr
 
@@ -209,9 +221,8 @@ def test_a_watcher_heartbeats_too_saying_whether_its_comfyui_answers(tmp_path, m
     (["--listen", "abc:xyz"], "--listen must be HOST:PORT"),
     (["--token", "short"], "at least 8 characters"),
 ])
-def test_serve_usage_errors_exit_2_with_a_message(args, message, tmp_path):
-    out = subprocess.run(_serve_cmd(*args, "--data-dir", str(tmp_path)), capture_output=True, text=True,
-                         timeout=60, cwd=ROOT, env=_env())
+def test_serve_usage_errors_exit_2_with_a_message(args, message, tmp_path, serve_cli):
+    out = serve_cli(*args, "--data-dir", str(tmp_path))
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 
 

@@ -5,6 +5,7 @@ event per node past the factor."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from telemetry.collector import RunTrace
@@ -105,16 +106,24 @@ def test_monitor_reads_the_running_trace_and_sends_progress_and_one_slow_event(s
 
 def test_progress_only_while_a_lease_is_held(store):
     pushed: list[tuple[str, dict]] = []
+    first = threading.Event()
+
+    def push(event: str, payload: dict) -> None:
+        pushed.append((event, payload))
+        first.set()
+
     trace = RunTrace(prompt_id="live-2", started_at_ms=1, started_perf=time.perf_counter(), prompt=PROMPT)
-    monitor = LiveMonitor(_Capture(trace, None), store, lambda e, p: pushed.append((e, p)))
-    time.sleep(1.2)
+    before = set(threading.enumerate())
+    monitor = LiveMonitor(_Capture(trace, None), store, push)
+    assert not _new_tickers(before), "no panel listens: no ticker runs"
     assert pushed == [] and not monitor.listening, "no panel listens: nothing runs, nothing is sent"
     assert monitor.listen(1.0)["lease_s"] == 1.0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not pushed:
-        time.sleep(0.05)
+    (ticker,) = _new_tickers(before)
+    assert first.wait(5)
     assert pushed and pushed[0][0] == PROGRESS_EVENT and pushed[0][1]["eta_ms"] is None
-    time.sleep(1.5)  # the lease ran out: the ticker stops
-    count = len(pushed)
-    time.sleep(1.2)
-    assert len(pushed) == count and not monitor.listening
+    ticker.join(3.0)  # the lease ran out: the ticker stops, and with it the events
+    assert not ticker.is_alive() and not monitor.listening and not _new_tickers(before)
+
+
+def _new_tickers(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in set(threading.enumerate()) - before if t.name == "run-telemetry-live"]

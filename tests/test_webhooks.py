@@ -473,7 +473,7 @@ def test_a_webhook_urls_value_of_the_wrong_shape_says_what_is_expected(tmp_path)
 
 
 def test_a_receiver_slower_than_the_timeout_is_retried(tmp_path):
-    receiver = Receiver(delays_s=[3.0]).start()
+    receiver = Receiver(delays_s=[1.5]).start()  # 3x the timeout
     pack = Pack(tmp_path, sqlite_url(str(tmp_path / "t.db")), {
         "TELEMETRY_WEBHOOK_URLS": receiver.url(), "TELEMETRY_WEBHOOK_SECRET": SECRET, **FAST,
         "TELEMETRY_WEBHOOK_TIMEOUT_S": "0.5"})

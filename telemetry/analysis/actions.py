@@ -83,7 +83,7 @@ def _float_input(node: Mapping[str, Any], name: str) -> float | None:
 
 def _id_order(node_id: str) -> tuple[int, str]:
     head = node_id.split(":")[0]
-    return (int(head), node_id) if head.isdigit() else (1 << 30, node_id)
+    return (int(head), node_id) if head.isascii() and head.isdigit() else (1 << 30, node_id)  # "¹".isdigit()
 
 
 def _sorted(nodes: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:

@@ -8,6 +8,7 @@ is still stored are read back (retention prunes runs; their records are dropped 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,19 @@ class ComfyHistoryRow(BaseModel):
 
     class Meta:
         table_name = "comfy_history"
+
+
+_last_stamp = 0
+_stamp_lock = threading.Lock()
+
+
+def _record_stamp() -> int:
+    """Now in ms, but after the previous record of this process: records saved within one millisecond keep the
+    order they were saved in (the history is read back newest first by this stamp)."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(int(time.time() * 1000), _last_stamp + 1)
+        return _last_stamp
 
 
 def clean_record(item: Any) -> dict[str, Any] | None:
@@ -48,7 +62,7 @@ def save_record(store: Any, run_id: str, item: Any) -> bool:
     if record is None:
         return False
     text = json.dumps(record, separators=(",", ":"))
-    stamp = int(time.time() * 1000)
+    stamp = _record_stamp()
     with store.bound():
         store.ensure_schema()
         (ComfyHistoryRow.insert(run_id=run_id, recorded_at_ms=stamp, record=text)

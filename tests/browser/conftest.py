@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from comfy_harness import NEWEST_FRONTEND, ComfyServer, ComfyTree
+from comfy_harness import NEWEST_FRONTEND, ComfyServer, ComfyTree, comfyui_trees
 from matrix import require_tree, skip_or_fail
 from panel_page import CHROMIUM_ARGS, REPO, VIEWPORT, PanelPage
 
@@ -46,6 +46,8 @@ def chromium_browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         _skip_or_fail("the playwright package is not installed (pip install -r requirements-dev.txt)")
+    if not comfyui_trees():  # every browser test needs a ComfyUI: no Chromium launched only to skip
+        _skip_or_fail("no ComfyUI is provisioned (scripts/provision.sh), and every browser test needs one")
     executable = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
     if not Path(executable).exists():
         _skip_or_fail(f"no Chromium at {executable} (scripts/provision.sh installs Debian's chromium)")
@@ -106,7 +108,8 @@ def screenshots_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui(request, chromium_browser, browser_leg, browser_comfy, screenshots_dir) -> PanelPage:
+def ui(request, browser_leg, chromium_browser, browser_comfy, screenshots_dir) -> PanelPage:
+    # browser_leg first: a leg that is not provisioned skips before Chromium is launched for nothing
     # A test module's cache of runs it queued (`_runs`) belongs to one leg's server: a new leg starts empty.
     getattr(request.module, "_runs", {}).clear()
     context = chromium_browser.new_context(viewport=VIEWPORT, color_scheme="dark")

@@ -8,7 +8,8 @@ import re
 
 import pytest
 from comfy_harness import free_port
-from test_cli_commands import _check_lines, cli
+from test_cli_commands import _check_lines
+from test_cli_commands import run_module as cli  # a real process, as a user runs doctor
 
 from telemetry.store.database import sqlite_url
 from telemetry.store.store import Store
