@@ -26,7 +26,7 @@ from generate_store import generate  # noqa: E402
 
 from telemetry.store.database import sqlite_url  # noqa: E402
 
-pytestmark = pytest.mark.scale
+pytestmark = [pytest.mark.scale, pytest.mark.timeout(900)]
 
 RUNS = 100_000
 DAY_MS = 86_400_000
@@ -100,7 +100,7 @@ class Raw:
         return cur.fetchall()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def scale(request, tmp_path_factory) -> Any:
     """(target, raw, picks) over a freshly generated 100,000-run store."""
     workdir = tmp_path_factory.mktemp(f"scale-{request.param}")
