@@ -194,6 +194,8 @@ def routes_for(raw: Raw, found: dict[str, Any], cursor: str) -> list[Route]:
               timeline(DAY_MS, quarter)),
         Route("node types", f"{PREFIX}/stats/node_types",
               "SELECT class_type, COUNT(*), AVG(duration_ms), MAX(gpu_peak_bytes) FROM node_runs GROUP BY class_type"),
+        Route("instances (the panel's)", f"{PREFIX}/instances",
+              "SELECT instance, COUNT(*) FROM runs GROUP BY instance"),
         Route("recommendations", f"{PREFIX}/recommendations", "SELECT * FROM recommendations WHERE state = 'open'"),
         Route("trends", with_filters(f"{PREFIX}/trends", workflow=found["workflow_key"], metric="duration_ms"),
               f"SELECT run_id, started_at_ms, duration_ms FROM runs WHERE workflow_key = "

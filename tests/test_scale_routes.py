@@ -174,6 +174,8 @@ def test_stats_count_every_run(scale):
     assert [w["runs"] for w in one["by_workflow"]] == [one["total_runs"]]
     per_instance = [target.get("/stats", instance=name)["total_runs"] for name in picks["instances"]]
     assert sum(per_instance) == RUNS and all(per_instance)
+    listed = {i["instance"]: i["runs"] for i in target.get("/instances")["instances"]}  # the panel's selector
+    assert listed == dict(zip(picks["instances"], per_instance, strict=True))
 
 
 def test_runs_every_filter_answers_matching_runs(scale):
