@@ -26,7 +26,7 @@ from generate_store import generate  # noqa: E402
 
 from telemetry.store.database import sqlite_url  # noqa: E402
 
-pytestmark = [pytest.mark.scale, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.scale, pytest.mark.bench, pytest.mark.timeout(900)]
 
 RUNS = 100_000
 DAY_MS = 86_400_000

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from generate_store import generate  # noqa: E402
 
-pytestmark = [pytest.mark.browser, pytest.mark.scale, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.browser, pytest.mark.scale, pytest.mark.bench, pytest.mark.timeout(900)]
 
 RUNS = 100_000
 LIMIT_MS = 1000.0
