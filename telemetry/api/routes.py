@@ -225,8 +225,11 @@ def add_core_routes(routes: web.RouteTableDef, get_service: Callable[[], Telemet
             while chunk is not sentinel:
                 await response.write(chunk.encode("utf-8"))
                 chunk = await run_db(svc.store, next, chunks, sentinel)
-        except (ConnectionError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             raise
+        except ConnectionError:  # the client went away mid-stream (a download cancelled): nothing failed here
+            log.debug("telemetry export: the client closed the connection before the end")
+            return response
         except Exception:
             # The status is sent: the only honest signal left is a cut connection (no final chunk).
             log.exception("telemetry export failed while streaming; the connection is closed unfinished")
