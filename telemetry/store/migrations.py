@@ -291,6 +291,14 @@ def _create_v12_search_index(db: Database) -> None:
     db.execute_sql(f"CREATE INDEX IF NOT EXISTS {V12_PG_INDEX} ON runs USING gin ({v12_pg_expression()} {opclass})")
 
 
+
+def _widen_v13_duration(db: Database) -> None:
+    """PostgreSQL: runs.duration_ms as DOUBLE PRECISION. As REAL, the value a cursor carries back (a float8
+    parsed from REAL's shortest text) did not equal the stored value, and paging by duration repeated a run."""
+    if _dialect(db) == "postgresql":
+        db.execute_sql("ALTER TABLE runs ALTER COLUMN duration_ms TYPE DOUBLE PRECISION")
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
@@ -303,6 +311,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (9, _create_v9_instances),
     (10, _statements(*_V10_INDEXES)),
     (12, _create_v12_search_index),
+    (13, _widen_v13_duration),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

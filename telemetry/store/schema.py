@@ -25,6 +25,7 @@ from peewee import (
     CompositeKey,
     Database,
     DatabaseProxy,
+    DoubleField,
     FloatField,
     ForeignKeyField,
     IntegerField,
@@ -84,7 +85,9 @@ class RunRow(BaseModel):
     queued_at_ms = BigIntegerField(null=True)
     started_at_ms = BigIntegerField(null=True, index=True)
     finished_at_ms = BigIntegerField(null=True)
-    duration_ms = FloatField(null=True, index=True)
+    # DOUBLE PRECISION on PostgreSQL (migration 13): a cursor carries the value back as a Python float, which a
+    # REAL column would not equal exactly.
+    duration_ms = DoubleField(null=True, index=True)
     queue_wait_ms = FloatField(null=True)
     workflow_id = CharField(max_length=128, null=True, index=True)
     workflow_name = TextField(null=True)
