@@ -37,8 +37,8 @@ _PG_LOCK_KEY = 0x52_54_4C_4D  # "RTLM"
 
 # The column types peewee gives each field class per dialect; the DDL below is written with these names.
 _TYPES = {
-    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER"},
-    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL"},
+    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER", "DOUBLE": "REAL"},
+    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL", "DOUBLE": "DOUBLE PRECISION"},
 }
 
 
@@ -237,6 +237,25 @@ _V10_INDEXES = (
 )
 
 
+# Rollups of runs (telemetry.store.rollups), built once from the runs there are.
+_V11_ROLLUPS = (
+    'CREATE TABLE IF NOT EXISTS "run_rollups" ("workflow_key" VARCHAR(128) NOT NULL, '
+    '"instance" VARCHAR(256) NOT NULL, "status" VARCHAR(16) NOT NULL, "grain" INTEGER NOT NULL, '
+    '"bucket_ms" {BIGINT} NOT NULL, "runs" INTEGER NOT NULL, "durations" INTEGER NOT NULL, '
+    '"duration_sum" {DOUBLE} NOT NULL, "frames" {BIGINT} NOT NULL, "energies" INTEGER NOT NULL, '
+    '"energy_sum" {DOUBLE} NOT NULL, "gpu_peak_max" {BIGINT}, "ram_peak_max" {BIGINT}, "hist" TEXT NOT NULL, '
+    'PRIMARY KEY ("workflow_key", "instance", "status", "grain", "bucket_ms"))',
+    'CREATE INDEX IF NOT EXISTS "rolluprow_grain_bucket_ms" ON "run_rollups" ("grain", "bucket_ms")',
+)
+
+
+def _create_v11_rollups(db: Database) -> None:
+    from .rollups import backfill
+
+    _ddl(*_V11_ROLLUPS)(db)
+    backfill(db)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
@@ -248,6 +267,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (8, _add_v8_columns),
     (9, _create_v9_instances),
     (10, _statements(*_V10_INDEXES)),
+    (11, _create_v11_rollups),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

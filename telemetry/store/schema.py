@@ -25,6 +25,7 @@ from peewee import (
     CompositeKey,
     Database,
     DatabaseProxy,
+    DoubleField,
     FloatField,
     ForeignKeyField,
     IntegerField,
@@ -277,6 +278,31 @@ class InstanceRow(BaseModel):
         primary_key = CompositeKey("instance", "source")
 
 
+class RollupRow(BaseModel):
+    """Rollups of runs per group (workflow_key, instance, status) and hour, day or all time (migration 11),
+    kept by the store with every write of runs (`store.rollups`). A missing workflow_key or instance is ''."""
+
+    workflow_key = CharField(max_length=128)
+    instance = CharField(max_length=256)
+    status = CharField(max_length=16)
+    grain = IntegerField()  # bucket size in ms: 3600000 (hour), 86400000 (day), 0 (all time)
+    bucket_ms = BigIntegerField()  # bucket start; -1: runs without a start (hour grain)
+    runs = IntegerField()
+    durations = IntegerField()  # runs with a duration
+    duration_sum = DoubleField()
+    frames = BigIntegerField()
+    energies = IntegerField()  # runs with an energy
+    energy_sum = DoubleField()
+    gpu_peak_max = BigIntegerField(null=True)
+    ram_peak_max = BigIntegerField(null=True)
+    hist = TextField()  # JSON {bin: count} of durations (store.rollups.duration_bin)
+
+    class Meta:
+        table_name = "run_rollups"
+        primary_key = CompositeKey("workflow_key", "instance", "status", "grain", "bucket_ms")
+        indexes = ((("grain", "bucket_ms"), False),)
+
+
 class SchemaVersionRow(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at_ms = BigIntegerField()
@@ -295,4 +321,5 @@ ALL_TABLES = (
     FilterPresetRow,
     WorkflowNameRow,
     InstanceRow,
+    RollupRow,
 )
