@@ -183,3 +183,35 @@ def test_split_window_covers_the_window_exactly_once():
         covered.sort()
         assert covered[0][0] == (since or 0) and covered[-1][1] == end
         assert all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False))
+
+
+@pytest.mark.parametrize("bucket_ms", [HOUR_MS, DAY_MS])
+def test_the_timeline_from_the_rollups_equals_the_one_from_runs(store, monkeypatch, bucket_ms):
+    from telemetry.analysis import queries, timeline
+
+    rng = random.Random(11)
+    monkeypatch.setattr("telemetry.store.store.EXACT_PERCENTILES_MAX", 10)
+    store.save_runs([_run(rng, i) for i in range(400)])
+    store.prune_runs(keep=350)
+    calls: list[tuple] = []
+    real = rollup_reads.timeline_totals
+    monkeypatch.setattr(rollup_reads, "timeline_totals", lambda *a: calls.append(a) or real(*a))
+    for filters in (RunFilters(), RunFilters(status=["success", "failed"], instance="b:1"),
+                    RunFilters(workflow="wf-c")):
+        for lo, hi in ((T0, T0 + 5 * DAY_MS - 1), (T0 + 5 * HOUR_MS + 17, T0 + 3 * DAY_MS + 2 * HOUR_MS + 5)):
+            with store.bound():
+                raw = timeline.points(*queries.timeline_aggregates(store, filters, lo, hi, bucket_ms))
+            calls.clear()
+            fast = queries.timeline_points(store, filters, lo, hi, bucket_ms)
+            assert calls  # the rollups answered
+            assert set(fast) == set(raw)
+            for b, point in raw.items():
+                got = fast[b]
+                assert {k: v for k, v in got.items() if k not in ("avg_duration_ms", "p95_duration_ms")} == {
+                    k: v for k, v in point.items() if k not in ("avg_duration_ms", "p95_duration_ms")}, b
+                assert _close(got["avg_duration_ms"], point["avg_duration_ms"])
+                if point["p95_duration_ms"] is None:
+                    assert got["p95_duration_ms"] is None
+                else:
+                    assert abs(got["p95_duration_ms"] - point["p95_duration_ms"]) <= (
+                        HISTOGRAM_RELATIVE_ERROR * point["p95_duration_ms"] + 0.5), b

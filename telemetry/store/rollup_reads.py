@@ -135,3 +135,33 @@ def histogram(store: Any, p: Plan, filters: RunFilters) -> dict[int, int]:
             b = duration_bin(d)
             hist[b] = hist.get(b, 0) + 1
     return hist
+
+
+def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: int) -> dict[int, dict[str, Any]]:
+    """Per bucket of `grain` in [lo, hi) (whole buckets): runs per status, durations, their sum, the GPU peak,
+    frames, and the durations histogram, from the rollups (the histograms merged by the database)."""
+    p = Plan([(grain, (lo, hi))], [], None)
+    base = plan(filters)
+    if base is None:
+        raise ValueError("these filters need runs")
+    p.workflow_keys = base.workflow_keys
+    out: dict[int, dict[str, Any]] = {}
+    totals = _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
+                           fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum),
+                           fn.MAX(RollupRow.gpu_peak_max), fn.SUM(RollupRow.frames)).group_by(
+        RollupRow.bucket_ms, RollupRow.status)
+    for b, status, runs, durations, dsum, peak, frames in totals.tuples():
+        entry = out.setdefault(int(b), {"status": {}, "durations": 0, "duration_sum": 0.0, "peak": None,
+                                        "frames": 0, "hist": {}})
+        entry["status"][status] = int(runs)
+        entry["durations"] += int(durations)
+        entry["duration_sum"] += float(dsum or 0.0)
+        entry["peak"] = peak if entry["peak"] is None else max(entry["peak"], peak or 0)
+        entry["frames"] += int(frames or 0)
+    inner_sql, params = _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.hist).sql()
+    each = ("jsonb_each_text(CAST(q.hist AS jsonb))" if store.kind == "postgresql" else "json_each(q.hist)")
+    sql = (f"SELECT q.bucket_ms, CAST(j.key AS INTEGER), SUM(CAST(j.value AS INTEGER)) FROM ({inner_sql}) AS q, "
+           f"{each} AS j GROUP BY q.bucket_ms, CAST(j.key AS INTEGER)")
+    for b, bin_index, n in store.db.execute_sql(sql, params).fetchall():
+        out[int(b)]["hist"][int(bin_index)] = int(n)
+    return out

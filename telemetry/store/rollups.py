@@ -124,6 +124,16 @@ def _coarser(key: Key) -> list[Key]:
     return out
 
 
+def percentile_at(hist: dict[int, int], rank: int) -> float:
+    """The value the histogram gives the `rank`-th smallest duration (0-based; rank < its count)."""
+    seen = 0
+    for b, count in sorted(hist.items()):
+        seen += count
+        if seen > rank:
+            return bin_value(b)
+    raise ValueError("rank beyond the histogram")
+
+
 def percentiles(hist: dict[int, int], qs: Iterable[float]) -> list[float | None]:
     """Nearest-rank percentiles (rank round(q (n - 1)), as `Store._duration_percentiles`) from a histogram."""
     n = sum(hist.values())
