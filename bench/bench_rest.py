@@ -141,7 +141,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--db", default=None)
     parser.add_argument("--keep", action="store_true", help="reuse --db when it already holds --runs runs")
-    parser.add_argument("--routes", default=None, help="comma list of the route names to time (default: all)")
+    parser.add_argument("--routes", default=None, help="the route names to time, separated by ; (default: all)")
     args = parser.parse_args()
     path = args.db or os.path.join(tempfile.mkdtemp(prefix="rt-bench-rest-"), "telemetry.db")
     have = 0
@@ -164,7 +164,7 @@ def main() -> int:
     print(f"{'route':<22}{'first':>9}{'p50 ms':>9}{'p95 ms':>9}{'raw p50':>9}{'ratio':>8}   "
           f"target p95 < {TARGET_P95_MS:.0f} ms")
     failures = 0
-    only = set(args.routes.split(",")) if args.routes else None
+    only = set(args.routes.split(";")) if args.routes else None
     for name, timings, raw in asyncio.run(time_routes(service, analysis, path, args.repeat + 1, args.runs, only)):
         p50, p95 = quantiles(timings[1:])
         raw50, _ = quantiles(raw[1:])

@@ -12,10 +12,11 @@ from typing import Any
 from peewee import fn
 
 from ..filters import RunFilters
-from .rollups import DAY_MS, GRAIN_ALL, HOUR_MS, Agg
+from .rollups import DAY_MS, GRAIN_ALL, HOUR_MS, TOTAL_ALL, TOTAL_DAY, TOTAL_HOUR, Agg, duration_bin
 from .schema import RollupRow, RunRow
 
 Range = tuple[int, int | None]  # [lo, hi) in ms; hi None: no end
+_TOTALS = {HOUR_MS: TOTAL_HOUR, DAY_MS: TOTAL_DAY, GRAIN_ALL: TOTAL_ALL}
 
 
 @dataclass
@@ -63,10 +64,11 @@ def plan(filters: RunFilters) -> Plan | None:
         w = filters.workflow
         if not RollupRow.select().where(RollupRow.workflow_key == w, RollupRow.grain == GRAIN_ALL).exists():
             return None
-        # The filter also matches runs by id, name and fingerprint: only when none of those is outside key w
-        # are its runs exactly the key's rollups (a run's key is its workflow id, else its fingerprint).
+        # The filter also matches runs by name and fingerprint: only when none of those is outside key w are its
+        # runs exactly the key's rollups. (A run's key is its workflow id, else its fingerprint: a run of
+        # workflow id w has key w.)
         outside = RunRow.select().where(
-            ((RunRow.fingerprint == w) | (RunRow.workflow_name == w) | (RunRow.workflow_id == w))
+            ((RunRow.fingerprint == w) | (RunRow.workflow_name == w))
             & ((RunRow.workflow_key != w) | RunRow.workflow_key.is_null()))
         if outside.exists():
             return None
@@ -117,17 +119,32 @@ def groups(store: Any, p: Plan, filters: RunFilters) -> dict[tuple[str | None, s
     return out
 
 
+def _totals_plan(p: Plan, filters: RunFilters) -> Plan:
+    """The same window over the totals rows, when no workflow or instance is asked for (fewer rows)."""
+    if p.workflow_keys is not None or filters.instance:
+        return p
+    return Plan([(_TOTALS[grain], r) for grain, r in p.rollups], p.runs, None)
+
+
+def _merged_hists(store: Any, query: Any, by_bucket: bool = True) -> list[tuple[int, int, int]]:
+    """(bucket_ms, bin, count) of the histograms of the rows `query` selects (bucket_ms, hist), summed by the
+    database (SQLite's json_each, PostgreSQL's jsonb_each_text); without `by_bucket` over all buckets (0)."""
+    inner_sql, params = query.sql()
+    each = "jsonb_each_text(CAST(q.hist AS jsonb))" if store.kind == "postgresql" else "json_each(q.hist)"
+    bucket = "q.bucket_ms" if by_bucket else "0"
+    sql = (f"SELECT {bucket}, CAST(j.key AS INTEGER), SUM(CAST(j.value AS INTEGER)) FROM ({inner_sql}) AS q, "
+           f"{each} AS j GROUP BY {'q.bucket_ms, ' if by_bucket else ''}CAST(j.key AS INTEGER)")
+    return [(int(b), int(k), int(n)) for b, k, n in store.db.execute_sql(sql, params).fetchall()]
+
+
 def histogram(store: Any, p: Plan, filters: RunFilters) -> dict[int, int]:
     """The durations histogram of the window: the rollups' merged, and the edge runs' binned here."""
-    import json
-
-    from .rollups import duration_bin
-
     hist: dict[int, int] = {}
     if p.rollups:
-        for (text,) in _rollup_query(p, filters, RollupRow.hist).tuples():
-            for b, n in json.loads(text).items():
-                hist[int(b)] = hist.get(int(b), 0) + n
+        q = _totals_plan(p, filters)
+        rows = _rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.hist)
+        for _, b, n in _merged_hists(store, rows, by_bucket=False):
+            hist[b] = hist.get(b, 0) + n
     for lo, hi in p.runs:
         query = store.filtered(edge_filters(filters, lo, hi), RunRow.select(RunRow.duration_ms)).where(
             RunRow.duration_ms.is_null(False))
@@ -140,11 +157,10 @@ def histogram(store: Any, p: Plan, filters: RunFilters) -> dict[int, int]:
 def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: int) -> dict[int, dict[str, Any]]:
     """Per bucket of `grain` in [lo, hi) (whole buckets): runs per status, durations, their sum, the GPU peak,
     frames, and the durations histogram, from the rollups (the histograms merged by the database)."""
-    p = Plan([(grain, (lo, hi))], [], None)
     base = plan(filters)
     if base is None:
         raise ValueError("these filters need runs")
-    p.workflow_keys = base.workflow_keys
+    p = _totals_plan(Plan([(grain, (lo, hi))], [], base.workflow_keys), filters)
     out: dict[int, dict[str, Any]] = {}
     totals = _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
                            fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum),
@@ -158,10 +174,6 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
         entry["duration_sum"] += float(dsum or 0.0)
         entry["peak"] = peak if entry["peak"] is None else max(entry["peak"], peak or 0)
         entry["frames"] += int(frames or 0)
-    inner_sql, params = _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.hist).sql()
-    each = ("jsonb_each_text(CAST(q.hist AS jsonb))" if store.kind == "postgresql" else "json_each(q.hist)")
-    sql = (f"SELECT q.bucket_ms, CAST(j.key AS INTEGER), SUM(CAST(j.value AS INTEGER)) FROM ({inner_sql}) AS q, "
-           f"{each} AS j GROUP BY q.bucket_ms, CAST(j.key AS INTEGER)")
-    for b, bin_index, n in store.db.execute_sql(sql, params).fetchall():
-        out[int(b)]["hist"][int(bin_index)] = int(n)
+    for b, bin_index, n in _merged_hists(store, _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.hist)):
+        out[b]["hist"][bin_index] = n
     return out

@@ -1,14 +1,16 @@
 """Rollups of runs (table `run_rollups`, migration 11), so statistics read a few rows instead of scanning runs.
 
 One row per group (workflow_key, instance, status) and bucket at three grains: an hour of `started_at_ms`, a
-UTC day, and all time (grain 0, bucket 0). Runs without a start (e.g. `cancelled`) are in the hour grain's
-bucket -1 and in the all-time row, never in a day. A row holds the group's count, sums (duration, frames,
-energy) with the counts of non-null values, the maxima of the GPU and RAM peaks, and a histogram of durations.
+UTC day, and all time (grain 0, bucket 0); and the same three for the totals of each status over every workflow
+and instance (grains -3600000, -86400000, -1; workflow_key and instance ''). Runs without a start (e.g.
+`cancelled`) are in the hour grains' bucket -1 and in the all-time rows, never in a day. A row holds the group's
+count, sums (duration, frames, energy) with the counts of non-null values, the maxima of the GPU and RAM peaks,
+and a histogram of durations.
 
 The store keeps them in the same transaction as every write of runs (`apply`), so they cannot drift:
-- a run inserted (not replacing a stored one) is added to its three rows;
+- a run inserted (not replacing a stored one) is added to its six rows;
 - a run deleted, replaced or changed (status) makes its groups be recomputed: the hour row from runs (a group of
-  one hour is small), then the day and all-time rows from the hour and day rows (maxima cannot be subtracted).
+  one hour is small), then the coarser rows from the finer ones (maxima cannot be subtracted).
 
 Durations histogram: bin 0 is [0, 1 ms), bin k >= 1 is [2^((k-1)/8), 2^(k/8)) ms. A percentile from it is the
 geometric middle of its bin, within `HISTOGRAM_RELATIVE_ERROR` (2^(1/16) - 1, 4.4 %) of the exact
@@ -31,6 +33,9 @@ from .schema import RollupRow, RunRow
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 GRAIN_ALL = 0
+# The totals of every workflow and instance per status (workflow_key and instance ''), for reads that filter
+# neither (the overview's timeline, percentiles): hour, day and all time.
+TOTAL_HOUR, TOTAL_DAY, TOTAL_ALL = -HOUR_MS, -DAY_MS, -1
 NO_START = -1
 BINS_PER_OCTAVE = 8
 HISTOGRAM_RELATIVE_ERROR = 2 ** (1 / (2 * BINS_PER_OCTAVE)) - 1
@@ -116,11 +121,13 @@ def hour_key(started_at_ms: int | None, workflow_key: str | None, instance: str 
 
 
 def _coarser(key: Key) -> list[Key]:
-    """The day and all-time rows an hour row is part of."""
+    """The rows an hour row is part of: its group's day and all time, and the totals of its status (hour, day,
+    all time)."""
     wk, inst, status, _, bucket = key
-    out = [(wk, inst, status, GRAIN_ALL, 0)]
+    out = [(wk, inst, status, GRAIN_ALL, 0), ("", "", status, TOTAL_HOUR, bucket), ("", "", status, TOTAL_ALL, 0)]
     if bucket != NO_START:
-        out.insert(0, (wk, inst, status, DAY_MS, bucket // DAY_MS * DAY_MS))
+        day = bucket // DAY_MS * DAY_MS
+        out += [(wk, inst, status, DAY_MS, day), ("", "", status, TOTAL_DAY, day)]
     return out
 
 
@@ -217,17 +224,26 @@ def _from_runs(key: Key) -> Agg:
 
 def _from_finer(key: Key) -> Agg:
     *group, grain, bucket = key
-    query = _group_where(RollupRow.select(), RollupRow, tuple(group))  # type: ignore[arg-type]
-    if grain == DAY_MS:
-        query = query.where(RollupRow.grain == HOUR_MS, RollupRow.bucket_ms >= bucket,
-                            RollupRow.bucket_ms < bucket + DAY_MS)
+    if grain == TOTAL_HOUR:  # every group's hour row of this status
+        query = RollupRow.select().where(RollupRow.grain == HOUR_MS, RollupRow.bucket_ms == bucket,
+                                         RollupRow.status == group[2])
     else:
-        query = query.where((RollupRow.grain == DAY_MS)
-                            | ((RollupRow.grain == HOUR_MS) & (RollupRow.bucket_ms == NO_START)))
+        query = _group_where(RollupRow.select(), RollupRow, tuple(group))  # type: ignore[arg-type]
+        hour, day = (HOUR_MS, DAY_MS) if grain in (DAY_MS, GRAIN_ALL) else (TOTAL_HOUR, TOTAL_DAY)
+        if grain in (DAY_MS, TOTAL_DAY):
+            query = query.where(RollupRow.grain == hour, RollupRow.bucket_ms >= bucket,
+                                RollupRow.bucket_ms < bucket + DAY_MS)
+        else:
+            query = query.where((RollupRow.grain == day)
+                                | ((RollupRow.grain == hour) & (RollupRow.bucket_ms == NO_START)))
     agg = Agg()
     for row in query.dicts():
         agg.add(_agg_of_row(row))
     return agg
+
+
+# Each grain is recomputed from the rows of the one before it in this order.
+_RECOMPUTE_ORDER = (DAY_MS, GRAIN_ALL, TOTAL_HOUR, TOTAL_DAY, TOTAL_ALL)
 
 
 def _real(value: float | None) -> float | None:
@@ -265,8 +281,7 @@ def apply(db: Database, changed: set[Key], added: Iterable[tuple]) -> None:
         deltas.update(coarse)
         stored = _read(list(deltas))
         _write(db, {key: stored.get(key, Agg()).add(agg) for key, agg in deltas.items()})
-    # Days before all time: the all-time row is made from the day rows.
-    for grain in (DAY_MS, GRAIN_ALL):
+    for grain in _RECOMPUTE_ORDER:
         keys = [k for k in recompute_coarse if k[3] == grain]
         if keys:
             _write(db, {key: _from_finer(key) for key in keys})
