@@ -6,13 +6,14 @@ and whole hours read from the rollups and, at its edges, the parts of an hour re
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from peewee import fn
 
 from ..filters import RunFilters
-from .rollups import DAY_MS, GRAIN_ALL, HOUR_MS, TOTAL_ALL, TOTAL_DAY, TOTAL_HOUR, Agg, duration_bin
+from .rollups import ANY_STATUS, DAY_MS, GRAIN_ALL, HOUR_MS, TOTAL_ALL, TOTAL_DAY, TOTAL_HOUR, Agg, duration_bin
 from .schema import RollupRow, RunRow
 
 Range = tuple[int, int | None]  # [lo, hi) in ms; hi None: no end
@@ -119,32 +120,33 @@ def groups(store: Any, p: Plan, filters: RunFilters) -> dict[tuple[str | None, s
     return out
 
 
-def _totals_plan(p: Plan, filters: RunFilters) -> Plan:
-    """The same window over the totals rows, when no workflow or instance is asked for (fewer rows)."""
+def _totals_plan(p: Plan, filters: RunFilters) -> tuple[Plan, RunFilters]:
+    """The same window over the totals rows when no workflow or instance is asked for (fewer rows), and the
+    filters to read them with (no status asked for: the rows of every status)."""
     if p.workflow_keys is not None or filters.instance:
-        return p
-    return Plan([(_TOTALS[grain], r) for grain, r in p.rollups], p.runs, None)
+        return p, filters
+    totals = Plan([(_TOTALS[grain], r) for grain, r in p.rollups], p.runs, None)
+    return totals, filters if filters.status else replace(filters, status=[ANY_STATUS])
 
 
-def _merged_hists(store: Any, query: Any, by_bucket: bool = True) -> list[tuple[int, int, int]]:
-    """(bucket_ms, bin, count) of the histograms of the rows `query` selects (bucket_ms, hist), summed by the
-    database (SQLite's json_each, PostgreSQL's jsonb_each_text); without `by_bucket` over all buckets (0)."""
-    inner_sql, params = query.sql()
-    each = "jsonb_each_text(CAST(q.hist AS jsonb))" if store.kind == "postgresql" else "json_each(q.hist)"
-    bucket = "q.bucket_ms" if by_bucket else "0"
-    sql = (f"SELECT {bucket}, CAST(j.key AS INTEGER), SUM(CAST(j.value AS INTEGER)) FROM ({inner_sql}) AS q, "
-           f"{each} AS j GROUP BY {'q.bucket_ms, ' if by_bucket else ''}CAST(j.key AS INTEGER)")
-    return [(int(b), int(k), int(n)) for b, k, n in store.db.execute_sql(sql, params).fetchall()]
+def _merged_hists(query: Any) -> dict[int, dict[int, int]]:
+    """The histograms of the rows `query` selects (bucket_ms, hist), summed per bucket."""
+    out: dict[int, dict[int, int]] = {}
+    for bucket, text in query.tuples():
+        hist = out.setdefault(int(bucket), {})
+        for b, n in json.loads(text).items():
+            hist[int(b)] = hist.get(int(b), 0) + n
+    return out
 
 
 def histogram(store: Any, p: Plan, filters: RunFilters) -> dict[int, int]:
     """The durations histogram of the window: the rollups' merged, and the edge runs' binned here."""
     hist: dict[int, int] = {}
     if p.rollups:
-        q = _totals_plan(p, filters)
-        rows = _rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.hist)
-        for _, b, n in _merged_hists(store, rows, by_bucket=False):
-            hist[b] = hist.get(b, 0) + n
+        q, q_filters = _totals_plan(p, filters)
+        for bucket_hist in _merged_hists(_rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).values():
+            for b, n in bucket_hist.items():
+                hist[b] = hist.get(b, 0) + n
     for lo, hi in p.runs:
         query = store.filtered(edge_filters(filters, lo, hi), RunRow.select(RunRow.duration_ms)).where(
             RunRow.duration_ms.is_null(False))
@@ -160,12 +162,15 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
     base = plan(filters)
     if base is None:
         raise ValueError("these filters need runs")
-    p = _totals_plan(Plan([(grain, (lo, hi))], [], base.workflow_keys), filters)
+    p = Plan([(grain, (lo, hi))], [], base.workflow_keys)
+    q, q_filters = _totals_plan(p, filters)
     out: dict[int, dict[str, Any]] = {}
-    totals = _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
+    totals = _rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
                            fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum),
                            fn.MAX(RollupRow.gpu_peak_max), fn.SUM(RollupRow.frames)).group_by(
         RollupRow.bucket_ms, RollupRow.status)
+    if q is not p:
+        totals = totals.where(RollupRow.status != ANY_STATUS)
     for b, status, runs, durations, dsum, peak, frames in totals.tuples():
         entry = out.setdefault(int(b), {"status": {}, "durations": 0, "duration_sum": 0.0, "peak": None,
                                         "frames": 0, "hist": {}})
@@ -174,6 +179,6 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
         entry["duration_sum"] += float(dsum or 0.0)
         entry["peak"] = peak if entry["peak"] is None else max(entry["peak"], peak or 0)
         entry["frames"] += int(frames or 0)
-    for b, bin_index, n in _merged_hists(store, _rollup_query(p, filters, RollupRow.bucket_ms, RollupRow.hist)):
-        out[b]["hist"][bin_index] = n
+    for b, hist in _merged_hists(_rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).items():
+        out[b]["hist"] = hist
     return out

@@ -2,13 +2,13 @@
 
 One row per group (workflow_key, instance, status) and bucket at three grains: an hour of `started_at_ms`, a
 UTC day, and all time (grain 0, bucket 0); and the same three for the totals of each status over every workflow
-and instance (grains -3600000, -86400000, -1; workflow_key and instance ''). Runs without a start (e.g.
-`cancelled`) are in the hour grains' bucket -1 and in the all-time rows, never in a day. A row holds the group's
-count, sums (duration, frames, energy) with the counts of non-null values, the maxima of the GPU and RAM peaks,
-and a histogram of durations.
+and instance (grains -3600000, -86400000, -1; workflow_key and instance ''), and of every status (status '*').
+Runs without a start (e.g. `cancelled`) are in the hour grains' bucket -1 and in the all-time rows, never in a
+day. A row holds the group's count, sums (duration, frames, energy) with the counts of non-null values, the
+maxima of the GPU and RAM peaks, and a histogram of durations.
 
 The store keeps them in the same transaction as every write of runs (`apply`), so they cannot drift:
-- a run inserted (not replacing a stored one) is added to its six rows;
+- a run inserted (not replacing a stored one) is added to its nine rows;
 - a run deleted, replaced or changed (status) makes its groups be recomputed: the hour row from runs (a group of
   one hour is small), then the coarser rows from the finer ones (maxima cannot be subtracted).
 
@@ -36,6 +36,7 @@ GRAIN_ALL = 0
 # The totals of every workflow and instance per status (workflow_key and instance ''), for reads that filter
 # neither (the overview's timeline, percentiles): hour, day and all time.
 TOTAL_HOUR, TOTAL_DAY, TOTAL_ALL = -HOUR_MS, -DAY_MS, -1
+ANY_STATUS = "*"  # the totals of every status too: one row per bucket answers an unfiltered timeline point
 NO_START = -1
 BINS_PER_OCTAVE = 8
 HISTOGRAM_RELATIVE_ERROR = 2 ** (1 / (2 * BINS_PER_OCTAVE)) - 1
@@ -124,10 +125,12 @@ def _coarser(key: Key) -> list[Key]:
     """The rows an hour row is part of: its group's day and all time, and the totals of its status (hour, day,
     all time)."""
     wk, inst, status, _, bucket = key
-    out = [(wk, inst, status, GRAIN_ALL, 0), ("", "", status, TOTAL_HOUR, bucket), ("", "", status, TOTAL_ALL, 0)]
+    out = [(wk, inst, status, GRAIN_ALL, 0)]
+    for total in (status, ANY_STATUS):
+        out += [("", "", total, TOTAL_HOUR, bucket), ("", "", total, TOTAL_ALL, 0)]
     if bucket != NO_START:
         day = bucket // DAY_MS * DAY_MS
-        out += [(wk, inst, status, DAY_MS, day), ("", "", status, TOTAL_DAY, day)]
+        out += [(wk, inst, status, DAY_MS, day), ("", "", status, TOTAL_DAY, day), ("", "", ANY_STATUS, TOTAL_DAY, day)]
     return out
 
 
@@ -224,9 +227,10 @@ def _from_runs(key: Key) -> Agg:
 
 def _from_finer(key: Key) -> Agg:
     *group, grain, bucket = key
-    if grain == TOTAL_HOUR:  # every group's hour row of this status
-        query = RollupRow.select().where(RollupRow.grain == HOUR_MS, RollupRow.bucket_ms == bucket,
-                                         RollupRow.status == group[2])
+    if grain == TOTAL_HOUR:  # every group's hour row of this status (or of every status)
+        query = RollupRow.select().where(RollupRow.grain == HOUR_MS, RollupRow.bucket_ms == bucket)
+        if group[2] != ANY_STATUS:
+            query = query.where(RollupRow.status == group[2])
     else:
         query = _group_where(RollupRow.select(), RollupRow, tuple(group))  # type: ignore[arg-type]
         hour, day = (HOUR_MS, DAY_MS) if grain in (DAY_MS, GRAIN_ALL) else (TOTAL_HOUR, TOTAL_DAY)
