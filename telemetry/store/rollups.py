@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy
-from peewee import Database, PostgresqlDatabase, Tuple
+from peewee import Database, PostgresqlDatabase, fn
 
 from .schema import RollupRow, RunRow
 
@@ -90,6 +90,26 @@ class Agg:
         self.ram_peak = _max(self.ram_peak, other.ram_peak)
         for b, n in other.hist.items():
             self.hist[b] = self.hist.get(b, 0) + n
+        return self
+
+    def subtract(self, other: Agg) -> Agg:
+        """Take out the counts, sums and histogram of `other` (a part of this); maxima stay as they are."""
+        self.runs -= other.runs
+        self.durations -= other.durations
+        self.duration_sum -= other.duration_sum
+        self.frames -= other.frames
+        self.energies -= other.energies
+        self.energy_sum -= other.energy_sum
+        for b, n in other.hist.items():
+            left = self.hist.get(b, 0) - n
+            if left > 0:
+                self.hist[b] = left
+            else:
+                self.hist.pop(b, None)
+        if not self.durations:
+            self.duration_sum = 0.0
+        if not self.energies:
+            self.energy_sum = 0.0
         return self
 
     def add_run(self, duration_ms: float | None, frames: int | None, energy_j: float | None,
@@ -175,18 +195,27 @@ def _row_of(key: Key, agg: Agg) -> tuple:
             agg.gpu_peak, agg.ram_peak, hist)
 
 
-_KEY_FIELDS = (RollupRow.workflow_key, RollupRow.instance, RollupRow.status, RollupRow.grain, RollupRow.bucket_ms)
 _COLUMNS = ("workflow_key", "instance", "status", "grain", "bucket_ms", "runs", "durations", "duration_sum",
             "frames", "energies", "energy_sum", "gpu_peak_max", "ram_peak_max", "hist")
 _IN_CHUNK = 150  # keys per IN list (5 parameters each: within SQLite's old limit of 999)
 
 
-def _read(keys: list[Key]) -> dict[Key, Agg]:
+def _keys_where(db: Database, keys: list[Key]) -> tuple[str, list[Any]]:
+    """A WHERE of these keys as an OR of primary-key equalities: both databases read each from the primary
+    key's index (a row-value IN list is a scan of the table in SQLite)."""
+    p = db.param
+    one = f'("workflow_key" = {p} AND "instance" = {p} AND "status" = {p} AND "grain" = {p} AND "bucket_ms" = {p})'
+    return " OR ".join([one] * len(keys)), [v for key in keys for v in key]
+
+
+def _read(db: Database, keys: list[Key]) -> dict[Key, Agg]:
     found: dict[Key, Agg] = {}
+    names = ", ".join(f'"{c}"' for c in _COLUMNS)
     for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start:start + _IN_CHUNK]
-        for row in RollupRow.select().where(Tuple(*_KEY_FIELDS).in_(chunk)).dicts():
-            found[tuple(row[c] for c in _COLUMNS[:5])] = _agg_of_row(row)  # type: ignore[index]
+        where, args = _keys_where(db, keys[start:start + _IN_CHUNK])
+        for values in db.execute_sql(f'SELECT {names} FROM "run_rollups" WHERE {where}', args).fetchall():
+            row = dict(zip(_COLUMNS, values, strict=True))
+            found[tuple(values[:5])] = _agg_of_row(row)  # type: ignore[index]
     return found
 
 
@@ -194,13 +223,13 @@ def _write(db: Database, rows: dict[Key, Agg]) -> None:
     """Replace the rows of these keys (an empty group's row is deleted)."""
     keys = list(rows)
     for start in range(0, len(keys), _IN_CHUNK):
-        RollupRow.delete().where(Tuple(*_KEY_FIELDS).in_(keys[start:start + _IN_CHUNK])).execute()
+        where, args = _keys_where(db, keys[start:start + _IN_CHUNK])
+        db.execute_sql(f'DELETE FROM "run_rollups" WHERE {where}', args)
     kept = [_row_of(k, a) for k, a in rows.items() if a.runs]
     if kept:
-        q = db.quote[0]
-        names = ", ".join(f"{q}{c}{db.quote[-1]}" for c in _COLUMNS)
+        names = ", ".join(f'"{c}"' for c in _COLUMNS)
         marks = ", ".join([db.param] * len(_COLUMNS))
-        db.cursor().executemany(f'INSERT INTO {q}run_rollups{db.quote[-1]} ({names}) VALUES ({marks})', kept)
+        db.cursor().executemany(f'INSERT INTO "run_rollups" ({names}) VALUES ({marks})', kept)
 
 
 def _group_where(query: Any, model: Any, group: Group) -> Any:
@@ -225,29 +254,24 @@ def _from_runs(key: Key) -> Agg:
     return agg
 
 
-def _from_finer(key: Key) -> Agg:
+def _finer(key: Key, *columns: Any) -> Any:
+    """The rows a coarser row is made of: a group's day from its hours, its all time from its days and its
+    hour without a start; a total hour from every group's hour row of the status (or of every status); total
+    days and all time as the groups'."""
     *group, grain, bucket = key
-    if grain == TOTAL_HOUR:  # every group's hour row of this status (or of every status)
-        query = RollupRow.select().where(RollupRow.grain == HOUR_MS, RollupRow.bucket_ms == bucket)
-        if group[2] != ANY_STATUS:
-            query = query.where(RollupRow.status == group[2])
-    else:
-        query = _group_where(RollupRow.select(), RollupRow, tuple(group))  # type: ignore[arg-type]
-        hour, day = (HOUR_MS, DAY_MS) if grain in (DAY_MS, GRAIN_ALL) else (TOTAL_HOUR, TOTAL_DAY)
-        if grain in (DAY_MS, TOTAL_DAY):
-            query = query.where(RollupRow.grain == hour, RollupRow.bucket_ms >= bucket,
-                                RollupRow.bucket_ms < bucket + DAY_MS)
-        else:
-            query = query.where((RollupRow.grain == day)
-                                | ((RollupRow.grain == hour) & (RollupRow.bucket_ms == NO_START)))
-    agg = Agg()
-    for row in query.dicts():
-        agg.add(_agg_of_row(row))
-    return agg
+    if grain == TOTAL_HOUR:
+        query = RollupRow.select(*columns).where(RollupRow.grain == HOUR_MS, RollupRow.bucket_ms == bucket)
+        return query if group[2] == ANY_STATUS else query.where(RollupRow.status == group[2])
+    query = _group_where(RollupRow.select(*columns), RollupRow, tuple(group))  # type: ignore[arg-type]
+    hour, day = (HOUR_MS, DAY_MS) if grain in (DAY_MS, GRAIN_ALL) else (TOTAL_HOUR, TOTAL_DAY)
+    if grain in (DAY_MS, TOTAL_DAY):
+        return query.where(RollupRow.grain == hour, RollupRow.bucket_ms >= bucket,
+                           RollupRow.bucket_ms < bucket + DAY_MS)
+    return query.where((RollupRow.grain == day) | ((RollupRow.grain == hour) & (RollupRow.bucket_ms == NO_START)))
 
 
-# Each grain is recomputed from the rows of the one before it in this order.
-_RECOMPUTE_ORDER = (DAY_MS, GRAIN_ALL, TOTAL_HOUR, TOTAL_DAY, TOTAL_ALL)
+# A coarser row's maxima are recomputed from the rows of the grain before it in this order.
+_COARSE_ORDER = (DAY_MS, GRAIN_ALL, TOTAL_HOUR, TOTAL_DAY, TOTAL_ALL)
 
 
 def _real(value: float | None) -> float | None:
@@ -267,28 +291,51 @@ def added_of(db: Database, rows: Iterable[dict[str, Any]]) -> list[tuple]:
 def apply(db: Database, changed: set[Key], added: Iterable[tuple]) -> None:
     """Bring the rollups in step with a write of runs, inside its transaction: `changed` are the hour keys of
     runs that were deleted, replaced or updated (as they were, and for updates as they are now), recomputed from
-    runs; `added` are the RUN_COLUMNS of runs inserted, added to their rows (or recomputed with `changed`)."""
-    deltas: dict[Key, Agg] = {}
+    runs; `added` are the RUN_COLUMNS of runs inserted, added to their rows (or recomputed with `changed`).
+
+    The coarser rows take the difference of their hour rows (counts, sums and histograms are exact integers
+    or sums; a float sum may differ from a fresh sum in its last bits); a maximum that an hour row held and
+    lost is recomputed from the finer rows, by the database."""
+    plus: dict[Key, Agg] = {}
+    minus: dict[Key, Agg] = {}
     for started, wk, inst, status, *values in added:
         key = hour_key(started, wk, inst, status)
         if key not in changed:
-            deltas.setdefault(key, Agg()).add_run(*values)
-    recompute_coarse = {c for key in changed for c in _coarser(key)}
-    if changed:
-        _write(db, {key: _from_runs(key) for key in changed})
-    if deltas:
-        coarse: dict[Key, Agg] = {}
-        for key, agg in deltas.items():
+            plus.setdefault(key, Agg()).add_run(*values)
+    hours = _read(db, list(changed | set(plus)))
+    new_hours = {key: _from_runs(key) for key in changed}
+    for key, agg in plus.items():
+        new_hours[key] = (hours.get(key) or Agg()).add(agg) if key not in changed else new_hours[key]
+    for key in changed:
+        old = hours.get(key)
+        for c in _coarser(key):
+            plus.setdefault(c, Agg()).add(new_hours[key])
+            if old is not None:
+                minus.setdefault(c, Agg()).add(old)
+    for key in list(plus):
+        if key[3] == HOUR_MS and key not in changed:
             for c in _coarser(key):
-                if c not in recompute_coarse:
-                    coarse.setdefault(c, Agg()).add(agg)
-        deltas.update(coarse)
-        stored = _read(list(deltas))
-        _write(db, {key: stored.get(key, Agg()).add(agg) for key, agg in deltas.items()})
-    for grain in _RECOMPUTE_ORDER:
-        keys = [k for k in recompute_coarse if k[3] == grain]
-        if keys:
-            _write(db, {key: _from_finer(key) for key in keys})
+                plus.setdefault(c, Agg()).add(plus[key])
+    _write(db, new_hours)
+    coarse = [k for k in set(plus) | set(minus) if k[3] != HOUR_MS]
+    stored = _read(db, coarse)
+    for grain in _COARSE_ORDER:
+        rows: dict[Key, Agg] = {}
+        for key in (k for k in coarse if k[3] == grain):
+            before, gone = stored.get(key) or Agg(), minus.get(key)
+            after = Agg().add(before).add(plus.get(key) or Agg())
+            if gone is not None:
+                after.subtract(gone)
+                if after.runs and _lost_max(before, gone):
+                    after.gpu_peak, after.ram_peak = _finer(
+                        key, fn.MAX(RollupRow.gpu_peak_max), fn.MAX(RollupRow.ram_peak_max)).tuples().first()
+            rows[key] = after
+        _write(db, rows)
+
+
+def _lost_max(before: Agg, gone: Agg) -> bool:
+    return any(g is not None and b is not None and g >= b
+               for g, b in ((gone.gpu_peak, before.gpu_peak), (gone.ram_peak, before.ram_peak)))
 
 
 def stored_keys(run_ids: list[str]) -> set[Key]:
