@@ -11,7 +11,7 @@ from typing import Any
 
 from peewee import SQL, Case, fn
 
-from ..filters import RunFilters
+from ..filters import INT64_MAX, RunFilters
 from ..model import RunStatus
 from ..store.comfy_history import ComfyHistoryRow, prompt_of_record
 from ..store.schema import NodeRunRow, RunRow
@@ -202,7 +202,7 @@ def timeline_points(store: Store, filters: RunFilters, since_ms: int, until_ms: 
 
     first, end = -(-since_ms // bucket_ms) * bucket_ms, (until_ms + 1) // bucket_ms * bucket_ms
     with store.bound():
-        if first >= end or rollup_reads.plan(filters) is None:
+        if first >= end or end >= INT64_MAX - bucket_ms or rollup_reads.plan(filters) is None:
             return from_runs(since_ms, until_ms)
         whole = rollup_reads.timeline_totals(store, filters, bucket_ms, first, end)
     if sum(sum(e["status"].values()) for e in whole.values()) <= EXACT_PERCENTILES_MAX:

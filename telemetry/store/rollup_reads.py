@@ -12,11 +12,12 @@ from typing import Any
 
 from peewee import fn
 
-from ..filters import RunFilters
+from ..filters import INT64_MAX, RunFilters
 from .rollups import ANY_STATUS, DAY_MS, GRAIN_ALL, HOUR_MS, TOTAL_ALL, TOTAL_DAY, TOTAL_HOUR, Agg, duration_bin
 from .schema import RollupRow, RunRow
 
 Range = tuple[int, int | None]  # [lo, hi) in ms; hi None: no end
+_FAR = INT64_MAX - 2 * DAY_MS  # an end this late is no end (292 million years from 1970)
 _TOTALS = {HOUR_MS: TOTAL_HOUR, DAY_MS: TOTAL_DAY, GRAIN_ALL: TOTAL_ALL}
 
 
@@ -36,7 +37,9 @@ def split_window(since_ms: int | None, until_ms: int | None) -> tuple[list[tuple
     if since_ms is None and until_ms is None:
         return [(GRAIN_ALL, (0, 1))], []
     lo = since_ms or 0  # a window with an end only excludes runs without a start, as the runs filter does
-    hi = None if until_ms is None else until_ms + 1
+    if lo >= _FAR:
+        return [], [(lo, None if until_ms is None else until_ms + 1)]
+    hi = None if until_ms is None or until_ms >= _FAR else until_ms + 1  # bounds stay within 64 bits
     h_lo = _ceil(lo, HOUR_MS)
     h_hi = None if hi is None else hi // HOUR_MS * HOUR_MS
     if h_hi is not None and h_lo >= h_hi:
@@ -96,7 +99,7 @@ def _rollup_query(p: Plan, filters: RunFilters, *columns: Any) -> Any:
 
 
 def edge_filters(filters: RunFilters, lo: int, hi: int | None) -> RunFilters:
-    return replace(filters, since_ms=lo, until_ms=None if hi is None else hi - 1)
+    return replace(filters, since_ms=lo, until_ms=None if hi is None else min(hi - 1, INT64_MAX))
 
 
 def groups(store: Any, p: Plan, filters: RunFilters) -> dict[tuple[str | None, str], Agg]:

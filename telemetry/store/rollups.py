@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy
+import peewee
 from peewee import Database, PostgresqlDatabase, fn
 
 from .schema import RollupRow, RunRow
@@ -229,7 +230,8 @@ def _write(db: Database, rows: dict[Key, Agg]) -> None:
     if kept:
         names = ", ".join(f'"{c}"' for c in _COLUMNS)
         marks = ", ".join([db.param] * len(_COLUMNS))
-        db.cursor().executemany(f'INSERT INTO "run_rollups" ({names}) VALUES ({marks})', kept)
+        with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as from execute_sql (the recorder
+            db.cursor().executemany(f'INSERT INTO "run_rollups" ({names}) VALUES ({marks})', kept)  # tells them)
 
 
 def _group_where(query: Any, model: Any, group: Group) -> Any:
@@ -371,4 +373,5 @@ def backfill(db: Database) -> None:
     marks = ", ".join([db.param] * len(_COLUMNS))
     sql = f"INSERT INTO {q0}run_rollups{q1} ({names}) VALUES ({marks})"
     for start in range(0, len(rows), 5000):
-        db.cursor().executemany(sql, rows[start:start + 5000])
+        with peewee.__exception_wrapper__:
+            db.cursor().executemany(sql, rows[start:start + 5000])

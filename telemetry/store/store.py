@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import peewee
 from peewee import Database, OperationalError, fn
 
 from ..filters import COUNT_CAP, Cursor, Page, RunFilters
@@ -228,8 +229,8 @@ class Store:
             names = ", ".join(quote(model._meta.fields[c].column_name) for c in columns)
             marks = ", ".join([self.db.param] * len(columns))
             sql = self._insert_sql[model] = f"INSERT INTO {quote(model._meta.table_name)} ({names}) VALUES ({marks})"
-        cursor = self.db.cursor()
-        cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+        with peewee.__exception_wrapper__:  # the driver's errors as peewee's (the recorder tells them apart)
+            self.db.cursor().executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
     @_on_own_database
     def close_stale_running(self, instance: str | None, reason: str, source: str | None = None) -> list[str]:
