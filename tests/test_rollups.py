@@ -27,7 +27,7 @@ def _run(rng: random.Random, i: int, status: str | None = None) -> Run:
         status = RunStatus.CANCELLED
     run = Run(f"r{i:05d}", status, started_at_ms=started,
               duration_ms=None if started is None or rng.random() < 0.05 else rng.lognormvariate(8, 1.2),
-              workflow_id=rng.choice(["wf-a", "wf-b", "wf-c", None]), fingerprint=rng.choice(["fp1", "fp2"]),
+              workflow_id=rng.choice(["wf-a", "wf-b", "wf-c", None]), fingerprint=rng.choice(["fp1", "fp2", None]),
               workflow_name=rng.choice(["Portrait", "Landscape", None]), instance=rng.choice(["a:1", "b:1", None]))
     run.frame_count = rng.randrange(0, 20)
     run.energy_j = None if rng.random() < 0.3 else rng.uniform(10, 5000)

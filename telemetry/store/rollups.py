@@ -373,5 +373,11 @@ def backfill(db: Database) -> None:
     marks = ", ".join([db.param] * len(_COLUMNS))
     sql = f"INSERT INTO {q0}run_rollups{q1} ({names}) VALUES ({marks})"
     for start in range(0, len(rows), 5000):
+        chunk = rows[start:start + 5000]
         with peewee.__exception_wrapper__:
-            db.cursor().executemany(sql, rows[start:start + 5000])
+            if isinstance(db, PostgresqlDatabase):  # psycopg2's executemany is a round trip per row
+                from psycopg2.extras import execute_values
+
+                execute_values(db.cursor(), sql.replace(f"({marks})", "%s"), chunk, page_size=1000)
+            else:
+                db.cursor().executemany(sql, chunk)

@@ -481,17 +481,25 @@ class Store:
         )).group_by(RunRow.workflow_key, RunRow.status)
         return list(grouped.dicts())
 
-    def _workflow_name(self, workflow_key: str | None) -> str | None:
-        """The name of the key's newest run (one row of the (workflow_key, started_at_ms) index). Plain SQL:
-        building a peewee query costs more than this lookup, and /stats makes up to 100 of them."""
-        by_key = '"workflow_key" IS NULL' if workflow_key is None else f'"workflow_key" = {self.db.param}'
-        args = () if workflow_key is None else (workflow_key,)
+    def _workflow_names(self, keys: list[str | None]) -> dict[str | None, str | None]:
+        """The name of each key's newest run: one statement of one index probe per key (the (workflow_key,
+        started_at_ms) index), plain SQL (building a peewee query per key costs more than the probe)."""
+        p = self.db.param
+        newest = ('(SELECT "workflow_name" FROM "runs" WHERE "workflow_key" {cond} {extra} LIMIT 1)')
+        names: dict[str | None, str | None] = {}
         for extra in ('AND "started_at_ms" IS NOT NULL ORDER BY "started_at_ms" DESC', ""):
-            row = self.db.execute_sql(f'SELECT "workflow_name" FROM "runs" WHERE {by_key} {extra} LIMIT 1',
-                                      args).fetchone()
-            if row is not None:
-                return row[0]
-        return None
+            todo = [k for k in keys if k not in names]
+            if not todo:
+                break
+            parts, args = [], []
+            for i, key in enumerate(todo):
+                cond = "IS NULL" if key is None else f"= {p}"
+                parts.append(f"SELECT {i}, " + newest.format(cond=cond, extra=extra))
+                args += [] if key is None else [key]
+            for i, name in self.db.execute_sql(" UNION ALL ".join(parts), args).fetchall():
+                if name is not None or extra == "":
+                    names[todo[int(i)]] = name
+        return names
 
     def _stats_of(self, groups: dict[tuple[str | None, str], rollups.Agg], p50: float | None, p95: float | None,
                   price_per_kwh: float | None) -> dict[str, Any]:
@@ -508,11 +516,12 @@ class Store:
             entry["finished"] += agg.runs if status in RunStatus.FINAL else 0
         top = sorted(workflows.values(), key=lambda e: (-e["runs"], e["workflow"] is None, e["workflow"] or ""))
         by_workflow = []
+        names = self._workflow_names([e["workflow"] for e in top[:100]])
         for e in top[:100]:
             agg = e["agg"]
             energy_j = agg.energy_sum if agg.energies else None
             by_workflow.append({
-                "workflow": e["workflow"], "workflow_name": self._workflow_name(e["workflow"]), "runs": e["runs"],
+                "workflow": e["workflow"], "workflow_name": names.get(e["workflow"]), "runs": e["runs"],
                 "success_rate": e["ok"] / e["finished"] if e["finished"] else None,
                 "avg_duration_ms": agg.duration_sum / agg.durations if agg.durations else None,
                 "total_frames": agg.frames,
