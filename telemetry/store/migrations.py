@@ -37,8 +37,8 @@ _PG_LOCK_KEY = 0x52_54_4C_4D  # "RTLM"
 
 # The column types peewee gives each field class per dialect; the DDL below is written with these names.
 _TYPES = {
-    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER", "DOUBLE": "REAL"},
-    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL", "DOUBLE": "DOUBLE PRECISION"},
+    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER", "DOUBLE": "REAL", "WITHOUT_ROWID": " WITHOUT ROWID"},
+    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL", "DOUBLE": "DOUBLE PRECISION", "WITHOUT_ROWID": ""},
 }
 
 
@@ -237,15 +237,17 @@ _V10_INDEXES = (
 )
 
 
-# Rollups of runs (telemetry.store.rollups), built once from the runs there are.
+# Rollups of runs (telemetry.store.rollups), built once from the runs there are. Keyed time first, so a window's
+# rows lie together (SQLite stores the table in that order: WITHOUT ROWID); a group's rows by the index.
 _V11_ROLLUPS = (
-    'CREATE TABLE IF NOT EXISTS "run_rollups" ("workflow_key" VARCHAR(128) NOT NULL, '
-    '"instance" VARCHAR(256) NOT NULL, "status" VARCHAR(16) NOT NULL, "grain" INTEGER NOT NULL, '
-    '"bucket_ms" {BIGINT} NOT NULL, "runs" INTEGER NOT NULL, "durations" INTEGER NOT NULL, '
-    '"duration_sum" {DOUBLE} NOT NULL, "frames" {BIGINT} NOT NULL, "energies" INTEGER NOT NULL, '
-    '"energy_sum" {DOUBLE} NOT NULL, "gpu_peak_max" {BIGINT}, "ram_peak_max" {BIGINT}, "hist" TEXT NOT NULL, '
-    'PRIMARY KEY ("workflow_key", "instance", "status", "grain", "bucket_ms"))',
-    'CREATE INDEX IF NOT EXISTS "rolluprow_grain_bucket_ms" ON "run_rollups" ("grain", "bucket_ms")',
+    'CREATE TABLE IF NOT EXISTS "run_rollups" ("grain" INTEGER NOT NULL, "bucket_ms" {BIGINT} NOT NULL, '
+    '"workflow_key" VARCHAR(128) NOT NULL, "instance" VARCHAR(256) NOT NULL, "status" VARCHAR(16) NOT NULL, '
+    '"runs" INTEGER NOT NULL, "durations" INTEGER NOT NULL, "duration_sum" {DOUBLE} NOT NULL, '
+    '"frames" {BIGINT} NOT NULL, "energies" INTEGER NOT NULL, "energy_sum" {DOUBLE} NOT NULL, '
+    '"gpu_peak_max" {BIGINT}, "ram_peak_max" {BIGINT}, "hist" TEXT NOT NULL, '
+    'PRIMARY KEY ("grain", "bucket_ms", "workflow_key", "instance", "status")){WITHOUT_ROWID}',
+    'CREATE INDEX IF NOT EXISTS "rolluprow_workflow_key_instance_status_grain_bucket_ms" ON "run_rollups" '
+    '("workflow_key", "instance", "status", "grain", "bucket_ms")',
 )
 
 

@@ -282,11 +282,11 @@ class RollupRow(BaseModel):
     """Rollups of runs per group (workflow_key, instance, status) and hour, day or all time (migration 11),
     kept by the store with every write of runs (`store.rollups`). A missing workflow_key or instance is ''."""
 
+    grain = IntegerField()  # bucket size in ms: 3600000 (hour), 86400000 (day), 0 (all time); < 0: totals
+    bucket_ms = BigIntegerField()  # bucket start; -1: runs without a start (hour grain)
     workflow_key = CharField(max_length=128)
     instance = CharField(max_length=256)
     status = CharField(max_length=16)
-    grain = IntegerField()  # bucket size in ms: 3600000 (hour), 86400000 (day), 0 (all time)
-    bucket_ms = BigIntegerField()  # bucket start; -1: runs without a start (hour grain)
     runs = IntegerField()
     durations = IntegerField()  # runs with a duration
     duration_sum = DoubleField()
@@ -299,8 +299,9 @@ class RollupRow(BaseModel):
 
     class Meta:
         table_name = "run_rollups"
-        primary_key = CompositeKey("workflow_key", "instance", "status", "grain", "bucket_ms")
-        indexes = ((("grain", "bucket_ms"), False),)
+        primary_key = CompositeKey("grain", "bucket_ms", "workflow_key", "instance", "status")
+        without_rowid = True
+        indexes = ((("workflow_key", "instance", "status", "grain", "bucket_ms"), False),)
 
 
 class SchemaVersionRow(BaseModel):
