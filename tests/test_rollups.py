@@ -215,3 +215,45 @@ def test_the_timeline_from_the_rollups_equals_the_one_from_runs(store, monkeypat
                 else:
                     assert abs(got["p95_duration_ms"] - point["p95_duration_ms"]) <= (
                         HISTOGRAM_RELATIVE_ERROR * point["p95_duration_ms"] + 0.5), b
+
+
+@pytest.mark.postgres
+def test_two_instances_writing_at_once_keep_the_rollups_exact(pg_schema_url, monkeypatch):
+    """A fleet on one PostgreSQL: two stores (two processes' worth of connections) write runs of the same hours,
+    workflows and statuses at once; the totals rows are shared by both."""
+    import threading
+
+    from telemetry.store.store import Store
+
+    stores = [Store(pg_schema_url), Store(pg_schema_url)]
+    for s in stores:
+        s.open()
+    errors: list[BaseException] = []
+
+    def write(s: Store, instance: str, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for i in range(60):
+                run = _run(rng, i)
+                run.run_id, run.instance = f"{instance}-{i}", instance
+                run.started_at_ms = T0 + (i % 3) * HOUR_MS + i
+                run.status = "running"
+                s.save_runs([run])
+                run.status = "success" if i % 4 else "failed"
+                s.save_runs([copy.deepcopy(run)])
+            s.close_stale_running(instance, "stopped")
+            s.prune_runs(before_ms=T0 + HOUR_MS)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, name, seed))
+               for s, name, seed in ((stores[0], "a:1", 1), (stores[1], "b:1", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    _same_rollups(stores[0])
+    _check_stats(stores[0], RunFilters(), monkeypatch)
+    for s in stores:
+        s.shutdown()

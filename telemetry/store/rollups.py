@@ -290,6 +290,17 @@ def added_of(db: Database, rows: Iterable[dict[str, Any]]) -> list[tuple]:
     return out
 
 
+_PG_LOCK_KEY = 0x52_54_52_4C  # "RTRL"
+
+
+def lock(db: Database) -> None:
+    """Call first in a transaction that writes runs: on PostgreSQL, where several instances write at once and
+    read committed lets two of them add to the same rollup row from the same old value, the writers of runs take
+    turns (a transaction-level advisory lock, held for the few ms of the batch). SQLite has one writer anyway."""
+    if isinstance(db, PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+
+
 def apply(db: Database, changed: set[Key], added: Iterable[tuple]) -> None:
     """Bring the rollups in step with a write of runs, inside its transaction: `changed` are the hour keys of
     runs that were deleted, replaced or updated (as they were, and for updates as they are now), recomputed from

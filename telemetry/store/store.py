@@ -200,6 +200,7 @@ class Store:
             rows.append(mapping.run_to_row(run, stamp))
         run_ids = [row["run_id"] for row in rows]
         with self.db.atomic():
+            rollups.lock(self.db)
             replaced = rollups.stored_keys(run_ids)
             # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
             if replaced:
@@ -250,6 +251,7 @@ class Store:
         """Close these runs, if still `running`, as interrupted with `reason`. Returns the ids given."""
         if run_ids:
             with self.db.atomic():
+                rollups.lock(self.db)
                 before = rollups.stored_keys(run_ids)
                 (RunRow.update(status=RunStatus.INTERRUPTED, interrupted_reason=reason, updated_at_ms=now_ms())
                  .where(RunRow.run_id.in_(run_ids), RunRow.status == RunStatus.RUNNING).execute())
@@ -354,6 +356,7 @@ class Store:
 
     def _delete_runs(self, run_ids: list[str]) -> int:
         with self.db.atomic():
+            rollups.lock(self.db)
             removed = rollups.stored_keys(run_ids)
             for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
                 model.delete().where(model.run.in_(run_ids)).execute()
