@@ -15,6 +15,7 @@ PostgreSQL is reconnected by itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -199,8 +200,7 @@ class Store:
                 run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
             rows.append(mapping.run_to_row(run, stamp))
         run_ids = [row["run_id"] for row in rows]
-        with self.db.atomic():
-            rollups.lock(self.db)
+        with self._runs_transaction():
             replaced = rollups.stored_keys(run_ids)
             # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
             if replaced:
@@ -213,6 +213,15 @@ class Store:
                                           (RunOutputRow, mapping.output_rows(run, run_id)),
                                           (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
                     self._insert_rows(model, child_rows)
+
+    @contextlib.contextmanager
+    def _runs_transaction(self) -> Iterator[None]:
+        """A transaction that writes runs and their rollups. It reads before it writes (which rollup rows a
+        run is in), so SQLite takes the write lock at BEGIN (a deferred read would fail to upgrade once another
+        process wrote), and PostgreSQL writers take turns (`rollups.lock`)."""
+        with self.db.atomic(lock_type="IMMEDIATE") if self.kind == "sqlite" else self.db.atomic():
+            rollups.lock(self.db)
+            yield
 
     def _insert_rows(self, model, rows: list[dict[str, Any]]) -> None:
         """Child rows through one prepared statement: building peewee's multi-row SQL costs more CPU than the
@@ -250,8 +259,7 @@ class Store:
     def close_running(self, run_ids: list[str], reason: str) -> list[str]:
         """Close these runs, if still `running`, as interrupted with `reason`. Returns the ids given."""
         if run_ids:
-            with self.db.atomic():
-                rollups.lock(self.db)
+            with self._runs_transaction():
                 before = rollups.stored_keys(run_ids)
                 (RunRow.update(status=RunStatus.INTERRUPTED, interrupted_reason=reason, updated_at_ms=now_ms())
                  .where(RunRow.run_id.in_(run_ids), RunRow.status == RunStatus.RUNNING).execute())
@@ -355,8 +363,7 @@ class Store:
         return len(ids)
 
     def _delete_runs(self, run_ids: list[str]) -> int:
-        with self.db.atomic():
-            rollups.lock(self.db)
+        with self._runs_transaction():
             removed = rollups.stored_keys(run_ids)
             for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
                 model.delete().where(model.run.in_(run_ids)).execute()
