@@ -20,6 +20,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 from aiohttp import web
@@ -153,6 +154,29 @@ async def time_routes(service: TelemetryService, analysis: AnalysisService, path
     return results
 
 
+def start_writer(url: str, rate: float) -> tuple[threading.Event, list[float]]:
+    """A second store on the same database (another recorder) writing `rate` runs/s while the routes are timed:
+    each run once as running, then its final record (the recorder's two batches). Returns (stop, batch times)."""
+    from bench_rollup_writes import _run
+
+    stop, times = threading.Event(), []
+
+    def loop() -> None:
+        store = Store(url)
+        store.open()
+        now, i = int(time.time() * 1000), 0
+        while not stop.wait(max(0.0, 1.0 / rate)):
+            began = time.perf_counter()
+            store.save_runs([_run(i, "running", now)])
+            store.save_runs([_run(i, "success", now)])
+            times.append(time.perf_counter() - began)
+            i += 1
+        store.shutdown()
+
+    threading.Thread(target=loop, name="bench-writer", daemon=True).start()
+    return stop, times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
@@ -160,6 +184,8 @@ def main() -> int:
     parser.add_argument("--db", default=None)
     parser.add_argument("--database-url", default=None, help="a PostgreSQL URL instead of a SQLite file")
     parser.add_argument("--keep", action="store_true", help="reuse --db when it already holds --runs runs")
+    parser.add_argument("--write-rate", type=float, default=0.0,
+                        help="runs per second written by a second store while the routes are timed (e.g. 10)")
     parser.add_argument("--routes", default=None, help="the route names to time, separated by ; (default: all)")
     args = parser.parse_args()
     path = args.database_url or args.db or os.path.join(tempfile.mkdtemp(prefix="rt-bench-rest-"), "telemetry.db")
@@ -191,13 +217,21 @@ def main() -> int:
           f"target p95 < {TARGET_P95_MS:.0f} ms")
     failures = 0
     only = set(args.routes.split(";")) if args.routes else None
-    for name, timings, raw in asyncio.run(time_routes(service, analysis, path, args.repeat + 1, args.runs, only)):
+    writer = start_writer(url, args.write_rate) if args.write_rate > 0 else None
+    timed = asyncio.run(time_routes(service, analysis, path, args.repeat + 1, args.runs, only))
+    for name, timings, raw in timed:
         p50, p95 = quantiles(timings[1:])
         raw50, _ = quantiles(raw[1:])
         verdict = "PASS" if p95 < TARGET_P95_MS else "FAIL"
         failures += verdict == "FAIL"
         print(f"{name:<22}{timings[0]:>9.1f}{p50:>9.1f}{p95:>9.1f}{raw50:>9.1f}{p50 / max(raw50, 1e-3):>7.1f}x   "
               f"{verdict}", flush=True)
+    if writer is not None:
+        writer[0].set()
+        batch = sorted(writer[1]) or [0.0]
+        print(f"\nwritten meanwhile: {len(batch)} runs at {args.write_rate:g}/s, start + final batch p50 "
+              f"{statistics.median(batch) * 1000:.1f} ms, max {batch[-1] * 1000:.1f} ms (bench-writes-* runs are left "
+              "in the store)")
     print("\nratio = our route's p50 / the raw sqlite3 query's p50 for the same page or aggregate "
           "(HTTP, JSON and the extra aggregates of /stats are ours); first = the first call (warm-up)")
     return 1 if failures else 0
