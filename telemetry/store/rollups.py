@@ -9,8 +9,9 @@ maxima of the GPU and RAM peaks, and a histogram of durations.
 
 The store keeps them in the same transaction as every write of runs (`apply`), so they cannot drift:
 - a run inserted (not replacing a stored one) is added to its nine rows;
-- a run deleted, replaced or changed (status) makes its groups be recomputed: the hour row from runs (a group of
-  one hour is small), then the coarser rows from the finer ones (maxima cannot be subtracted).
+- a run deleted, replaced or changed (status) makes its hour rows be recomputed from runs (a group of one hour
+  is small); the coarser rows take the difference (counts, sums, histogram), and a maximum that the removed
+  values held is recomputed from the finer rows.
 
 Durations histogram: bin 0 is [0, 1 ms), bin k >= 1 is [2^((k-1)/8), 2^(k/8)) ms. A percentile from it is the
 geometric middle of its bin, within `HISTOGRAM_RELATIVE_ERROR` (2^(1/16) - 1, 4.4 %) of the exact
@@ -49,10 +50,15 @@ RUN_COLUMNS = (RunRow.started_at_ms, RunRow.workflow_key, RunRow.instance, RunRo
                RunRow.frame_count, RunRow.energy_j, RunRow.gpu_peak_bytes, RunRow.ram_peak_bytes)
 
 
+_TOP_BIN = 1 + 64 * BINS_PER_OCTAVE  # +inf (a float column may hold it); nothing real comes near
+
+
 def duration_bin(duration_ms: float) -> int:
     if duration_ms < 1.0:
         return 0
-    return 1 + int(math.floor(math.log2(duration_ms) * BINS_PER_OCTAVE))
+    if math.isinf(duration_ms):
+        return _TOP_BIN
+    return min(_TOP_BIN, 1 + int(math.floor(math.log2(duration_ms) * BINS_PER_OCTAVE)))
 
 
 def bin_value(index: int) -> float:
@@ -116,6 +122,10 @@ class Agg:
     def add_run(self, duration_ms: float | None, frames: int | None, energy_j: float | None,
                 gpu_peak: int | None, ram_peak: int | None) -> Agg:
         self.runs += 1
+        if duration_ms is not None and math.isnan(duration_ms):
+            duration_ms = None  # SQLite stores NaN as NULL
+        if energy_j is not None and math.isnan(energy_j):
+            energy_j = None
         if duration_ms is not None:
             self.durations += 1
             self.duration_sum += duration_ms
