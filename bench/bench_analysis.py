@@ -32,6 +32,7 @@ from telemetry import prompt_info  # noqa: E402
 from telemetry.analysis.service import AnalysisService  # noqa: E402
 from telemetry.api.analysis_routes import add_analysis_routes  # noqa: E402
 from telemetry.model import ErrorKind, NodeRun, Run, RunLabels  # noqa: E402
+from telemetry.store import rollups  # noqa: E402
 from telemetry.store.database import sqlite_url  # noqa: E402
 from telemetry.store.store import Store  # noqa: E402
 
@@ -137,6 +138,12 @@ def generate(path: str, total: int, seed: int = 1) -> float:
         print(f"\r  generated {min(total, first + chunk):>9,} / {total:,} runs", end="", flush=True)
     conn.execute("ANALYZE")
     conn.close()
+    store = Store(sqlite_url(path))  # the rows went in beside the store: their rollups as migration 11 builds them
+    store.open()
+    with store.bound(), store.db.atomic():
+        store.db.execute_sql('DELETE FROM "run_rollups"')
+        rollups.backfill(store.db)
+    store.close()
     print()
     return time.perf_counter() - started
 

@@ -13,7 +13,8 @@ default). What it makes:
 - runs over the last year with a daily rhythm (quiet nights, busy afternoons and evenings, calmer weekends) and
   some growth: ~85% success, 10% failed (a third out of memory, at the node that failed), 5% interrupted;
   duration lognormal around the workflow's median; some nodes cached on repeated runs;
-- 5 instances (each with its GPU, a share of the runs, and a heartbeat row).
+- 5 instances (each with its GPU, a share of the runs, and a heartbeat row);
+- the rollups of those runs (`telemetry.store.rollups`), built once at the end as migration 11 builds them.
 Deterministic for a given --seed, --runs and --end-ms (default: now, which only shifts the times). It prints
 the rate (runs and rows per second).
 """
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peewee import AutoField  # noqa: E402
 
+from telemetry.store import rollups  # noqa: E402
 from telemetry.store.database import sqlite_path, sqlite_url  # noqa: E402
 from telemetry.store.run_search import SQLITE_TABLE  # noqa: E402
 from telemetry.store.schema import InstanceRow, NodeRunRow, RunOutputRow, RunRow, WorkflowNameRow  # noqa: E402
@@ -273,6 +275,13 @@ def generate(url: str, runs: int, seed: int = 1, workflows: int = 300, end_ms: i
                 if progress:
                     rate = counts["runs"] / max(time.perf_counter() - started, 1e-9)
                     print(f"\r  {counts['runs']:>10,} / {runs:,} runs  ({rate:,.0f} runs/s)", end="", flush=True)
+            # The rows went in beside Store.save_runs: their rollups are built as migration 11 builds them.
+            began = time.perf_counter()
+            with store.db.atomic():
+                store.db.execute_sql('DELETE FROM "run_rollups"')
+                rollups.backfill(store.db)
+            if progress:
+                print(f"\n  rollups built in {time.perf_counter() - began:.1f} s", end="")
         store.db.execute_sql("ANALYZE")
     finally:
         store.close()

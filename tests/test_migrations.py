@@ -54,7 +54,7 @@ FIXTURE_VERSIONS = {"v1": {1}, "v2": {1, 2}, "v3": {1, 2, 3}, "v4": {1, 2, 3, 4}
                     "v6": {1, 2, 3, 4, 5, 6}, "v7": {1, 2, 3, 4, 5, 7}, "v8": {1, 2, 3, 4, 5, 6, 8},
                     "v9": {1, 2, 3, 4, 5, 6, 8, 9}, "v9-all": set(range(1, 10)), "v10": set(range(1, 11))}
 _PG_TYPES = {"VARCHAR": "character varying", "BIGINT": "bigint", "INTEGER": "integer", "SERIAL": "integer",
-             "REAL": "real", "TEXT": "text", "BOOLEAN": "boolean"}
+             "REAL": "real", "DOUBLE PRECISION": "double precision", "TEXT": "text", "BOOLEAN": "boolean"}
 
 
 # -- schema introspection ------------------------------------------------------------------------------------
@@ -205,8 +205,9 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
         "oom", "KSampler", "torch.OutOfMemoryError")
     assert [n.status for n in failed.nodes] == ["executed", "failed"]
     assert store.get_run("fx-interrupted").interrupted_reason == "ComfyUI stopped"
-    stats = store.stats(RunFilters())
+    stats = store.stats(RunFilters())  # from the rollups migration 11 built
     assert (stats["total_runs"], stats["by_status"]["failed"], stats["total_frames"]) == (3, 1, 18)
+    check_rollups_backfilled(store)
     presets = {p.name: p.filters for p in store.list_presets()}
     assert presets == {"failed portraits": {"status": "failed", "workflow": "wf-portrait"},
                        "long runs": {"min_duration_ms": 5000}}
@@ -229,6 +230,27 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
     assert (again.energy_j, again.energy_source, again.dynamic_vram, again.nodes[1].energy_j) == (
         99.5, "power_samples", True, 42.0)
     assert len(again.nodes) == 4 and len(again.outputs) == 3
+    assert store.stats(RunFilters())["total_runs"] == 4
+    check_rollups_backfilled(store)
+
+
+def check_rollups_backfilled(store: Store) -> None:
+    """Migration 11 built the rollups of the runs there were: each grain adds up to them."""
+    from peewee import fn
+
+    from telemetry.store import rollup_reads
+    from telemetry.store.rollups import DAY_MS, GRAIN_ALL, HOUR_MS
+    from telemetry.store.schema import RollupRow, RunRow
+
+    with store.bound():
+        assert rollup_reads.plan(RunFilters()) is not None
+        runs = RunRow.select().count()
+        for grain in (HOUR_MS, DAY_MS, GRAIN_ALL):
+            in_grain = RollupRow.select(fn.SUM(RollupRow.runs)).where(RollupRow.grain == grain).scalar()
+            without_start = RunRow.select().where(RunRow.started_at_ms.is_null()).count() if grain == DAY_MS else 0
+            assert in_grain + without_start == runs, grain
+        frames = RollupRow.select(fn.SUM(RollupRow.frames)).where(RollupRow.grain == GRAIN_ALL).scalar()
+        assert frames == RunRow.select(fn.SUM(RunRow.frame_count)).scalar()
 
 
 def _page() -> Page:

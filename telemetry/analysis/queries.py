@@ -11,11 +11,12 @@ from typing import Any
 
 from peewee import SQL, Case, fn
 
-from ..filters import RunFilters
+from ..filters import INT64_MAX, RunFilters
 from ..model import RunStatus
 from ..store.comfy_history import ComfyHistoryRow, prompt_of_record
 from ..store.schema import NodeRunRow, RunRow
 from ..store.store import Store
+from . import timeline
 from .actions import ActionRun
 from .rules import RunPoint, parse_parameters
 
@@ -186,3 +187,29 @@ def timeline_aggregates(store: Store, filters: RunFilters, since_ms: int, until_
              "WHERE w.rn BETWEEN (95 * (w.n - 1)) / 100 + 1 AND (95 * (w.n - 1)) / 100 + 2")
     ranks = store.db.execute_sql(outer, inner_params).fetchall()
     return rows, ranks
+
+
+def timeline_points(store: Store, filters: RunFilters, since_ms: int, until_ms: int,
+                    bucket_ms: int) -> dict[int, dict[str, Any]]:
+    """`timeline.points` of [since_ms, until_ms]: the whole buckets from the rollups where the filters allow
+    and the window holds more than EXACT_PERCENTILES_MAX runs (p95 from their histograms, within
+    rollups.HISTOGRAM_RELATIVE_ERROR), the buckets cut by the window's edges (and everything else) from runs."""
+    from ..store import rollup_reads
+    from ..store.store import EXACT_PERCENTILES_MAX
+
+    def from_runs(lo: int, hi: int) -> dict[int, dict[str, Any]]:
+        return timeline.points(*timeline_aggregates(store, filters, lo, hi, bucket_ms))
+
+    first, end = -(-since_ms // bucket_ms) * bucket_ms, (until_ms + 1) // bucket_ms * bucket_ms
+    with store.bound():
+        if first >= end or end >= INT64_MAX - bucket_ms or rollup_reads.plan(filters) is None:
+            return from_runs(since_ms, until_ms)
+        whole = rollup_reads.timeline_totals(store, filters, bucket_ms, first, end)
+    if sum(sum(e["status"].values()) for e in whole.values()) <= EXACT_PERCENTILES_MAX:
+        return from_runs(since_ms, until_ms)
+    out = {b: timeline.point_of_totals(b, e) for b, e in whole.items()}
+    if since_ms < first:
+        out.update(from_runs(since_ms, first - 1))
+    if end <= until_ms:
+        out.update(from_runs(end, until_ms))
+    return out

@@ -210,8 +210,8 @@ class AnalysisService:
         window_free = replace(filters, since_ms=None, until_ms=None)
         key = (json.dumps(window_free.to_dict(), sort_keys=True), bucket)
 
-        def fetch(start: int, end: int) -> tuple[list, list]:
-            return queries.timeline_aggregates(self.store, window_free, start, end, timeline.BUCKET_MS[bucket])
+        def fetch(start: int, end: int) -> dict[int, dict[str, Any]]:
+            return queries.timeline_points(self.store, window_free, start, end, timeline.BUCKET_MS[bucket])
 
         points = timeline.timeline(self._timeline, fetch, key, bucket, since, until, now)
         return {"bucket": bucket, "since_ms": since, "until_ms": until, "points": points}

@@ -62,6 +62,31 @@ def points(rows: Sequence[tuple], ranks: Sequence[tuple]) -> dict[int, dict[str,
     return out
 
 
+def point_of_totals(b: int, totals: dict[str, Any]) -> dict[str, Any]:
+    """A point from `rollup_reads.timeline_totals`: p95 interpolated as in `points`, between the two ranks'
+    values read from the histogram."""
+    from ..store.rollups import percentile_at
+
+    by_status = totals["status"]
+    ok, failed, interrupted = (by_status.get(s, 0) for s in ("success", "failed", "interrupted"))
+    done = ok + failed + interrupted
+    n = totals["durations"]
+    p95 = None
+    if n:
+        position = 0.95 * (n - 1)
+        k = int(position)
+        low, high = percentile_at(totals["hist"], k), percentile_at(totals["hist"], min(k + 1, n - 1))
+        p95 = low + (high - low) * (position - k)
+    return {
+        "t_ms": b, "runs": sum(by_status.values()), "success": ok, "failed": failed, "interrupted": interrupted,
+        "success_rate": ok / done if done else None,
+        "avg_duration_ms": totals["duration_sum"] / n if n else None,
+        "p95_duration_ms": p95,
+        "max_gpu_peak_bytes": int(totals["peak"]) if totals["peak"] is not None else None,
+        "frames": totals["frames"],
+    }
+
+
 def _p95(values: dict[int, float] | None, n: int | None) -> float | None:
     if not values or not n:
         return None
@@ -114,10 +139,10 @@ class TimelineCache:
             self._entries.clear()
 
 
-def timeline(cache: TimelineCache, fetch: Callable[[int, int], tuple[list, list]], key: tuple, bucket: str,
+def timeline(cache: TimelineCache, fetch: Callable[[int, int], dict[int, dict[str, Any]]], key: tuple, bucket: str,
              since_ms: int, until_ms: int, now_ms: int) -> list[dict[str, Any]]:
     """The points of [since_ms, until_ms] (buckets with runs only): closed buckets from the cache where it has
-    them, the rest from `fetch(start, end)` over one contiguous range."""
+    them, the rest from `fetch(start, end)` (points by bucket start) over one contiguous range."""
     size = BUCKET_MS[bucket]
     current = now_ms // size * size
     first, last = since_ms // size * size, until_ms // size * size
@@ -128,7 +153,7 @@ def timeline(cache: TimelineCache, fetch: Callable[[int, int], tuple[list, list]
     missing = [b for b in starts if b >= current or b not in known or b in partial]
     if missing:
         lo, hi = max(missing[0], since_ms), min(missing[-1] + size - 1, until_ms)
-        fetched = points(*fetch(lo, hi))
+        fetched = fetch(lo, hi)
         closed = {}
         for b in range(missing[0], missing[-1] + 1, size):
             point = fetched.get(b)

@@ -102,8 +102,4 @@ def _close_instance(store: Any, owner: str | None, reason: str, source: str | No
         if source is not None:
             query = query.where(RunRow.source == source)
         ids = [row.run_id for row in query]
-        if ids:
-            with store.db.atomic():
-                (RunRow.update(status=RunStatus.INTERRUPTED, interrupted_reason=reason)
-                 .where(RunRow.run_id.in_(ids)).execute())
-    return ids
+    return store.close_running(ids, reason)

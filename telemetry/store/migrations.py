@@ -39,8 +39,8 @@ _PG_LOCK_KEY = 0x52_54_4C_4D  # "RTLM"
 
 # The column types peewee gives each field class per dialect; the DDL below is written with these names.
 _TYPES = {
-    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER"},
-    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL"},
+    "sqlite": {"BIGINT": "INTEGER", "SERIAL": "INTEGER", "DOUBLE": "REAL", "WITHOUT_ROWID": " WITHOUT ROWID"},
+    "postgresql": {"BIGINT": "BIGINT", "SERIAL": "SERIAL", "DOUBLE": "DOUBLE PRECISION", "WITHOUT_ROWID": ""},
 }
 
 
@@ -239,6 +239,27 @@ _V10_INDEXES = (
 )
 
 
+# Rollups of runs (telemetry.store.rollups), built once from the runs there are. Keyed time first, so a window's
+# rows lie together (SQLite stores the table in that order: WITHOUT ROWID); a group's rows by the index.
+_V11_ROLLUPS = (
+    'CREATE TABLE IF NOT EXISTS "run_rollups" ("grain" INTEGER NOT NULL, "bucket_ms" {BIGINT} NOT NULL, '
+    '"workflow_key" VARCHAR(128) NOT NULL, "instance" VARCHAR(256) NOT NULL, "status" VARCHAR(16) NOT NULL, '
+    '"runs" INTEGER NOT NULL, "durations" INTEGER NOT NULL, "duration_sum" {DOUBLE} NOT NULL, '
+    '"frames" {BIGINT} NOT NULL, "energies" INTEGER NOT NULL, "energy_sum" {DOUBLE} NOT NULL, '
+    '"gpu_peak_max" {BIGINT}, "ram_peak_max" {BIGINT}, "hist" TEXT NOT NULL, '
+    'PRIMARY KEY ("grain", "bucket_ms", "workflow_key", "instance", "status")){WITHOUT_ROWID}',
+    'CREATE INDEX IF NOT EXISTS "rolluprow_workflow_key_instance_status_grain_bucket_ms" ON "run_rollups" '
+    '("workflow_key", "instance", "status", "grain", "bucket_ms")',
+)
+
+
+def _create_v11_rollups(db: Database) -> None:
+    from .rollups import backfill
+
+    _ddl(*_V11_ROLLUPS)(db)
+    backfill(db)
+
+
 # The text search index (telemetry.store.run_search queries these names and this very expression).
 V12_SEARCH_TABLE = "runs_search"
 V12_SEARCH_COLUMNS = ("workflow_name", "run_id", "error_message", "error_node_type", "story_title", "scene", "tags")
@@ -310,6 +331,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (8, _add_v8_columns),
     (9, _create_v9_instances),
     (10, _statements(*_V10_INDEXES)),
+    (11, _create_v11_rollups),
     (12, _create_v12_search_index),
     (13, _widen_v13_duration),
 ]

@@ -280,6 +280,32 @@ class InstanceRow(BaseModel):
         primary_key = CompositeKey("instance", "source")
 
 
+class RollupRow(BaseModel):
+    """Rollups of runs per group (workflow_key, instance, status) and hour, day or all time (migration 11),
+    kept by the store with every write of runs (`store.rollups`). A missing workflow_key or instance is ''."""
+
+    grain = IntegerField()  # bucket size in ms: 3600000 (hour), 86400000 (day), 0 (all time); < 0: totals
+    bucket_ms = BigIntegerField()  # bucket start; -1: runs without a start (hour grain)
+    workflow_key = CharField(max_length=128)
+    instance = CharField(max_length=256)
+    status = CharField(max_length=16)
+    runs = IntegerField()
+    durations = IntegerField()  # runs with a duration
+    duration_sum = DoubleField()
+    frames = BigIntegerField()
+    energies = IntegerField()  # runs with an energy
+    energy_sum = DoubleField()
+    gpu_peak_max = BigIntegerField(null=True)
+    ram_peak_max = BigIntegerField(null=True)
+    hist = TextField()  # JSON {bin: count} of durations (store.rollups.duration_bin)
+
+    class Meta:
+        table_name = "run_rollups"
+        primary_key = CompositeKey("grain", "bucket_ms", "workflow_key", "instance", "status")
+        without_rowid = True
+        indexes = ((("workflow_key", "instance", "status", "grain", "bucket_ms"), False),)
+
+
 class SchemaVersionRow(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at_ms = BigIntegerField()
@@ -298,4 +324,5 @@ ALL_TABLES = (
     FilterPresetRow,
     WorkflowNameRow,
     InstanceRow,
+    RollupRow,
 )
