@@ -64,7 +64,7 @@ def _same_rollups(store) -> None:
 
 
 def _close(a: float | None, b: float | None) -> bool:
-    # PostgreSQL sums a REAL column in single precision: the scan's sums are within 1e-6 of the rollups'.
+    # Float sums in another order: the scan's sums are within 1e-6 of the rollups'.
     return a is None and b is None or a is not None and b is not None and a == pytest.approx(b, rel=1e-6)
 
 

@@ -313,11 +313,15 @@ def _create_v12_search_index(db: Database) -> None:
 
 
 
-def _widen_v13_duration(db: Database) -> None:
-    """PostgreSQL: runs.duration_ms as DOUBLE PRECISION. As REAL, the value a cursor carries back (a float8
-    parsed from REAL's shortest text) did not equal the stored value, and paging by duration repeated a run."""
+def _widen_v13_times_and_energy(db: Database) -> None:
+    """PostgreSQL: the runs' and nodes' durations, queue wait and energy as DOUBLE PRECISION (SQLite's REAL is
+    8 bytes already). As REAL, the duration a cursor carries back (a float8 parsed from REAL's shortest text) did
+    not equal the stored one, so paging by duration repeated a run, and sums lost digits."""
     if _dialect(db) == "postgresql":
-        db.execute_sql("ALTER TABLE runs ALTER COLUMN duration_ms TYPE DOUBLE PRECISION")
+        db.execute_sql("ALTER TABLE runs ALTER COLUMN duration_ms TYPE DOUBLE PRECISION, "
+                       "ALTER COLUMN queue_wait_ms TYPE DOUBLE PRECISION, ALTER COLUMN energy_j TYPE DOUBLE PRECISION")
+        db.execute_sql("ALTER TABLE node_runs ALTER COLUMN duration_ms TYPE DOUBLE PRECISION, "
+                       "ALTER COLUMN energy_j TYPE DOUBLE PRECISION")
 
 
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
@@ -333,7 +337,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (10, _statements(*_V10_INDEXES)),
     (11, _create_v11_rollups),
     (12, _create_v12_search_index),
-    (13, _widen_v13_duration),
+    (13, _widen_v13_times_and_energy),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy
 import peewee
 from peewee import Database, PostgresqlDatabase, fn
 
@@ -286,18 +285,10 @@ def _finer(key: Key, *columns: Any) -> Any:
 _COARSE_ORDER = (DAY_MS, GRAIN_ALL, TOTAL_HOUR, TOTAL_DAY, TOTAL_ALL)
 
 
-def _real(value: float | None) -> float | None:
-    # As PostgreSQL reads a REAL back: the shortest decimal of the single-precision value.
-    return None if value is None else float(str(numpy.float32(value)))
-
-
-def added_of(db: Database, rows: Iterable[dict[str, Any]]) -> list[tuple]:
-    """The RUN_COLUMNS of rows about to be inserted, as the database will hold them: PostgreSQL's REAL columns
-    (duration, energy) keep single precision, and the rollups must add what a scan of runs would read."""
-    out = [tuple(row[c.name] for c in RUN_COLUMNS) for row in rows]
-    if isinstance(db, PostgresqlDatabase):
-        out = [(*r[:4], _real(r[4]), r[5], _real(r[6]), *r[7:]) for r in out]
-    return out
+def added_of(rows: Iterable[dict[str, Any]]) -> list[tuple]:
+    """The RUN_COLUMNS of rows about to be inserted, as the database will hold them (durations and energy are
+    8-byte floats on both databases since migration 13, so a scan of runs reads what the rollups add)."""
+    return [tuple(row[c.name] for c in RUN_COLUMNS) for row in rows]
 
 
 _PG_LOCK_KEY = 0x52_54_52_4C  # "RTRL"

@@ -85,10 +85,10 @@ class RunRow(BaseModel):
     queued_at_ms = BigIntegerField(null=True)
     started_at_ms = BigIntegerField(null=True, index=True)
     finished_at_ms = BigIntegerField(null=True)
-    # DOUBLE PRECISION on PostgreSQL (migration 13): a cursor carries the value back as a Python float, which a
-    # REAL column would not equal exactly.
+    # Times and energy are DOUBLE PRECISION on PostgreSQL (migration 13; SQLite's REAL is 8 bytes anyway): a cursor
+    # carries a duration back as a Python float, which a 4-byte REAL would not equal, and sums keep their digits.
     duration_ms = DoubleField(null=True, index=True)
-    queue_wait_ms = FloatField(null=True)
+    queue_wait_ms = DoubleField(null=True)
     workflow_id = CharField(max_length=128, null=True, index=True)
     workflow_name = TextField(null=True)
     workflow_name_source = CharField(max_length=16, default="derived")
@@ -121,7 +121,7 @@ class RunRow(BaseModel):
     dynamic_vram = BooleanField(null=True)
     # Added by migration 8: the run's energy (joules) and its source, and every GPU sampled (JSON list of
     # model.RunGpu).
-    energy_j = FloatField(null=True)
+    energy_j = DoubleField(null=True)
     energy_source = CharField(max_length=16, null=True)
     gpus = TextField(null=True)
     story_title = TextField(null=True)
@@ -152,11 +152,11 @@ class NodeRunRow(BaseModel):
     class_type = CharField(max_length=256, index=True)
     status = CharField(max_length=16)
     started_at_ms = BigIntegerField(null=True)
-    duration_ms = FloatField(null=True)
+    duration_ms = DoubleField(null=True)
     gpu_peak_bytes = BigIntegerField(null=True)
     display_node_id = CharField(max_length=128, null=True)
     parent_node_id = CharField(max_length=128, null=True)
-    energy_j = FloatField(null=True)  # migration 8
+    energy_j = DoubleField(null=True)  # migration 8
 
     class Meta:
         table_name = "node_runs"

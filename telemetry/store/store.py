@@ -209,7 +209,7 @@ class Store:
             if replaced:
                 RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
             self._insert_rows(RunRow, rows)
-            rollups.apply(self.db, replaced, rollups.added_of(self.db, rows))
+            rollups.apply(self.db, replaced, rollups.added_of(rows))
             for run, row in zip(runs, rows, strict=True):
                 run_id = row["run_id"]
                 for model, child_rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
