@@ -9,12 +9,13 @@ import copy
 import random
 
 import pytest
+from peewee import fn
 
 from telemetry.filters import RunFilters
 from telemetry.model import Run, RunStatus
 from telemetry.store import rollup_reads, rollups
 from telemetry.store.rollups import DAY_MS, HISTOGRAM_RELATIVE_ERROR, HOUR_MS
-from telemetry.store.schema import RollupRow
+from telemetry.store.schema import RollupRow, RunRow
 
 T0 = 1_700_000_000_000 // DAY_MS * DAY_MS  # a UTC midnight
 STATUSES = ("success", "success", "success", "failed", "interrupted", "partial_success")
@@ -110,8 +111,17 @@ FILTERS = [
 ]
 
 
+def _instances_by_scan(store) -> list[dict]:
+    with store.bound():
+        rows = (RunRow.select(RunRow.instance, fn.COUNT(RunRow.run_id), fn.MAX(RunRow.started_at_ms))
+                .group_by(RunRow.instance).tuples())
+        return sorted(({"instance": i, "runs": n, "last_started_at_ms": last} for i, n, last in rows),
+                      key=lambda r: r["instance"] or "")
+
+
 def _check_all(store, monkeypatch) -> None:
     _same_rollups(store)
+    assert sorted(store.instances(), key=lambda r: r["instance"] or "") == _instances_by_scan(store)
     for filters in FILTERS:
         _check_stats(store, filters, monkeypatch)
     _check_stats(store, RunFilters(label="Saga"), monkeypatch, expect_rollups=False)

@@ -40,6 +40,7 @@ from .schema import (
     GpuSampleRow,
     InstanceRow,
     NodeRunRow,
+    RollupRow,
     RunOutputRow,
     RunRow,
     WorkflowNameRow,
@@ -591,10 +592,20 @@ class Store:
 
     @_on_own_database
     def instances(self) -> list[dict[str, Any]]:
-        rows = (RunRow.select(RunRow.instance, fn.COUNT(RunRow.run_id).alias("runs"),
-                              fn.MAX(RunRow.started_at_ms).alias("last"))
-                .group_by(RunRow.instance).dicts())
-        return [{"instance": r["instance"], "runs": r["runs"], "last_started_at_ms": r["last"]} for r in rows]
+        """Runs per instance from the all-time rollups, and each instance's newest start along its
+        (instance, started_at_ms) index: a few rows read, however many runs there are."""
+        counts = (RollupRow.select(RollupRow.instance, fn.SUM(RollupRow.runs).alias("runs"))
+                  .where(RollupRow.grain == rollups.GRAIN_ALL).group_by(RollupRow.instance).tuples())
+        out = []
+        for key, runs in counts:
+            instance = key or None  # the rollups key a run without an instance as ''
+            if not runs:
+                continue
+            same = RunRow.instance.is_null() | (RunRow.instance == "") if instance is None else \
+                RunRow.instance == instance
+            last = RunRow.select(fn.MAX(RunRow.started_at_ms)).where(same).scalar()
+            out.append({"instance": instance, "runs": int(runs), "last_started_at_ms": last})
+        return out
 
     # -- instances (heartbeats) -----------------------------------------------------------------------------
 
