@@ -217,3 +217,21 @@ def test_rest_work_on_a_fresh_database_waits_for_the_schema_instead_of_failing(t
     wait(futures, timeout=30)
     assert [f.result() for f in futures] == [{"recommendations": []}] * 4 + [0]
     fresh.shutdown()
+
+
+def test_the_workflow_filter_matches_id_name_fingerprint_or_key_whichever_branches_exist(store):
+    runs = [
+        Run("a1", "success", started_at_ms=1, workflow_id="ui-1", workflow_name="Portrait", fingerprint="fp-1"),
+        Run("a2", "success", started_at_ms=2, workflow_id="ui-1", workflow_name="Renamed", fingerprint="fp-1"),
+        Run("b1", "failed", started_at_ms=3, workflow_name="Portrait", fingerprint="fp-2"),  # API run: key fp-2
+        Run("b2", "success", started_at_ms=4, fingerprint="fp-2"),
+        Run("c1", "success", started_at_ms=5, workflow_id="ui-3", fingerprint="fp-2"),  # fp-2 with an id
+        Run("d1", "success", started_at_ms=6, workflow_id="Portrait", fingerprint="fp-4"),  # an id that is a name
+    ]
+    store.save_runs(runs)
+    for value in ("ui-1", "Portrait", "fp-1", "fp-2", "ui-3", "Renamed", "fp-4", "nothing"):
+        expected = sorted(r.run_id for r in runs if value in (r.workflow_id, r.workflow_name, r.fingerprint,
+                                                             r.workflow_id or r.fingerprint))
+        page = store.query_runs(RunFilters(workflow=value), Page(limit=100))
+        assert sorted(r.run_id for r in page.runs) == expected and page.total == len(expected), value
+        assert store.stats(RunFilters(workflow=value))["total_runs"] == len(expected), value
