@@ -116,6 +116,9 @@ def test_timeline_buckets_and_filters(store, service):
         ("GET", "/telemetry/stats/timeline?bucket=day&status=done", None),
         ("GET", "/telemetry/stats/timeline?bucket=hour&since_ms=0", None),
     ])
+    (s7, ninety_days), = call(service, [  # the hourly timeline over 90 days (issue 9's list) fits
+        ("GET", f"/telemetry/stats/timeline?bucket=hour&since_ms={until - 90 * day}&until_ms={until}", None)])
+    assert s7 == 200 and sum(p["runs"] for p in ninety_days["points"]) == len(runs)
     assert s1 == s2 == s3 == 200 and days["bucket"] == "day"
     assert [p["t_ms"] for p in days["points"]] == [start, start + day, start + 2 * day]
     d1 = days["points"][1]
@@ -127,7 +130,7 @@ def test_timeline_buckets_and_filters(store, service):
     assert [p["runs"] for p in only_t["points"]] == [3, 3, 3]
     assert s4 == 400 and bad_bucket["error"] == "'bucket' must be hour or day, got 'week'"
     assert s5 == 400 and "'status' has unknown value(s) 'done'" in bad_filter["error"]
-    assert s6 == 400 and "more than 2000 hour buckets" in too_wide["error"] and "bucket=day" in too_wide["error"]
+    assert s6 == 400 and "more than 2400 hour buckets" in too_wide["error"] and "bucket=day" in too_wide["error"]
 
 
 def test_timeline_sees_a_run_stored_after_it_was_read(store, service):

@@ -17,7 +17,7 @@ from ..filters import FilterError
 
 BUCKET_MS = {"hour": 3_600_000, "day": 86_400_000}
 DEFAULT_SPAN_BUCKETS = {"hour": 48, "day": 30}
-MAX_BUCKETS = 2000
+MAX_BUCKETS = 2400  # 100 days of hours: an hourly timeline over 90 days fits
 
 
 def parse_bucket(value: str | None) -> str:

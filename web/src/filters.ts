@@ -52,7 +52,7 @@ export function resolveRange(filters: Filters, nowMs: number): { sinceMs: number
 }
 
 /** The backend refuses timelines of more than this many buckets (telemetry/analysis/timeline.py). */
-export const MAX_TIMELINE_BUCKETS = 2000;
+export const MAX_TIMELINE_BUCKETS = 2400; // the server's MAX_BUCKETS (telemetry/analysis/timeline.py)
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
