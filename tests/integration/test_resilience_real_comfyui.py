@@ -21,7 +21,9 @@ def test_history_survives_a_restart_and_a_killed_run_is_closed_as_interrupted(co
     server.wait_run(killed_id, status="running")  # the start was recorded while it ran
     server.stop(kill=True)
 
-    restarted = comfy_factory(base_dir=server.base_dir).start()
+    # History restore off, so that ComfyUI's own /history shows what ComfyUI itself kept: nothing
+    # (tests/integration/test_history_restore_real_comfyui.py puts it back).
+    restarted = comfy_factory(base_dir=server.base_dir, env={"TELEMETRY_HISTORY_RESTORE_RUNS": "0"}).start()
     assert restarted.get(f"/history/{done_id}") == {}  # ComfyUI itself forgot everything
     kept = restarted.get(f"/telemetry/runs/{done_id}")
     assert kept["status"] == "success" and kept["started_at_ms"] == done["started_at_ms"]
