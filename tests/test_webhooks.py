@@ -30,6 +30,7 @@ from telemetry.webhooks.sender import backoff_s
 SECRET = "whsec-test-5f2c9a"
 FAST = {"TELEMETRY_WEBHOOK_RETRY_INITIAL_S": "0.1", "TELEMETRY_WEBHOOK_RETRY_MAX_S": "0.3",
         "TELEMETRY_WEBHOOK_TIMEOUT_S": "2"}
+QUIET_S = 0.6  # "nothing more is sent": twice FAST's longest backoff
 
 
 def _wait(predicate, timeout=20.0):
@@ -171,7 +172,7 @@ def test_a_receiver_that_keeps_failing_is_marked_failed_after_the_retry_window(t
         assert attempts >= 3  # retried with backoff within the window
         health = pack.health()
         assert health["pending"] == 0 and health["targets"][0]["last_status"] == 500
-        time.sleep(1.0)
+        time.sleep(QUIET_S)
         assert len(receiver.received) == attempts  # given up: no more attempts
     finally:
         pack.stop()
@@ -194,7 +195,7 @@ def test_pending_deliveries_survive_a_restart_of_the_sender_and_are_delivered_on
     try:
         receiver.wait_for(lambda r: len(r) >= 3)
         assert _wait(lambda: second.health()["delivered"] == 3)
-        time.sleep(1.0)
+        time.sleep(QUIET_S)
         got = list(receiver.received)
         assert sorted(r.json["run"]["run_id"] for r in got) == ["run-0", "run-1", "run-2"]  # each once
         assert len({r.event_id for r in got}) == 3 and all(r.signed_with(SECRET) for r in got)
@@ -451,7 +452,7 @@ def test_machines_sharing_one_database_send_only_their_own_events(tmp_path):
     try:
         other.record(failed_run("run-of-render-2"))
         receiver.wait_for(lambda r: len(r) >= 1)
-        time.sleep(1.0)
+        time.sleep(QUIET_S)
         assert [r.json["run"]["run_id"] for r in receiver.received] == ["run-of-render-2"]
         assert other.health()["pending"] == 0 and other.health()["delivered"] == 1
     finally:
