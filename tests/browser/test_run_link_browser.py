@@ -38,7 +38,8 @@ def linked(browser_leg, panel_dist, tmp_path_factory):
     try:
         server.start()
         run_id, _, _ = server.run_and_wait(image_workflow(prefix="run-link", color=77, batch=1))
-        (got,) = receiver.wait_for(lambda r: len(r) >= 1, timeout=30)
+        received = receiver.wait_for(lambda r: any(g.json.get("event") == "finished" for g in r), timeout=30)
+        (got,) = [g for g in received if g.json["event"] == "finished"]  # analysis may add recommendation events
         payload = got.json["run"]
         assert payload["run_id"] == run_id, payload
         yield server, payload
