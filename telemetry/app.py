@@ -182,7 +182,7 @@ def optional_failed(app: TelemetryApp, part: str, exc: BaseException) -> None:
 
 
 def add_routes(routes: web.RouteTableDef, get_app: Callable[[], TelemetryApp | None],
-               get_queue: Callable[[], list], protection: Any = None) -> None:
+               get_queue: Callable[[], list | Mapping[str, list]], protection: Any = None) -> None:
     """The core and analysis routes on `routes` (ComfyUI's PromptServer table, or an app of our own)."""
     from .api.routes import add_core_routes
 
@@ -213,7 +213,7 @@ def add_routes(routes: web.RouteTableDef, get_app: Callable[[], TelemetryApp | N
     add_analysis_routes(routes, analysis, get_queue, protection)
 
 
-def make_web_app(app: TelemetryApp, get_queue: Callable[[], list], protection: Any = None,
+def make_web_app(app: TelemetryApp, get_queue: Callable[[], list | Mapping[str, list]], protection: Any = None,
                  middlewares: Iterable[Any] = (), extra: Callable[[web.RouteTableDef], None] | None = None
                  ) -> web.Application:
     """An aiohttp app of our own with the routes ComfyUI would serve: under /telemetry and, as ComfyUI does,

@@ -126,6 +126,24 @@ def test_queue_eta_adds_predictions_up(store, service):
     assert d["predicted_start_ms"] is None  # not guessed after an item without a prediction
 
 
+def test_each_comfyui_of_a_fleet_gets_its_own_queue_chain(store, service):
+    """Two ComfyUIs run their queues side by side: box-b's first prompt starts now, not after box-a's queue."""
+    store.save_runs(history(60, seed=3))
+    queues = {"box-a": [(1, "a1", prompt(1024, 40), {}, []), (2, "a2", prompt(1024, 40), {}, [])],
+              "box-b": [(7, "b1", prompt(512, 20), {}, [])]}
+    eta = service.fleet_queue_eta(queues)
+    assert [q["instance"] for q in eta["queues"]] == ["box-a", "box-b"] and eta["has_predictions"]
+    assert [(i["instance"], i["prompt_id"], i["position"]) for i in eta["items"]] == [
+        ("box-a", "a1", 0), ("box-a", "a2", 1), ("box-b", "b1", 0)]
+    a1, a2, b1 = eta["items"]
+    assert a2["predicted_start_ms"] == pytest.approx(a1["predicted_finish_ms"])
+    assert b1["predicted_start_ms"] == pytest.approx(a1["predicted_start_ms"])  # both start now
+    only_b = service.fleet_queue_eta(queues, "box-b")
+    assert [i["prompt_id"] for i in only_b["items"]] == ["b1"]
+    assert [q["instance"] for q in only_b["queues"]] == ["box-b"]
+    assert service.fleet_queue_eta(queues, "box-c") == {"items": [], "has_predictions": False, "queues": []}
+
+
 def test_predict_says_what_is_wrong_with_the_body(service):
     with pytest.raises(FilterError, match="API-format prompt"):
         service.predict([1, 2])

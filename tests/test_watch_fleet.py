@@ -272,3 +272,30 @@ def test_health_of_a_fleet_names_each_comfyui_as_openapi_describes_it(tmp_path, 
             "mode", "polls", "history_polls", "last_poll_at_ms", "running_recorded", "missing_closed",
             "comfyui_version"}
         assert entry["state"] in schema["properties"]["state"]["enum"]
+
+
+def test_the_queue_eta_of_a_fleet_lists_each_comfyuis_queue_by_instance(tmp_path, monkeypatch):
+    from aiohttp.test_utils import TestClient
+
+    from telemetry.watch.app import make_web_app
+
+    monkeypatch.delenv("TELEMETRY_DATABASE_URL", raising=False)
+    app = build(watch_options(build_parser().parse_args([
+        "watch", "--data-dir", str(tmp_path), "--comfyui", "a=http://127.0.0.1:1", "--comfyui", "b=http://127.0.0.1:2"])))
+    app.watchers[0].queue_items = [[1, "a-running", {}, {}, []], [2, "a-next", {}, {}, []]]
+    app.watchers[1].queue_items = [[5, "b-running", {}, {}, []]]
+
+    async def go() -> tuple[dict, dict]:
+        async with TestClient(TestServer(make_web_app(app))) as client:
+            every = await (await client.get("/telemetry/queue/eta")).json()
+            only_b = await (await client.get("/telemetry/queue/eta?instance=b")).json()
+            return every, only_b
+
+    try:
+        every, only_b = asyncio.run(go())
+    finally:
+        app.store.close()
+    assert [(i["instance"], i["prompt_id"], i["position"]) for i in every["items"]] == [
+        ("a", "a-running", 0), ("a", "a-next", 1), ("b", "b-running", 0)]
+    assert [q["instance"] for q in every["queues"]] == ["a", "b"]
+    assert [i["prompt_id"] for i in only_b["items"]] == ["b-running"]

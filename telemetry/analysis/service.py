@@ -258,6 +258,14 @@ class AnalysisService:
         started = queries.running_starts([i for i in ids if i])
         return queue.eta(list(pending_items), self._predict_item, now_ms(), started)
 
+    def fleet_queue_eta(self, queues: Mapping[str, Sequence[Any]], instance: str | None = None) -> dict[str, Any]:
+        """Each ComfyUI's queue runs one prompt at a time, so each gets its own chain of starts and finishes
+        (`queues`); `items` lists them all, each with its instance. `instance`: only that ComfyUI's queue."""
+        per = [{"instance": name, **self.queue_eta(items)} for name, items in queues.items()
+               if instance is None or name == instance]
+        return {"items": [{**item, "instance": q["instance"]} for q in per for item in q["items"]],
+                "has_predictions": any(q["has_predictions"] for q in per), "queues": per}
+
     def check_queue_memory(self, pending_items: Sequence[Any], free_bytes: int) -> list[dict[str, Any]]:
         """Persist a `queue_memory` recommendation for each queued run whose predicted GPU peak is over
         `free_bytes` (resolving those no longer queued or no longer over); returns those that opened."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -31,8 +31,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], AnalysisService | None],
-                        get_queue: Callable[[], list], protection: Protection | None = None) -> None:
-    """Register the analysis routes on `routes`. `get_queue` returns ComfyUI's queue items, running first."""
+                        get_queue: Callable[[], list | Mapping[str, list]],
+                        protection: Protection | None = None) -> None:
+    """Register the analysis routes on `routes`. `get_queue` returns ComfyUI's queue items, running first, or
+    (a watcher of several ComfyUIs) those items per instance."""
     same_origin, admin_only = protect(protection), protect(protection, admin=True)
 
     def service() -> AnalysisService:
@@ -94,8 +96,11 @@ def add_analysis_routes(routes: web.RouteTableDef, get_service: Callable[[], Ana
     @_guarded
     async def get_queue_eta(request: web.Request) -> web.Response:
         svc = service()
-        items = get_queue() or []
-        return _json(await run_db(svc.store, svc.queue_eta, items))
+        queues = get_queue() or []
+        if isinstance(queues, Mapping):  # a watcher: one queue per ComfyUI it watches
+            instance = request.query.get("instance") or None
+            return _json(await run_db(svc.store, svc.fleet_queue_eta, queues, instance))
+        return _json(await run_db(svc.store, svc.queue_eta, queues))
 
     @routes.get(PREFIX + "/config")
     @_guarded

@@ -431,8 +431,14 @@ def _paths() -> dict[str, Any]:
         },
         PREFIX + "/queue/eta": {
             "get": _op("queue ETA: predicted start and finish per queued run", _responses(_obj({
-                "items": _array(_obj({"prompt_id": STR_OR_NULL})), "has_predictions": {"type": "boolean"}},
-                ["items"])), tags=analysis),
+                "items": _array(_obj({"prompt_id": STR_OR_NULL, "instance": {"type": "string"}})),
+                "has_predictions": {"type": "boolean"},
+                "queues": _array(_obj({"instance": {"type": "string"}, "items": _array({"type": "object"}),
+                                       "has_predictions": {"type": "boolean"}}, ["instance", "items"]))},
+                ["items"])),
+                parameters=[_query("instance", {"type": "string"},
+                                   "a watcher of several ComfyUIs: only this instance's queue (each instance's "
+                                   "queue is predicted on its own, in `queues`)")], tags=analysis),
         },
         PREFIX + "/config": {
             "get": _op("get config: the analysis thresholds", _responses(_ref("AnalysisConfig")), tags=analysis),

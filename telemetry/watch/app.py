@@ -199,7 +199,9 @@ def make_web_app(app: WatchApp) -> web.Application:
     host = parse_host_port(app.options.serve)[0] if app.options.serve else "127.0.0.1"
     protection = Protection(admin_token=app.config.admin_token, exposed=lambda: listens_beyond_loopback(host))
     assert app.app is not None
-    return make_telemetry_web_app(app.app, app.watcher.pending_queue, protection)
+    watchers = app.watchers or [app.watcher]
+    return make_telemetry_web_app(app.app, lambda: {w.context.instance: w.pending_queue() for w in watchers},
+                                  protection)
 
 
 async def run_watch(options: WatchOptions, stop: asyncio.Event | None = None) -> int:

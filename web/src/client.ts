@@ -181,8 +181,9 @@ export class TelemetryClient {
     return this.request(dismissPath(id), this.json("POST", {}));
   }
 
-  queueEta(): Promise<Result<QueueEta>> {
-    return this.request(ROUTES.queueEta);
+  /** `instance`: a watcher of several ComfyUIs answers only that one's queue (the plugin has one queue). */
+  queueEta(instance?: string | null): Promise<Result<QueueEta>> {
+    return this.request(instance ? withQuery(ROUTES.queueEta, { instance }) : ROUTES.queueEta);
   }
 
   health(): Promise<Result<Health>> {

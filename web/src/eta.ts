@@ -13,14 +13,19 @@ export interface EtaLine {
   starts: string;
   finishes: string;
   interval: string | null;
+  /** The ComfyUI it waits on, named only when the answer holds the queues of several. */
+  instance: string | null;
 }
 
 /** The lines to show, or an empty list when the backend has no predictions (the section is hidden then). */
 export function etaLines(eta: QueueEta | null, nowMs: number): EtaLine[] {
   if (!eta || !eta.has_predictions) return [];
+  const instances = [...new Set(eta.items.map((i) => i.instance ?? ""))];
+  const named = instances.length > 1;
   return [...eta.items]
-    .sort((a, b) => a.position - b.position)
+    .sort((a, b) => instances.indexOf(a.instance ?? "") - instances.indexOf(b.instance ?? "") || a.position - b.position)
     .map((item: EtaItem) => ({
+      instance: named ? item.instance || null : null,
       prompt_id: item.prompt_id,
       position: item.position,
       workflow: item.workflow_name || "Unnamed workflow",

@@ -284,11 +284,15 @@ export interface EtaItem {
   predicted_start_ms?: number | null;
   predicted_finish_ms?: number | null;
   interval_ms?: [number, number] | null;
+  /** The ComfyUI whose queue holds it (a watcher of several ComfyUIs). */
+  instance?: string;
 }
 
 export interface QueueEta {
   items: EtaItem[];
   has_predictions: boolean;
+  /** A watcher: each ComfyUI's queue, predicted on its own. */
+  queues?: { instance: string; items: EtaItem[]; has_predictions: boolean }[];
 }
 
 export interface Health {

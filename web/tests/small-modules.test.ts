@@ -111,6 +111,17 @@ describe("queue ETA", () => {
     expect(queueFinishMs(eta)).toBe(now + 50_000);
     const waiting = etaLines({ ...eta, items: [{ ...eta.items[0], position: 0, running: false }] }, now);
     expect(waiting[0].starts).toBe("in 20 s");
+    expect(lines.every((l) => l.instance === null)).toBe(true);
+  });
+  it("keeps each ComfyUI's queue together and names it when a watcher answers for several", () => {
+    const item = (prompt_id: string, instance: string, position: number) => ({
+      prompt_id, instance, position, workflow_name: prompt_id, predicted_duration_ms: 1000,
+      predicted_start_ms: now + position * 1000, predicted_finish_ms: now + (position + 1) * 1000,
+    });
+    const eta = { has_predictions: true, items: [item("a0", "box-a", 0), item("b0", "box-b", 0), item("a1", "box-a", 1)] };
+    expect(etaLines(eta, now).map((l) => [l.instance, l.prompt_id])).toEqual([["box-a", "a0"], ["box-a", "a1"], ["box-b", "b0"]]);
+    const one = { has_predictions: true, items: [item("b0", "box-b", 0)] };
+    expect(etaLines(one, now)[0].instance).toBeNull();
   });
 });
 

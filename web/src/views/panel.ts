@@ -379,7 +379,7 @@ export class TelemetryPanel {
   // Queue ETA, health, advice badge ---------------------------------------------------------------------------
 
   private async loadQueue(): Promise<void> {
-    const result = await this.env.client.queueEta();
+    const result = await this.env.client.queueEta(this.state.filters.instance);
     if (!this.mounted || !this.queueEl) return;
     const lines = result.ok ? etaLines(result.data, this.env.now()) : [];
     this.queueEl.classList.toggle("rt-hidden", lines.length === 0);
@@ -403,6 +403,7 @@ export class TelemetryPanel {
           h(
             "li",
             null,
+            l.instance ? h("span", { class: "rt-muted" }, `${l.instance} · `) : null,
             h("span", null, l.workflow),
             h(
               "span",
