@@ -71,6 +71,11 @@ def test_cursor_pages_walk_the_same_order_as_offset_pages_ties_and_missing_value
     present = [v for v in values if v is not None]
     assert present == sorted(present, reverse=sort.startswith("-"))
     assert all(v is None for v in values[len(present):])  # missing values last, in both directions
+    for offset in range(0, 26):  # offset pages: within the valued runs, across into the missing ones, past the end
+        page = store.query_runs(RunFilters(), Page(sort=sort, limit=4, offset=offset))
+        assert [r.run_id for r in page.runs] == walked[offset:offset + 4], offset
+        assert (page.next_cursor is None) == (offset + 4 >= len(walked))
+    assert [r.run_id for r in store.iter_runs(RunFilters(), sort, chunk=4)] == walked  # the export's order
 
 
 def test_the_total_is_capped_unless_the_exact_count_is_asked_for(store, monkeypatch):

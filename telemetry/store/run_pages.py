@@ -23,14 +23,6 @@ def _column(sort: str) -> tuple[Any, bool]:
     return _COLUMNS[sort.lstrip("-")], sort.startswith("-")
 
 
-def order_of(sort: str) -> tuple[Any, Any]:
-    """The ORDER BY of `sort` (offset pages and exports): the same order keyset pages follow."""
-    column, descending = _column(sort)
-    if descending:
-        return column.desc(nulls="LAST"), RunRow.run_id.desc()
-    return column.asc(nulls="LAST"), RunRow.run_id.asc()
-
-
 def page_of_runs(query: Any, page: Page) -> tuple[list[Any], Cursor | None]:
     """The rows of `page` from the filtered `query`, and the cursor of the page after it (None: the last)."""
     wanted = page.limit + 1
@@ -39,7 +31,7 @@ def page_of_runs(query: Any, page: Page) -> tuple[list[Any], Cursor | None]:
     elif page.offset == 0:
         rows = _first(query, page.sort, wanted)
     else:
-        rows = list(query.order_by(*order_of(page.sort)).limit(wanted).offset(page.offset))
+        rows = _at_offset(query, page.sort, page.offset, wanted)
     if len(rows) <= page.limit:
         return rows, None
     rows = rows[:page.limit]
@@ -58,6 +50,25 @@ def _first(query: Any, sort: str, wanted: int) -> list[Any]:
     if len(rows) == wanted:
         return rows
     return rows + list(query.where(column.is_null()).order_by(by_id).limit(wanted - len(rows)))
+
+
+def _at_offset(query: Any, sort: str, offset: int, wanted: int) -> list[Any]:
+    """The rows from `offset` on, in the same two segments: the sort key of the row at `offset` is found along
+    the (column, run_id) index alone (no row read for the rows skipped), then the page is read from that key on.
+    One ORDER BY ... OFFSET in "nulls last" order made PostgreSQL sort every matching run (5.7 s at 1M runs)."""
+    column, descending = _column(sort)
+    by_id = RunRow.run_id.desc() if descending else RunRow.run_id.asc()
+    ordered = (column.desc(), by_id) if descending else (column.asc(), by_id)
+    valued = query.where(column.is_null(False))
+    start = list(valued.select(column, RunRow.run_id).order_by(*ordered).offset(offset).limit(1).tuples())
+    if start:
+        key, first = Tuple(column, RunRow.run_id), Tuple(*start[0])
+        rows = list(valued.where(key <= first if descending else key >= first).order_by(*ordered).limit(wanted))
+        if len(rows) == wanted:
+            return rows
+        return rows + list(query.where(column.is_null()).order_by(by_id).limit(wanted - len(rows)))
+    into_missing = offset - valued.select(RunRow.run_id).count()  # the page lies among the runs without a value
+    return list(query.where(column.is_null()).order_by(by_id).limit(wanted).offset(max(0, into_missing)))
 
 
 def _after(query: Any, cursor: Cursor, wanted: int) -> list[Any]:

@@ -419,16 +419,16 @@ class Store:
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
     def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
-        """Every matching run, in chunks (export). Keyset-free offset paging is fine at export sizes."""
-        offset = 0
+        """Every matching run, in chunks of keyset pages (export): each chunk costs what the first does, and runs
+        written meanwhile neither repeat nor push a run out of the export."""
+        cursor = None
         while True:
             with self.bound():
-                rows = list(self.filtered(filters).order_by(*run_pages.order_of(sort)).limit(chunk).offset(offset))
-            if not rows:
-                return
+                rows, cursor = run_pages.page_of_runs(self.filtered(filters), Page(sort, chunk, cursor=cursor))
             for row in rows:
                 yield mapping.row_to_run(row)
-            offset += len(rows)
+            if cursor is None:
+                return
 
     @_on_own_database
     def get_run(self, run_id: str) -> Run | None:
