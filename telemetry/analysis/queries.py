@@ -189,27 +189,49 @@ def timeline_aggregates(store: Store, filters: RunFilters, since_ms: int, until_
     return rows, ranks
 
 
-def timeline_points(store: Store, filters: RunFilters, since_ms: int, until_ms: int,
-                    bucket_ms: int) -> dict[int, dict[str, Any]]:
-    """`timeline.points` of [since_ms, until_ms]: the whole buckets from the rollups where the filters allow
-    and the window holds more than EXACT_PERCENTILES_MAX runs (p95 from their histograms, within
-    rollups.HISTOGRAM_RELATIVE_ERROR), the buckets cut by the window's edges (and everything else) from runs."""
+def timeline_from_rollups(store: Store, filters: RunFilters, since_ms: int, until_ms: int, bucket_ms: int) -> bool:
+    """Whether the whole buckets of [since_ms, until_ms] come from the rollups: when the filters allow and they
+    hold more than EXACT_PERCENTILES_MAX runs (p95 from their histograms, within
+    rollups.HISTOGRAM_RELATIVE_ERROR); else every bucket comes from runs. Decided for the whole window, so a
+    point is the same whichever part of the window it was read with."""
     from ..store import rollup_reads
     from ..store.store import EXACT_PERCENTILES_MAX
-
-    def from_runs(lo: int, hi: int) -> dict[int, dict[str, Any]]:
-        return timeline.points(*timeline_aggregates(store, filters, lo, hi, bucket_ms))
 
     first, end = -(-since_ms // bucket_ms) * bucket_ms, (until_ms + 1) // bucket_ms * bucket_ms
     with store.bound():
         if first >= end or end >= INT64_MAX - bucket_ms or rollup_reads.plan(filters) is None:
-            return from_runs(since_ms, until_ms)
-        whole = rollup_reads.timeline_totals(store, filters, bucket_ms, first, end)
-    if sum(sum(e["status"].values()) for e in whole.values()) <= EXACT_PERCENTILES_MAX:
-        return from_runs(since_ms, until_ms)
-    out = {b: timeline.point_of_totals(b, e) for b, e in whole.items()}
-    if since_ms < first:
-        out.update(from_runs(since_ms, first - 1))
-    if end <= until_ms:
-        out.update(from_runs(end, until_ms))
+            return False
+        return rollup_reads.timeline_runs(store, filters, bucket_ms, first, end) > EXACT_PERCENTILES_MAX
+
+
+def timeline_ranges(store: Store, filters: RunFilters, ranges: list[tuple[int, int]], bucket_ms: int,
+                    from_rollups: bool) -> dict[int, dict[str, Any]]:
+    """`timeline.points` of the [start, end] ranges (see `timeline_from_rollups`): with `from_rollups`, each
+    range's whole buckets from the rollups and the buckets cut by its edges from runs; else all from runs."""
+    from ..store import rollup_reads
+
+    def from_runs(lo: int, hi: int) -> dict[int, dict[str, Any]]:
+        return timeline.points(*timeline_aggregates(store, filters, lo, hi, bucket_ms))
+
+    out: dict[int, dict[str, Any]] = {}
+    for since_ms, until_ms in ranges:
+        first, end = -(-since_ms // bucket_ms) * bucket_ms, (until_ms + 1) // bucket_ms * bucket_ms
+        if not from_rollups or first >= end:
+            with store.bound():
+                out.update(from_runs(since_ms, until_ms))
+            continue
+        with store.bound():
+            whole = rollup_reads.timeline_totals(store, filters, bucket_ms, first, end)
+            if since_ms < first:
+                out.update(from_runs(since_ms, first - 1))
+            if end <= until_ms:
+                out.update(from_runs(end, until_ms))
+        out.update((b, timeline.point_of_totals(b, e)) for b, e in whole.items())
     return out
+
+
+def timeline_points(store: Store, filters: RunFilters, since_ms: int, until_ms: int,
+                    bucket_ms: int) -> dict[int, dict[str, Any]]:
+    """`timeline.points` of [since_ms, until_ms], read in one go (`timeline_from_rollups`, `timeline_ranges`)."""
+    from_rollups = timeline_from_rollups(store, filters, since_ms, until_ms, bucket_ms)
+    return timeline_ranges(store, filters, [(since_ms, until_ms)], bucket_ms, from_rollups)

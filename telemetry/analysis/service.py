@@ -208,10 +208,12 @@ class AnalysisService:
         since, until = timeline.window(bucket, filters.since_ms, filters.until_ms, now)
         until = until if until is not None else now
         window_free = replace(filters, since_ms=None, until_ms=None)
-        key = (json.dumps(window_free.to_dict(), sort_keys=True), bucket)
+        size = timeline.BUCKET_MS[bucket]
+        from_rollups = queries.timeline_from_rollups(self.store, window_free, since, until, size)
+        key = (json.dumps(window_free.to_dict(), sort_keys=True), bucket, from_rollups)
 
-        def fetch(start: int, end: int) -> dict[int, dict[str, Any]]:
-            return queries.timeline_points(self.store, window_free, start, end, timeline.BUCKET_MS[bucket])
+        def fetch(ranges: list[tuple[int, int]]) -> dict[int, dict[str, Any]]:
+            return queries.timeline_ranges(self.store, window_free, ranges, size, from_rollups)
 
         points = timeline.timeline(self._timeline, fetch, key, bucket, since, until, now)
         return {"bucket": bucket, "since_ms": since, "until_ms": until, "points": points}
