@@ -125,7 +125,8 @@ def fingerprint_history(fingerprint: str, limit: int) -> list[tuple[str, float |
              .where(RunRow.fingerprint == fingerprint, RunRow.status == RunStatus.SUCCESS,
                     RunRow.started_at_ms.is_null(False))
              .order_by(RunRow.started_at_ms.desc()).limit(limit))
-    return list(reversed(list(query.tuples())))
+    sql, params = query.sql()  # the raw cursor: peewee's per-row conversion was a third of a backtest's reads
+    return list(reversed(RunRow._meta.database.execute_sql(sql, params).fetchall()))
 
 
 def recent_fingerprints(scan_runs: int) -> list[str]:

@@ -231,7 +231,7 @@ class AnalysisService:
         models = self._models.get(fp)
         if models is None:
             history = queries.fingerprint_history(fp, cfg.predict_history_runs)
-            loads = [pred.Workload.from_parameters(rules.parse_parameters(h[3])) for h in history]
+            loads = _workloads(history)
             wf, name = (history[-1][4], history[-1][5]) if history else (None, None)
             models = {"runs": len(history), "workflow": wf, "workflow_name": name}
             for metric, column in ((pred.DURATION, 1), (pred.GPU_PEAK, 2)):
@@ -306,7 +306,7 @@ class AnalysisService:
     def _backtest(self, fp: str) -> dict[str, Any]:
         cfg = self.config
         history = queries.fingerprint_history(fp, cfg.predict_history_runs + cfg.backtest_runs)
-        loads = [pred.Workload.from_parameters(rules.parse_parameters(h[3])) for h in history]
+        loads = _workloads(history)
         wf, name = (history[-1][4], history[-1][5]) if history else (None, None)
         entry: dict[str, Any] = {"fingerprint": fp, "workflow": wf, "workflow_name": name, "runs": len(history)}
         for metric, column in ((pred.DURATION, 1), (pred.GPU_PEAK, 2)):
@@ -346,6 +346,20 @@ def with_actions(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             log.warning("actions of recommendation %s failed", rec.get("id"), exc_info=True)
             rec["actions"] = []
     return recs
+
+
+def _workloads(history: Sequence[tuple]) -> list[pred.Workload]:
+    """The workload of each `queries.fingerprint_history` row, each distinct parameters text parsed once (runs of
+    one fingerprint mostly repeat their settings)."""
+    parsed: dict[str | None, pred.Workload] = {}
+    out = []
+    for row in history:
+        text = row[3]
+        load = parsed.get(text)
+        if load is None:
+            load = parsed[text] = pred.Workload.from_parameters(rules.parse_parameters(text))
+        out.append(load)
+    return out
 
 
 def _num(value: float) -> float | None:
