@@ -177,8 +177,9 @@ def test_the_fast_median_and_solve_give_numpys_answers_bit_for_bit():
         assert np.array_equal(pred._solve(x[:, :1], y), _solve_with_numpy(x[:, :1], y))
 
 
-def test_one_quantile_call_for_both_levels_equals_two():
-    ratios = np.sort(np.random.default_rng(4).lognormal(0.0, 0.3, 331))
-    for lo_q, hi_q in ((0.0, 1.0), (0.0963, 0.9034), (0.1, 0.9), (0.5, 0.5)):
-        both = np.quantile(ratios, [lo_q, hi_q])
-        assert (float(both[0]), float(both[1])) == (float(np.quantile(ratios, lo_q)), float(np.quantile(ratios, hi_q)))
+def test_the_quantile_of_a_sorted_array_is_numpys_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 10, 30, 330, 331):
+        ratios = np.sort(rng.lognormal(0.0, 0.3, n))
+        for q in (0.0, 1.0, 0.5, 0.1, 0.9, 0.0963, 0.9034, 1 / 3, 2 / 3, 0.05, 0.95, *rng.uniform(0, 1, 20)):
+            assert pred.sorted_quantile(ratios, q) == float(np.quantile(ratios, q)), (n, q)

@@ -108,6 +108,22 @@ def median(values: np.ndarray) -> float:
     return float((ordered[half - 1] + ordered[half]) / 2.0)
 
 
+def sorted_quantile(ordered: np.ndarray, q: float) -> float:
+    """`np.quantile(ordered, q)` (its default, linear method) of a sorted 1-D array, bit for bit: the same index,
+    fraction and two-sided interpolation as numpy's `_lerp`, without its per-call overhead."""
+    n = ordered.size
+    virtual = (n - 1) * q
+    if virtual >= n - 1:
+        return float(ordered[-1])
+    if virtual < 0:
+        return float(ordered[0])
+    below = math.floor(virtual)
+    a, b = ordered[below], ordered[below + 1]
+    t = virtual - below
+    diff = b - a
+    return float(b - diff * (1 - t) if t >= 0.5 else a + diff * t)
+
+
 def _solve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Huber-weighted NNLS on relative residuals (y > 0)."""
     base = x / y[:, None]
@@ -170,7 +186,7 @@ def fit_arrays(metric: str, feats: np.ndarray, y: np.ndarray, coverage: float = 
     tail = (1.0 - coverage) / 2.0
     lo_q = max(0.0, math.floor((n + 1) * tail) / n - 1.0 / n)
     hi_q = min(1.0, math.ceil((n + 1) * (1.0 - tail)) / n)
-    lo, hi = (float(v) for v in np.quantile(ratios, [lo_q, hi_q]))
+    lo, hi = sorted_quantile(ratios, lo_q), sorted_quantile(ratios, hi_q)
     widen = math.sqrt(n / max(n - p, 1))
     lo = math.exp(min(math.log(max(lo, 1e-6)), 0.0) * widen)
     hi = math.exp(max(math.log(max(hi, 1e-6)), 0.0) * widen)
