@@ -398,8 +398,8 @@ def main() -> int:
     parser.add_argument("--max-route-s", type=float, default=60.0,
                         help="stop repeating a route after this many seconds (3 timed calls at least; n is printed)")
     parser.add_argument("--no-cold", action="store_true", help="skip the first-call-after-a-start measurement")
-    parser.add_argument("--only", default=None, help='only these routes, by name: "NAME;NAME" (as the table names '
-                                                      "them)")
+    parser.add_argument("--only", "--routes", dest="only", default=None,
+                        help='only these routes, by name: "NAME;NAME" (as the table names them)')
     args = parser.parse_args()
     stores = []
     if args.db or not args.database_url:
