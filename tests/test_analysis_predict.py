@@ -160,3 +160,44 @@ def test_node_ids_that_are_digits_only_to_unicode_are_ordered_not_a_server_error
     assert prompt_info.extract_parameters(nodes)["steps"] == 20
     assert [node_id for node_id, _ in _sorted(nodes)] == ["2", "¹"]
     assert service.predict(nodes)["history_runs"] == 0
+
+
+def _solve_with_numpy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`predict._solve` as it was written with np.median and np.allclose: the reference for the faster one."""
+    from scipy.optimize import nnls
+
+    base, target, weights = x / y[:, None], np.ones_like(y), np.ones_like(y)
+    coef = np.zeros(x.shape[1])
+    for _ in range(pred._IRLS_STEPS):
+        sw = np.sqrt(weights)
+        coef, _norm = nnls(base * sw[:, None], target * sw)
+        resid = target - base @ coef
+        scale = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        if scale <= 1e-9:
+            break
+        u = np.abs(resid) / (pred._HUBER_K * scale)
+        new = np.where(u <= 1.0, 1.0, 1.0 / np.maximum(u, 1e-12))
+        if np.allclose(new, weights, atol=1e-4):
+            break
+        weights = new
+    return coef
+
+
+def test_the_fast_median_and_solve_give_numpys_answers_bit_for_bit():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 4, 7, 10, 299, 300, 331):
+        values = rng.lognormal(0.0, 1.0, n) - 1.0
+        assert pred.median(values) == float(np.median(values))
+        assert pred.median(np.round(values, 1)) == float(np.median(np.round(values, 1)))  # ties
+        x = np.column_stack([np.ones(n), rng.uniform(0.1, 1.0, n), rng.uniform(0.1, 1.0, n)])
+        y = x @ np.array([2.0, 5.0, 1.0]) * rng.lognormal(0.0, 0.2, n)
+        assert np.array_equal(pred._solve(x, y), _solve_with_numpy(x, y))
+        assert np.array_equal(pred._solve(x[:, :1], y), _solve_with_numpy(x[:, :1], y))
+
+
+def test_the_quantile_of_a_sorted_array_is_numpys_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 10, 30, 330, 331):
+        ratios = np.sort(rng.lognormal(0.0, 0.3, n))
+        for q in (0.0, 1.0, 0.5, 0.1, 0.9, 0.0963, 0.9034, 1 / 3, 2 / 3, 0.05, 0.95, *rng.uniform(0, 1, 20)):
+            assert pred.sorted_quantile(ratios, q) == float(np.quantile(ratios, q)), (n, q)

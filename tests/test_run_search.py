@@ -13,7 +13,7 @@ import pytest
 
 from telemetry.filters import Page, RunFilters
 from telemetry.model import NodeRun, Run, RunError, RunLabels
-from telemetry.store import run_search
+from telemetry.store import run_pages, run_search
 from telemetry.store.database import sqlite_url
 from telemetry.store.schema import RunRow
 from telemetry.store.store import Store
@@ -204,3 +204,23 @@ def test_a_file_opened_by_an_sqlite_without_fts5_keeps_recording_and_is_indexed_
         assert again.db.execute_sql("SELECT COUNT(*) FROM runs_search_docsize").fetchone()[0] == 80
     finally:
         again.shutdown()
+
+
+def test_a_first_page_that_holds_every_match_is_its_own_count(store, monkeypatch):
+    """A rare term (or any filter) whose matches fit the first page is read once: no count query, same total."""
+    store.save_runs(_runs(200))
+    counted: list[int | None] = []
+    real = run_pages.capped_count
+    monkeypatch.setattr(run_pages, "capped_count", lambda query, cap: counted.append(cap) or real(query, cap))
+    for q in ("zzqx", "up", "u", "Ö", "mat1", "Scene 7", "ca"):
+        expected = _plain_ids(store, q)
+        for limit in (1, 5, 50, 500):
+            counted.clear()
+            first = store.query_runs(RunFilters(q=q), Page(limit=limit))
+            assert (first.total, first.total_capped) == (len(expected), False), (q, limit)  # 200 runs: no cap
+            assert bool(counted) == (len(expected) > limit), (q, limit)  # counted only when a next page exists
+            exact = store.query_runs(RunFilters(q=q), Page(limit=limit, exact_total=True))
+            assert (exact.total, exact.total_capped) == (len(expected), False)
+    counted.clear()
+    deep = store.query_runs(RunFilters(q="zzqx"), Page(limit=5, offset=5))  # not a first page: counted
+    assert deep.total == 0 and counted

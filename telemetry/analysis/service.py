@@ -208,10 +208,12 @@ class AnalysisService:
         since, until = timeline.window(bucket, filters.since_ms, filters.until_ms, now)
         until = until if until is not None else now
         window_free = replace(filters, since_ms=None, until_ms=None)
-        key = (json.dumps(window_free.to_dict(), sort_keys=True), bucket)
+        size = timeline.BUCKET_MS[bucket]
+        from_rollups = queries.timeline_from_rollups(self.store, window_free, since, until, size)
+        key = (json.dumps(window_free.to_dict(), sort_keys=True), bucket, from_rollups)
 
-        def fetch(start: int, end: int) -> dict[int, dict[str, Any]]:
-            return queries.timeline_points(self.store, window_free, start, end, timeline.BUCKET_MS[bucket])
+        def fetch(ranges: list[tuple[int, int]]) -> dict[int, dict[str, Any]]:
+            return queries.timeline_ranges(self.store, window_free, ranges, size, from_rollups)
 
         points = timeline.timeline(self._timeline, fetch, key, bucket, since, until, now)
         return {"bucket": bucket, "since_ms": since, "until_ms": until, "points": points}
@@ -229,7 +231,7 @@ class AnalysisService:
         models = self._models.get(fp)
         if models is None:
             history = queries.fingerprint_history(fp, cfg.predict_history_runs)
-            loads = [pred.Workload.from_parameters(rules.parse_parameters(h[3])) for h in history]
+            loads = _workloads(history)
             wf, name = (history[-1][4], history[-1][5]) if history else (None, None)
             models = {"runs": len(history), "workflow": wf, "workflow_name": name}
             for metric, column in ((pred.DURATION, 1), (pred.GPU_PEAK, 2)):
@@ -312,7 +314,7 @@ class AnalysisService:
     def _backtest(self, fp: str) -> dict[str, Any]:
         cfg = self.config
         history = queries.fingerprint_history(fp, cfg.predict_history_runs + cfg.backtest_runs)
-        loads = [pred.Workload.from_parameters(rules.parse_parameters(h[3])) for h in history]
+        loads = _workloads(history)
         wf, name = (history[-1][4], history[-1][5]) if history else (None, None)
         entry: dict[str, Any] = {"fingerprint": fp, "workflow": wf, "workflow_name": name, "runs": len(history)}
         for metric, column in ((pred.DURATION, 1), (pred.GPU_PEAK, 2)):
@@ -352,6 +354,20 @@ def with_actions(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             log.warning("actions of recommendation %s failed", rec.get("id"), exc_info=True)
             rec["actions"] = []
     return recs
+
+
+def _workloads(history: Sequence[tuple]) -> list[pred.Workload]:
+    """The workload of each `queries.fingerprint_history` row, each distinct parameters text parsed once (runs of
+    one fingerprint mostly repeat their settings)."""
+    parsed: dict[str | None, pred.Workload] = {}
+    out = []
+    for row in history:
+        text = row[3]
+        load = parsed.get(text)
+        if load is None:
+            load = parsed[text] = pred.Workload.from_parameters(rules.parse_parameters(text))
+        out.append(load)
+    return out
 
 
 def _num(value: float) -> float | None:

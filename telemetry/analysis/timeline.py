@@ -65,8 +65,6 @@ def points(rows: Sequence[tuple], ranks: Sequence[tuple]) -> dict[int, dict[str,
 def point_of_totals(b: int, totals: dict[str, Any]) -> dict[str, Any]:
     """A point from `rollup_reads.timeline_totals`: p95 interpolated as in `points`, between the two ranks'
     values read from the histogram."""
-    from ..store.rollups import percentile_at
-
     by_status = totals["status"]
     ok, failed, interrupted = (by_status.get(s, 0) for s in ("success", "failed", "interrupted"))
     done = ok + failed + interrupted
@@ -75,7 +73,7 @@ def point_of_totals(b: int, totals: dict[str, Any]) -> dict[str, Any]:
     if n:
         position = 0.95 * (n - 1)
         k = int(position)
-        low, high = percentile_at(totals["hist"], k), percentile_at(totals["hist"], min(k + 1, n - 1))
+        low, high = _ranks_of_histogram(totals["hist"], k, min(k + 1, n - 1))
         p95 = low + (high - low) * (position - k)
     return {
         "t_ms": b, "runs": sum(by_status.values()), "success": ok, "failed": failed, "interrupted": interrupted,
@@ -85,6 +83,20 @@ def point_of_totals(b: int, totals: dict[str, Any]) -> dict[str, Any]:
         "max_gpu_peak_bytes": int(totals["peak"]) if totals["peak"] is not None else None,
         "frames": totals["frames"],
     }
+
+
+def _ranks_of_histogram(hist: dict[int, int], low: int, high: int) -> tuple[float, float]:
+    """`rollups.percentile_at` of ranks `low` <= `high` in one pass over the sorted bins."""
+    from ..store.rollups import bin_value
+
+    seen, found = 0, None
+    for b, count in sorted(hist.items()):
+        seen += count
+        if found is None and seen > low:
+            found = bin_value(b)
+        if found is not None and seen > high:
+            return found, bin_value(b)
+    raise ValueError("rank beyond the histogram")
 
 
 def _p95(values: dict[int, float] | None, n: int | None) -> float | None:
@@ -100,9 +112,10 @@ def _p95(values: dict[int, float] | None, n: int | None) -> float | None:
 
 
 class TimelineCache:
-    """Points of closed buckets (before the current one) by (filters, bucket size), so a repeated timeline only
-    asks the database for the current bucket. A stored run drops its bucket (`forget`); entries expire after
-    `ttl_s` for runs written by other processes (another instance on the same database, retention)."""
+    """Points of closed buckets (before the current one) by key (filters, bucket size, then anything else that
+    decides how a point is computed), so a repeated timeline only asks the database for the current bucket and
+    the first one when the window cuts it. A stored run drops its bucket (`forget`); entries expire after `ttl_s`
+    for runs written by other processes (another instance on the same database, retention)."""
 
     def __init__(self, ttl_s: float = 300.0, max_keys: int = 64) -> None:
         self._entries: dict[tuple, tuple[float, dict[int, dict[str, Any] | None]]] = {}
@@ -130,8 +143,8 @@ class TimelineCache:
         if started_at_ms is None:
             return
         with self._lock:
-            for (_filters, bucket), (_stamp, known) in self._entries.items():
-                size = BUCKET_MS[bucket]
+            for key, (_stamp, known) in self._entries.items():
+                size = BUCKET_MS[key[1]]
                 known.pop(started_at_ms // size * size, None)
 
     def clear(self) -> None:
@@ -139,10 +152,22 @@ class TimelineCache:
             self._entries.clear()
 
 
-def timeline(cache: TimelineCache, fetch: Callable[[int, int], dict[int, dict[str, Any]]], key: tuple, bucket: str,
-             since_ms: int, until_ms: int, now_ms: int) -> list[dict[str, Any]]:
+def missing_ranges(missing: Sequence[int], size: int, since_ms: int, until_ms: int) -> list[tuple[int, int]]:
+    """The buckets `missing` (ascending starts) as [start, end] ranges of contiguous buckets, cut to the window."""
+    ranges: list[tuple[int, int]] = []
+    for b in missing:
+        if ranges and ranges[-1][1] + 1 == b:
+            ranges[-1] = (ranges[-1][0], b + size - 1)
+        else:
+            ranges.append((b, b + size - 1))
+    return [(max(lo, since_ms), min(hi, until_ms)) for lo, hi in ranges]
+
+
+def timeline(cache: TimelineCache, fetch: Callable[[list[tuple[int, int]]], dict[int, dict[str, Any]]], key: tuple,
+             bucket: str, since_ms: int, until_ms: int, now_ms: int) -> list[dict[str, Any]]:
     """The points of [since_ms, until_ms] (buckets with runs only): closed buckets from the cache where it has
-    them, the rest from `fetch(start, end)` (points by bucket start) over one contiguous range."""
+    them, the rest from one `fetch(ranges)` (points by bucket start) over the [start, end] ranges of the buckets
+    missing there, so a window whose first bucket is cut and whose last is the current one reads those two."""
     size = BUCKET_MS[bucket]
     current = now_ms // size * size
     first, last = since_ms // size * size, until_ms // size * size
@@ -152,14 +177,13 @@ def timeline(cache: TimelineCache, fetch: Callable[[int, int], dict[int, dict[st
     partial = {b for b in (first, last) if b < since_ms or b + size - 1 > until_ms}
     missing = [b for b in starts if b >= current or b not in known or b in partial]
     if missing:
-        lo, hi = max(missing[0], since_ms), min(missing[-1] + size - 1, until_ms)
-        fetched = fetch(lo, hi)
+        fetched = fetch(missing_ranges(missing, size, since_ms, until_ms))
         closed = {}
-        for b in range(missing[0], missing[-1] + 1, size):
+        for b in missing:
             point = fetched.get(b)
-            if b < current and missing[0] >= first and lo <= b and b + size - 1 <= hi:
+            if b < current and b not in partial:
                 closed[b] = point  # None: a closed bucket without runs
             known[b] = point
         if closed:
             cache.put(key, closed)
-    return [known[b] for b in starts if known.get(b) is not None]
+    return [point for point in map(known.get, starts) if point is not None]

@@ -412,10 +412,16 @@ class Store:
     @_on_own_database
     def query_runs(self, filters: RunFilters, page: Page) -> RunsPage:
         """One page of the matching runs (`run_pages`: by cursor or offset) and their count, capped at
-        COUNT_CAP unless the page asks for the exact total."""
+        COUNT_CAP unless the page asks for the exact total. A first page without a next one holds every match,
+        so its length is the count: a rare match (a 1-2 character term no index serves, a rare workflow) is
+        read once, not again to be counted."""
         rows, next_cursor = run_pages.page_of_runs(self.filtered(filters), page)
-        total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
-                                               None if page.exact_total else COUNT_CAP)
+        if page.cursor is None and page.offset == 0 and next_cursor is None:
+            total, capped = len(rows), False
+        else:
+            total, capped = run_pages.capped_count(
+                self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
+                None if page.exact_total else COUNT_CAP)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
     def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
