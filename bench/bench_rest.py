@@ -306,6 +306,8 @@ def bench(url: str, label: str, args: argparse.Namespace) -> int:
                                          None))
     cursor = json.loads(data)["next_cursor"]
     routes = routes_for(raw, found, cursor)
+    if args.only:
+        routes = [r for r in routes if any(part in r.name for part in args.only)]
     results: dict[str, dict[str, Any]] = {}
     t_start = time.perf_counter()
     for route in routes:
@@ -384,6 +386,8 @@ def main() -> int:
     parser.add_argument("--max-route-s", type=float, default=60.0,
                         help="stop repeating a route after this many seconds (3 timed calls at least; n is printed)")
     parser.add_argument("--no-cold", action="store_true", help="skip the first-call-after-a-start measurement")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="bench only the routes whose name contains TEXT (repeatable)")
     args = parser.parse_args()
     stores = []
     if args.db or not args.database_url:
