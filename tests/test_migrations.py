@@ -205,6 +205,9 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
         "oom", "KSampler", "torch.OutOfMemoryError")
     assert [n.status for n in failed.nodes] == ["executed", "failed"]
     assert store.get_run("fx-interrupted").interrupted_reason == "ComfyUI stopped"
+    for label in ("Saga", "Scene 3", "NIGHT", "hero"):  # from the label rows migration 15 filled
+        assert [r.run_id for r in store.query_runs(RunFilters(label=label), _page()).runs] == ["fx-success"], label
+    assert store.query_runs(RunFilters(label="scene 3"), _page()).total == 0  # titles and scenes: exact case
     stats = store.stats(RunFilters())  # from the rollups migration 11 built
     assert (stats["total_runs"], stats["by_status"]["failed"], stats["total_frames"]) == (3, 1, 18)
     check_rollups_backfilled(store)
@@ -231,6 +234,7 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
         99.5, "power_samples", True, 42.0)
     assert len(again.nodes) == 4 and len(again.outputs) == 3
     assert store.stats(RunFilters())["total_runs"] == 4
+    assert store.query_runs(RunFilters(label="Hero"), _page()).total == 2
     check_rollups_backfilled(store)
 
 
@@ -267,7 +271,8 @@ def versions_of(store: Store) -> list[int]:
 def test_every_fixture_of_an_earlier_version_is_committed():
     assert all((FIXTURES / f"{label}.db").is_file() and (FIXTURES / f"{label}.pg.sql").is_file()
                for label in LABELS)
-    assert [v for v, _ in MIGRATIONS] == list(range(1, LATEST_VERSION + 1))
+    # 14 (node-type rollups) comes from another branch: until it is merged, the versions skip it.
+    assert [v for v, _ in MIGRATIONS] == [v for v in range(1, LATEST_VERSION + 1) if v != 14]
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

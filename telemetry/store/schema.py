@@ -141,6 +141,8 @@ class RunRow(BaseModel):
             (("workflow_key", "started_at_ms"), False),
             (("status", "started_at_ms"), False),
             (("instance", "started_at_ms"), False),
+            (("workflow_name", "workflow_key"), False),
+            (("workflow_key", "workflow_name"), False),
         )
 
 
@@ -304,6 +306,22 @@ class RollupRow(BaseModel):
         primary_key = CompositeKey("grain", "bucket_ms", "workflow_key", "instance", "status")
         without_rowid = True
         indexes = ((("workflow_key", "instance", "status", "grain", "bucket_ms"), False),)
+
+
+class RunLabelRow(BaseModel):
+    """The labels of each run (story title, scene, tags) case-folded by the database, one row per run and folded
+    label (migration 15), kept by the store with every write of runs (`store.run_labels`)."""
+
+    run = ForeignKeyField(RunRow, on_delete="CASCADE", column_name="run_id", index=False)  # the key's prefix
+    folded = TextField()  # lower() of the label, by the database: the case LIKE / ILIKE fold
+    tagged = IntegerField()  # 1: a tag of the run folds to it (else only its story title or scene does)
+    started_at_ms = BigIntegerField(null=True)  # the run's, for pages of one label in start order
+
+    class Meta:
+        table_name = "run_labels"
+        primary_key = CompositeKey("run", "folded")
+        without_rowid = True
+        indexes = ((("folded", "started_at_ms", "run_id", "tagged"), False),)
 
 
 class SchemaVersionRow(BaseModel):

@@ -31,7 +31,7 @@ from peewee import Database, OperationalError, fn
 
 from ..filters import COUNT_CAP, Cursor, Page, RunFilters
 from ..model import Run, RunStatus
-from . import mapping, rollup_reads, rollups, run_pages, run_search
+from . import mapping, rollup_reads, rollups, run_labels, run_pages, run_search
 from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
@@ -41,6 +41,7 @@ from .schema import (
     InstanceRow,
     NodeRunRow,
     RollupRow,
+    RunLabelRow,
     RunOutputRow,
     RunRow,
     WorkflowNameRow,
@@ -208,8 +209,10 @@ class Store:
             replaced = rollups.stored_keys(run_ids)
             # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
             if replaced:
+                run_labels.delete(run_ids)
                 RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
             self._insert_rows(RunRow, rows)
+            run_labels.add(self.db, rows)
             rollups.apply(self.db, replaced, rollups.added_of(rows))
             for run, row in zip(runs, rows, strict=True):
                 run_id = row["run_id"]
@@ -369,7 +372,7 @@ class Store:
     def _delete_runs(self, run_ids: list[str]) -> int:
         with self._runs_transaction():
             removed = rollups.stored_keys(run_ids)
-            for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
+            for model in (NodeRunRow, RunOutputRow, GpuSampleRow, RunLabelRow):
                 model.delete().where(model.run.in_(run_ids)).execute()
             RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
             rollups.apply(self.db, removed, [])
@@ -383,9 +386,10 @@ class Store:
 
     # -- reads (REST, analysis) ------------------------------------------------------------------------------
 
-    def filtered(self, filters: RunFilters, query=None, counting: bool = False):
+    def filtered(self, filters: RunFilters, query=None, counting: bool = False, label_joined: bool = False):
         """`query` narrowed to the runs `filters` match; `counting`: `q` in the form that counts fastest (in no
-        order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`)."""
+        order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`),
+        and `label` joined to its rows (`run_labels`), as also with `label_joined` (pages in `run_labels.ORDER`)."""
         query = query if query is not None else RunRow.select()
         if filters.status:
             query = query.where(RunRow.status.in_(filters.status))
@@ -398,10 +402,10 @@ class Store:
         if filters.instance:
             query = query.where(RunRow.instance == filters.instance)
         if filters.label:
-            label = filters.label
-            tag_json = json.dumps(label, ensure_ascii=False)
-            query = query.where((RunRow.story_title == label) | (RunRow.scene == label)
-                                | RunRow.tags.contains(tag_json))
+            if (counting or label_joined) and run_labels.joinable(filters):
+                query = run_labels.joined(query, filters.label)
+            else:
+                query = query.where(run_labels.condition(filters.label))
         if filters.q:
             if self.search is None:
                 query = query.where(run_search.substring_condition(filters.q))
@@ -413,17 +417,28 @@ class Store:
     def query_runs(self, filters: RunFilters, page: Page) -> RunsPage:
         """One page of the matching runs (`run_pages`: by cursor or offset) and their count, capped at
         COUNT_CAP unless the page asks for the exact total."""
-        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters), page)
+        by_label = self._label_order(filters, page.sort)
+        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters, label_joined=by_label is not None), page,
+                                                   by_label)
         total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
                                                None if page.exact_total else COUNT_CAP)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
+    @staticmethod
+    def _label_order(filters: RunFilters, sort: str) -> tuple[Any, Any] | None:
+        """The label's own columns to sort a page by, where they can (`run_labels.ORDER`), else None."""
+        if run_labels.joinable(filters):
+            return run_labels.ORDER.get(sort.lstrip("-"))
+        return None
+
     def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
         """Every matching run, in chunks (export). Keyset-free offset paging is fine at export sizes."""
         offset = 0
+        by_label = self._label_order(filters, sort)
         while True:
             with self.bound():
-                rows = list(self.filtered(filters).order_by(*run_pages.order_of(sort)).limit(chunk).offset(offset))
+                rows = list(self.filtered(filters, label_joined=by_label is not None)
+                            .order_by(*run_pages.order_of(sort, by_label)).limit(chunk).offset(offset))
             if not rows:
                 return
             for row in rows:
