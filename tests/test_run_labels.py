@@ -19,6 +19,8 @@ STORIES = ["Saga", "saga", "SAGA", "Nuit étoilée", "Été", "100%_done", 'say 
 SCENES = ["Scene 1", "scene 1", "Été", "ÉTÉ", "Saga"]
 TAGS = ["night", "Night", "NIGHT", "rain", "été", "ÉTÉ", "hero", "x_y", "x%y", "a,b", "ünïcödé", "Saga", "日本"]
 # Labels asked: every value above and case variants of them, and some that match nothing.
+COLUMNS = (RunLabelRow.folded, RunLabelRow.run, RunLabelRow.tagged, RunLabelRow.title, RunLabelRow.scene,
+           RunLabelRow.started_at_ms)
 ASKED = sorted(set(STORIES + SCENES + TAGS + [v.upper() for v in TAGS] + [v.lower() for v in STORIES + SCENES]
                    + ["nothing", "ra", "Scene", "x", "%", "_", "日"]))
 
@@ -89,16 +91,14 @@ def _rebuilt(store) -> set[tuple]:
         with store.db.atomic() as txn:
             RunLabelRow.delete().execute()
             run_labels.backfill(store.db, chunk=17)
-            rows = set(RunLabelRow.select(RunLabelRow.run, RunLabelRow.folded, RunLabelRow.tagged,
-                                          RunLabelRow.started_at_ms).tuples())
+            rows = set(RunLabelRow.select(*COLUMNS).tuples())
             txn.rollback()
     return rows
 
 
 def _check_all(store) -> None:
     with store.bound():
-        stored = set(RunLabelRow.select(RunLabelRow.run, RunLabelRow.folded, RunLabelRow.tagged,
-                                        RunLabelRow.started_at_ms).tuples())
+        stored = set(RunLabelRow.select(*COLUMNS).tuples())
     assert stored and stored == _rebuilt(store)
     for label in ASKED:
         _check_label(store, RunFilters(label=label))
@@ -159,8 +159,8 @@ def test_a_label_too_long_for_the_index_is_still_found(store):
 
 
 def test_a_page_of_one_label_walks_the_label_index(store):
-    """SQLite's plan for the newest page and the count of one label: the label's index, no scan of runs and no
-    sort of its matches (the plain condition scanned every run)."""
+    """SQLite's plan for the newest page and the count of one label: the label's index and key, no scan of runs and
+    no sort of its matches (the plain condition scanned every run), and the count reads no row of runs."""
     if store.kind != "sqlite":
         pytest.skip("SQLite's query plan")
     rng = random.Random(2)
@@ -168,7 +168,13 @@ def test_a_page_of_one_label_walks_the_label_index(store):
     with store.bound():
         query = store.filtered(RunFilters(label="night"), label_joined=True).order_by(
             *run_pages.order_of("-started_at_ms", run_labels.ORDER["started_at_ms"])).limit(51)
-        sql, params = query.sql()
-        plan = " | ".join(row[-1] for row in store.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())
-    assert "runlabelrow_folded_started_at_ms_run_id_tagged" in plan, plan
-    assert "SCAN t1" not in plan and "SCAN runs" not in plan, plan
+        plan = _plan(store, query)
+        count = _plan(store, store.filtered(RunFilters(label="night"), RunRow.select(RunRow.run_id), counting=True))
+    assert "runlabelrow_folded_started_at_ms_run_id" in plan and "TEMP B-TREE" not in plan, plan
+    assert "SCAN" not in plan and "SCAN" not in count, (plan, count)
+    assert "USING PRIMARY KEY (folded=?)" in count and "COVERING INDEX sqlite_autoindex_runs_1" in count, count
+
+
+def _plan(store, query) -> str:
+    sql, params = query.sql()
+    return " | ".join(row[-1] for row in store.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall())

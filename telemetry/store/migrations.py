@@ -328,11 +328,13 @@ def _widen_v13_times_and_energy(db: Database) -> None:
 # let the rollups answer a workflow filter by name (telemetry.store.rollup_reads): a name's keys by a loose index
 # scan, and whether a key's runs carry another name, each a few index probes.
 _V15_LABELS_AND_NAMES = (
-    'CREATE TABLE IF NOT EXISTS "run_labels" ("run_id" VARCHAR(128) NOT NULL, "folded" TEXT NOT NULL, '
-    '"tagged" INTEGER NOT NULL, "started_at_ms" {BIGINT}, PRIMARY KEY ("run_id", "folded"), '
+    'CREATE TABLE IF NOT EXISTS "run_labels" ("folded" TEXT NOT NULL, "run_id" VARCHAR(128) NOT NULL, '
+    '"tagged" INTEGER NOT NULL, "title" TEXT, "scene" TEXT, "started_at_ms" {BIGINT}, '
+    'PRIMARY KEY ("folded", "run_id"), '
     'FOREIGN KEY ("run_id") REFERENCES "runs" ("run_id") ON DELETE CASCADE){WITHOUT_ROWID}',
-    'CREATE INDEX IF NOT EXISTS "runlabelrow_folded_started_at_ms_run_id_tagged" ON "run_labels" '
-    '("folded", "started_at_ms", "run_id", "tagged")',
+    'CREATE INDEX IF NOT EXISTS "runlabelrow_folded_started_at_ms_run_id" ON "run_labels" '
+    '("folded", "started_at_ms", "run_id")',
+    'CREATE INDEX IF NOT EXISTS "runlabelrow_run_id" ON "run_labels" ("run_id")',
     'CREATE INDEX IF NOT EXISTS "runs_workflow_name_key" ON "runs" ("workflow_name", "workflow_key")',
     'CREATE INDEX IF NOT EXISTS "runs_workflow_key_name" ON "runs" ("workflow_key", "workflow_name")',
 )
@@ -345,6 +347,12 @@ def _create_v15_labels_and_names(db: Database) -> None:
         db.execute_sql('DELETE FROM "run_labels"')
     _ddl(*_V15_LABELS_AND_NAMES)(db)
     backfill(db)
+    # A file someone ANALYZEd has statistics for the other indexes: without their own, these look far more
+    # selective than they are, and SQLite would read a workflow's runs by them and sort instead of in start order.
+    if _dialect(db) == "sqlite" and db.execute_sql(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        for name in ("runs_workflow_name_key", "runs_workflow_key_name", "run_labels"):
+            db.execute_sql(f'ANALYZE "{name}"')
 
 
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [

@@ -6,19 +6,19 @@ its collation knows). Before migration 15 the filter was `story_title = l OR sce
 the same answer for every label, except the LIKE's accidents across the JSON text: `,` matched every run with two
 tags, and `x` matched a tag `"x` (its escaped quote).
 
-`run_labels` holds one row per run and folded label (`lower()` of its story title, scene and each tag, computed
-by the database so that it folds as LIKE / ILIKE do), with `tagged` (a tag folds to it) and the run's
-`started_at_ms`. The store writes a run's rows in the transaction that inserts or replaces the run (`add`) and
-deletes them with the run (`_delete_runs`, and ON DELETE CASCADE); runs' labels and starts are never updated in
-place. Migration 15 fills it from the runs there are (`backfill`).
+`run_labels` holds one row per folded label and run (`lower()` of its story title, scene and each tag, computed
+by the database so that it folds as LIKE / ILIKE do), with `tagged` (a tag folds to it), the run's `title` and
+`scene` where they fold to it, and the run's `started_at_ms`: a row says by itself whether a label matches. The
+store writes a run's rows in the transaction that inserts or replaces the run (`add`) and deletes them with the
+run (`_delete_runs`, and ON DELETE CASCADE); runs' labels and starts are never updated in place. Migration 15
+fills it from the runs there are (`backfill`).
 
-The filter is then `folded = lower(l)`, and for a row a story title or scene folds to, the exact comparison on
-the run (`tagged = 1 OR story_title = l OR scene = l`). Two forms:
+The filter is then `folded = lower(l) AND (tagged = 1 OR title = l OR scene = l)`, in two forms:
 - `condition`: `run_id IN (...)`, composable with any query (stats, exports, timelines, pages by duration);
-- `joined`: the runs joined to the label's rows, for the newest (or oldest) page, cursor pages and the count:
-  they walk the (folded, started_at_ms, run_id, tagged) index in order and stop after a page or at the count's
-  cap, however many runs carry the label (`ORDER`: the columns `run_pages` sorts and seeks on); not with `q`
-  (`joinable`).
+- `joined`: the runs joined to the label's rows, for pages in start order (first, cursor, offset) and the count:
+  a page walks the (folded, started_at_ms, run_id) index in order (`ORDER`: the columns `run_pages` sorts and
+  seeks on), a count the table's key (folded, run_id), and both stop after a page or at the count's cap, however
+  many runs carry the label. Not with `q` (`joinable`).
 Labels longer than `INDEXED_MAX` characters are not indexed (PostgreSQL's B-tree entries are bounded): a label
 over `QUERY_MAX` takes the plain condition, which scans (lower() may change a text's length, hence the margin).
 """
@@ -37,24 +37,29 @@ from .schema import RunLabelRow, RunRow
 
 INDEXED_MAX = 300  # characters; 4-byte characters folded stay within PostgreSQL's 2,704-byte index entry
 QUERY_MAX = INDEXED_MAX // 2
-_ROWS_PER_STATEMENT = 200  # 4 parameters each: within SQLite's old limit of 999
+_ROWS_PER_STATEMENT = 150  # 6 parameters each: within SQLite's old limit of 999
 # The columns a page of one label is sorted and sought by (run_pages), in place of the runs' own.
 ORDER = {"started_at_ms": (RunLabelRow.started_at_ms, RunLabelRow.run)}
 
 
-def labels_of(story_title: str | None, scene: str | None, tags: str | None) -> dict[str, int]:
-    """A run's labels as stored in `runs` (tags: their JSON text) -> 1 when a tag, else 0 (story title, scene)."""
-    out: dict[str, int] = {}
-    for value in (story_title, scene):
-        if value and len(value) <= INDEXED_MAX:
-            out.setdefault(value, 0)
+def labels_of(story_title: str | None, scene: str | None, tags: str | None) -> dict[str, tuple[int, int, int]]:
+    """A run's labels as stored in `runs` (tags: their JSON text) -> (a tag, its story title, its scene), each 0/1."""
+    out: dict[str, tuple[int, int, int]] = {}
+
+    def put(value: Any, kind: int) -> None:
+        if isinstance(value, str) and value and len(value) <= INDEXED_MAX:
+            flags = list(out.get(value, (0, 0, 0)))
+            flags[kind] = 1
+            out[value] = (flags[0], flags[1], flags[2])
+
+    put(story_title, 1)
+    put(scene, 2)
     try:
         parsed = json.loads(tags) if tags else []
     except ValueError:
         parsed = []
     for tag in parsed if isinstance(parsed, list) else []:
-        if isinstance(tag, str) and tag and len(tag) <= INDEXED_MAX:
-            out[tag] = 1
+        put(tag, 0)
     return out
 
 
@@ -74,27 +79,23 @@ def plain_condition(label: str) -> Expression:
     return (RunRow.story_title == label) | (RunRow.scene == label) | RunRow.tags.contains(tag_json)
 
 
-def _exact(label: str) -> Expression:
-    """Of the runs with a row of lower(label): those it matches (a tag folds to it, or a title or scene equals it)."""
-    return (RunLabelRow.tagged == 1) | (RunRow.story_title == label) | (RunRow.scene == label)
+def _matching(label: str) -> Expression:
+    """The label's rows that match it: a tag folds to it, or the run's title or scene is it."""
+    return ((RunLabelRow.folded == fn.lower(label))
+            & ((RunLabelRow.tagged == 1) | (RunLabelRow.title == label) | (RunLabelRow.scene == label)))
 
 
 def condition(label: str) -> Expression:
     """The runs `label` matches, as a condition on `runs` (a subquery of the label's rows)."""
     if not usable(label):
         return plain_condition(label)
-    rows = RunLabelRow.select(RunLabelRow.run).where(RunLabelRow.folded == fn.lower(label))
-    tagged = rows.where(RunLabelRow.tagged == 1)
-    return RunRow.run_id.in_(rows) & ((RunRow.story_title == label) | (RunRow.scene == label)
-                                      | RunRow.run_id.in_(tagged))
+    return RunRow.run_id.in_(RunLabelRow.select(RunLabelRow.run).where(_matching(label)))
 
 
 def joined(query: Any, label: str) -> Any:
     """`query` (a select of `runs`) joined to the label's rows (one per matching run): a page sorted by `ORDER`
     or a count walks the label's index. Only for a `usable` label."""
-    on = RunLabelRow.run == RunRow.run_id
-    return (query.join(RunLabelRow, on=on).switch(RunRow)
-            .where((RunLabelRow.folded == fn.lower(label)) & _exact(label)))
+    return query.join(RunLabelRow, on=RunLabelRow.run == RunRow.run_id).switch(RunRow).where(_matching(label))
 
 
 def delete(run_ids: list[str]) -> None:
@@ -108,28 +109,31 @@ def add(db: Database, rows: Iterable[dict[str, Any]]) -> None:
                  for row in rows))
 
 
-def _insert(db: Database, runs: Iterable[tuple[str, int | None, dict[str, int]]]) -> None:
+def _insert(db: Database, runs: Iterable[tuple[str, int | None, dict[str, tuple[int, int, int]]]]) -> None:
     """Insert (run_id, started_at_ms, labels) as rows folded by the database: a statement groups its rows by
-    (run_id, lower(label)), and a row folded like one stored is merged into it, so two labels of a run that
-    fold alike (a title 'Saga', a tag 'SAGA') are one row."""
+    (run_id, lower(label)), and a row folded like one stored is merged into it, so labels of a run that fold
+    alike (a title 'Saga', a tag 'SAGA') are one row."""
     pg = isinstance(db, PostgresqlDatabase)
     p = db.param
-    merged = "GREATEST(run_labels.tagged, excluded.tagged)" if pg else "max(run_labels.tagged, excluded.tagged)"
+    tagged = "GREATEST(run_labels.tagged, excluded.tagged)" if pg else "max(run_labels.tagged, excluded.tagged)"
     started = f"CAST(column4 AS {'BIGINT' if pg else 'INTEGER'})"
 
     def flush(values: list[tuple]) -> None:
-        marks = ", ".join([f"({p}, {p}, {p}, {p})"] * len(values))
-        sql = ('INSERT INTO "run_labels" ("run_id", "folded", "tagged", "started_at_ms") '
-               f"SELECT column1, lower(column2), MAX(column3), MAX({started}) FROM (VALUES {marks}) AS v "
-               "WHERE 1 = 1 GROUP BY column1, lower(column2) "
-               f'ON CONFLICT ("run_id", "folded") DO UPDATE SET "tagged" = {merged}')
+        marks = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p})"] * len(values))
+        sql = ('INSERT INTO "run_labels" ("folded", "run_id", "tagged", "title", "scene", "started_at_ms") '
+               "SELECT lower(column2), column1, MAX(column3), MAX(CASE WHEN column5 = 1 THEN column2 END), "
+               f"MAX(CASE WHEN column6 = 1 THEN column2 END), MAX({started}) FROM (VALUES {marks}) AS v "
+               "WHERE 1 = 1 GROUP BY lower(column2), column1 "
+               f'ON CONFLICT ("folded", "run_id") DO UPDATE SET "tagged" = {tagged}, '
+               '"title" = COALESCE(run_labels.title, excluded.title), '
+               '"scene" = COALESCE(run_labels.scene, excluded.scene)')
         with peewee.__exception_wrapper__:  # the driver's errors as peewee's (the recorder tells them apart)
             db.execute_sql(sql, [v for row in values for v in row])
 
     pending: list[tuple] = []
     for run_id, started_at_ms, labels in runs:
-        for value, tagged in labels.items():
-            pending.append((run_id, value, tagged, started_at_ms))
+        for value, (tag, title, scene) in labels.items():
+            pending.append((run_id, value, tag, started_at_ms, title, scene))
             if len(pending) >= _ROWS_PER_STATEMENT:
                 flush(pending)
                 pending = []

@@ -312,16 +312,18 @@ class RunLabelRow(BaseModel):
     """The labels of each run (story title, scene, tags) case-folded by the database, one row per run and folded
     label (migration 15), kept by the store with every write of runs (`store.run_labels`)."""
 
-    run = ForeignKeyField(RunRow, on_delete="CASCADE", column_name="run_id", index=False)  # the key's prefix
     folded = TextField()  # lower() of the label, by the database: the case LIKE / ILIKE fold
-    tagged = IntegerField()  # 1: a tag of the run folds to it (else only its story title or scene does)
+    run = ForeignKeyField(RunRow, on_delete="CASCADE", column_name="run_id")
+    tagged = IntegerField()  # 1: a tag of the run folds to it
+    title = TextField(null=True)  # the run's story title, when it folds to it
+    scene = TextField(null=True)  # the run's scene, when it folds to it
     started_at_ms = BigIntegerField(null=True)  # the run's, for pages of one label in start order
 
     class Meta:
         table_name = "run_labels"
-        primary_key = CompositeKey("run", "folded")
+        primary_key = CompositeKey("folded", "run")
         without_rowid = True
-        indexes = ((("folded", "started_at_ms", "run_id", "tagged"), False),)
+        indexes = ((("folded", "started_at_ms", "run_id"), False),)
 
 
 class SchemaVersionRow(BaseModel):
