@@ -130,6 +130,18 @@ def test_the_label_filter_answers_as_the_plain_condition_after_every_write(store
     _check_all(store)
 
 
+def test_a_dense_label_pages_in_other_orders_as_the_plain_condition(store, monkeypatch):
+    """Past RARE_MAX runs, SQLite's pages by duration walk the duration index and probe the label per run."""
+    rng = random.Random(9)
+    store.save_runs([_run(rng, i) for i in range(150)])
+    monkeypatch.setattr(run_labels, "RARE_MAX", 3)
+    with store.bound():
+        assert run_labels.dense("night") and not run_labels.dense("nothing")
+    for label in ("night", "Saga", "été", "ÉTÉ", "x_y", "nothing"):
+        _check_label(store, RunFilters(label=label))
+    _check_label(store, RunFilters(label="NIGHT", status=["failed"]))
+
+
 def test_a_tag_matches_whole_not_across_the_json_text(store):
     """The plain condition's accidents: `,` matched every run with two tags, `x` a tag `"x`; a tag matches whole."""
     a = Run("two-tags", "success", started_at_ms=T0)
@@ -166,7 +178,7 @@ def test_a_page_of_one_label_walks_the_label_index(store):
     rng = random.Random(2)
     store.save_runs([_run(rng, i) for i in range(50)])
     with store.bound():
-        query = store.filtered(RunFilters(label="night"), label_joined=True).order_by(
+        query = store.filtered(RunFilters(label="night"), sort="-started_at_ms").order_by(
             *run_pages.order_of("-started_at_ms", run_labels.ORDER["started_at_ms"])).limit(51)
         plan = _plan(store, query)
         count = _plan(store, store.filtered(RunFilters(label="night"), RunRow.select(RunRow.run_id), counting=True))

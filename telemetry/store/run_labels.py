@@ -14,7 +14,10 @@ run (`_delete_runs`, and ON DELETE CASCADE); runs' labels and starts are never u
 fills it from the runs there are (`backfill`).
 
 The filter is then `folded = lower(l) AND (tagged = 1 OR title = l OR scene = l)`, in two forms:
-- `condition`: `run_id IN (...)`, composable with any query (stats, exports, timelines, pages by duration);
+- `condition`: `run_id IN (...)`, composable with any query (stats, exports, timelines, pages by duration). For a
+  page in another order SQLite would read every run of a dense label by its key and sort them all: past RARE_MAX
+  runs the page walks its own order and probes the label's key per run instead (`dense`, `condition(scan=True)`,
+  an EXISTS); PostgreSQL weighs that itself;
 - `joined`: the runs joined to the label's rows, for pages in start order (first, cursor, offset) and the count:
   a page walks the (folded, started_at_ms, run_id) index in order (`ORDER`: the columns `run_pages` sorts and
   seeks on), a count the table's key (folded, run_id), and both stop after a page or at the count's cap, however
@@ -30,13 +33,14 @@ from collections.abc import Iterable
 from typing import Any
 
 import peewee
-from peewee import Database, Expression, PostgresqlDatabase, fn
+from peewee import SQL, Database, Expression, PostgresqlDatabase, fn
 
 from ..filters import RunFilters
 from .schema import RunLabelRow, RunRow
 
 INDEXED_MAX = 300  # characters; 4-byte characters folded stay within PostgreSQL's 2,704-byte index entry
 QUERY_MAX = INDEXED_MAX // 2
+RARE_MAX = 5_000  # runs; a label with more is read along the query's own order on SQLite (`condition`)
 _ROWS_PER_STATEMENT = 150  # 6 parameters each: within SQLite's old limit of 999
 # The columns a page of one label is sorted and sought by (run_pages), in place of the runs' own.
 ORDER = {"started_at_ms": (RunLabelRow.started_at_ms, RunLabelRow.run)}
@@ -85,10 +89,20 @@ def _matching(label: str) -> Expression:
             & ((RunLabelRow.tagged == 1) | (RunLabelRow.title == label) | (RunLabelRow.scene == label)))
 
 
-def condition(label: str) -> Expression:
-    """The runs `label` matches, as a condition on `runs` (a subquery of the label's rows)."""
+def dense(label: str) -> bool:
+    """Whether more than RARE_MAX runs have a row of `label` (counted in its key's range, at most that many)."""
+    rows = RunLabelRow.select(RunLabelRow.run).where(RunLabelRow.folded == fn.lower(label)).limit(RARE_MAX + 1)
+    return rows.count() > RARE_MAX
+
+
+def condition(label: str, scan: bool = False) -> Expression:
+    """The runs `label` matches, as a condition on `runs`: the run ids of the label's rows, which SQLite reads by
+    their key and then sorts, or with `scan` (a page of a `dense` label on SQLite) a probe of the label's key per
+    run, so the query reads runs in its own order and stops after a page, as the plain condition did."""
     if not usable(label):
         return plain_condition(label)
+    if scan:
+        return fn.EXISTS(RunLabelRow.select(SQL("1")).where((RunLabelRow.run == RunRow.run_id) & _matching(label)))
     return RunRow.run_id.in_(RunLabelRow.select(RunLabelRow.run).where(_matching(label)))
 
 

@@ -386,10 +386,11 @@ class Store:
 
     # -- reads (REST, analysis) ------------------------------------------------------------------------------
 
-    def filtered(self, filters: RunFilters, query=None, counting: bool = False, label_joined: bool = False):
+    def filtered(self, filters: RunFilters, query=None, counting: bool = False, sort: str | None = None):
         """`query` narrowed to the runs `filters` match; `counting`: `q` in the form that counts fastest (in no
         order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`),
-        and `label` joined to its rows (`run_labels`), as also with `label_joined` (pages in `run_labels.ORDER`)."""
+        and `label` joined to its rows (`run_labels`); `sort`: the query is read in that order, a page or an
+        export (`label` in the form that finds such a page fastest: `_label_narrowed`)."""
         query = query if query is not None else RunRow.select()
         if filters.status:
             query = query.where(RunRow.status.in_(filters.status))
@@ -402,10 +403,7 @@ class Store:
         if filters.instance:
             query = query.where(RunRow.instance == filters.instance)
         if filters.label:
-            if (counting or label_joined) and run_labels.joinable(filters):
-                query = run_labels.joined(query, filters.label)
-            else:
-                query = query.where(run_labels.condition(filters.label))
+            query = self._label_narrowed(query, filters, counting, sort)
         if filters.q:
             if self.search is None:
                 query = query.where(run_search.substring_condition(filters.q))
@@ -418,11 +416,21 @@ class Store:
         """One page of the matching runs (`run_pages`: by cursor or offset) and their count, capped at
         COUNT_CAP unless the page asks for the exact total."""
         by_label = self._label_order(filters, page.sort)
-        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters, label_joined=by_label is not None), page,
+        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters, sort=page.sort), page,
                                                    by_label)
         total, capped = run_pages.capped_count(self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
                                                None if page.exact_total else COUNT_CAP)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
+
+    def _label_narrowed(self, query: Any, filters: RunFilters, counting: bool, sort: str | None) -> Any:
+        """A count, or a page in start order: the label's rows joined (their index in that order); a page in
+        another order of a dense label on SQLite: the query's own order, each run looked up (`run_labels`);
+        anything else (aggregates, a rare label): the label's runs by their key."""
+        label = filters.label
+        if counting and run_labels.joinable(filters) or sort is not None and self._label_order(filters, sort):
+            return run_labels.joined(query, label)
+        scan = sort is not None and self.kind == "sqlite" and run_labels.usable(label) and run_labels.dense(label)
+        return query.where(run_labels.condition(label, scan))
 
     @staticmethod
     def _label_order(filters: RunFilters, sort: str) -> tuple[Any, Any] | None:
@@ -437,7 +445,7 @@ class Store:
         by_label = self._label_order(filters, sort)
         while True:
             with self.bound():
-                rows = list(self.filtered(filters, label_joined=by_label is not None)
+                rows = list(self.filtered(filters, sort=sort)
                             .order_by(*run_pages.order_of(sort, by_label)).limit(chunk).offset(offset))
             if not rows:
                 return
