@@ -81,7 +81,8 @@ def workflow_keys(w: str) -> list[str] | None:
     run renamed, or a key whose runs carry two names, makes its rollups hold runs the filter does not match), no
     run named `w` lacks a key (the rollups of '' hold every keyless run), and no run of fingerprint `w` with an id
     is outside these keys. Each check is an index probe or a few: a name's keys come from a loose index scan of
-    (workflow_name, workflow_key), and "another name" from three probes of (workflow_key, workflow_name)."""
+    (workflow_name, workflow_key), and "another name" from the least and greatest name of each key along
+    (workflow_key, workflow_name)."""
     keys = [w] if RollupRow.select().where(RollupRow.workflow_key == w, RollupRow.grain == GRAIN_ALL).exists() \
         else []
     named = _keys_named(w)
@@ -122,17 +123,18 @@ def _keys_named(w: str) -> list[str] | None:
 
 
 def _another_name(keys: list[str], w: str) -> bool:
-    """Whether a run of one of `keys` is not named `w` (no name, or a name before or after it)."""
+    """Whether a run of one of `keys` is not named `w`: its smallest or largest name is another, or one has none.
+    MIN and MAX along (workflow_key, workflow_name) are one index probe each on both databases (an EXISTS of
+    "name < w" is not: PostgreSQL expects to find one soon and scans runs when there is none)."""
     db, p = RunRow._meta.database, RunRow._meta.database.param
-    probe = 'EXISTS (SELECT 1 FROM "runs" WHERE "workflow_key" = {p} AND {cond})'
+    one = ('(SELECT {agg}("workflow_name") FROM "runs" WHERE "workflow_key" = {p})')
+    same = (f"COALESCE({one.format(agg='MIN', p=p)} = {p} AND {one.format(agg='MAX', p=p)} = {p}, 1 = 0)")
+    nameless = f'EXISTS (SELECT 1 FROM "runs" WHERE "workflow_key" = {p} AND "workflow_name" IS NULL)'
     parts, args = [], []
     for key in keys:
-        for cond, extra in (('"workflow_name" IS NULL', []), (f'"workflow_name" < {p}', [w]),
-                            (f'"workflow_name" > {p}', [w])):
-            parts.append(probe.format(p=p, cond=cond))
-            args += [key, *extra]
-    sql = "SELECT " + " OR ".join(parts)
-    (found,) = db.execute_sql(sql, args).fetchone()
+        parts.append(f"NOT {same} OR {nameless}")
+        args += [key, w, key, w, key]
+    (found,) = db.execute_sql("SELECT " + " OR ".join(f"({part})" for part in parts), args).fetchone()
     return bool(found)
 
 
