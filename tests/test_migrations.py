@@ -419,3 +419,21 @@ def test_a_database_the_schema_is_not_kept_for_is_refused_before_any_statement(t
         migrate(MySQLDatabase("telemetry", host="127.0.0.1"))  # never connects
     config = load_config(str(tmp_path), environ={"TELEMETRY_DATABASE_URL": "mysql://render:hunter2@db/t"})
     assert config.database_url is None and [w["key"] for w in config.warning_dicts()] == ["database_url"]
+
+
+def test_migration_15_gives_its_indexes_statistics_where_the_file_has_them(tmp_path):
+    """An ANALYZEd file: without statistics of their own the new indexes look far more selective than the old
+    ones, and SQLite read a workflow's runs by (workflow_key, workflow_name) and sorted them (1 s at 1,000,000)."""
+    url = sqlite_fixture("v10", tmp_path)
+    path = url.split("://", 1)[1][1:]
+    with sqlite3.connect(path) as conn:
+        conn.execute("ANALYZE")
+    store = Store(url)
+    store.open()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        analyzed = {idx for (idx,) in conn.execute("SELECT idx FROM sqlite_stat1")}
+        plan = " ".join(row[-1] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE workflow_key = 'wf-portrait' ORDER BY started_at_ms DESC"))
+    assert {"runs_workflow_name_key", "runs_workflow_key_name", "runlabelrow_folded_started_at_ms_run_id"} <= analyzed
+    assert "runrow_workflow_key_started_at_ms" in plan and "TEMP B-TREE" not in plan, plan
