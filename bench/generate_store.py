@@ -14,7 +14,8 @@ default). What it makes:
   some growth: ~85% success, 10% failed (a third out of memory, at the node that failed), 5% interrupted;
   duration lognormal around the workflow's median; some nodes cached on repeated runs;
 - 5 instances (each with its GPU, a share of the runs, and a heartbeat row);
-- the rollups of those runs (`telemetry.store.rollups`), built once at the end as migration 11 builds them.
+- the rollups of those runs (`telemetry.store.rollups`), built once at the end as migration 11 builds them, and
+  the label filter's rows (`telemetry.store.run_labels`) as migration 15 fills them.
 Deterministic for a given --seed, --runs and --end-ms (default: now, which only shifts the times). It prints
 the rate (runs and rows per second).
 """
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peewee import AutoField, PostgresqlDatabase  # noqa: E402
 
-from telemetry.store import rollups  # noqa: E402
+from telemetry.store import rollups, run_labels  # noqa: E402
 from telemetry.store.database import sqlite_path, sqlite_url  # noqa: E402
 from telemetry.store.run_search import SQLITE_TABLE  # noqa: E402
 from telemetry.store.schema import InstanceRow, NodeRunRow, RunOutputRow, RunRow, WorkflowNameRow  # noqa: E402
@@ -282,6 +283,13 @@ def generate(url: str, runs: int, seed: int = 1, workflows: int = 300, end_ms: i
                 rollups.backfill(store.db)
             if progress:
                 print(f"\n  rollups built in {time.perf_counter() - began:.1f} s", end="")
+            # And the label filter's rows, as migration 15 fills them.
+            began = time.perf_counter()
+            with store.db.atomic():
+                store.db.execute_sql('DELETE FROM "run_labels"')
+                run_labels.backfill(store.db)
+            if progress:
+                print(f"\n  label rows built in {time.perf_counter() - began:.1f} s", end="")
         # PostgreSQL: VACUUM too, as autovacuum would have long since done on a store that grew over a year; its
         # visibility map is what lets index-only scans (deep offset pages, counts) skip the table.
         store.db.execute_sql("VACUUM (ANALYZE)" if isinstance(store.db, PostgresqlDatabase) else "ANALYZE")

@@ -99,6 +99,10 @@ def test_generate_store_makes_a_realistic_sqlite_store_read_through_the_store(tm
     triggers = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
     assert conn.execute(triggers).fetchall() == sqlite3.connect(fresh).execute(triggers).fetchall() != []
     assert conn.execute("SELECT COUNT(*) FROM runs_search_docsize").fetchone()[0] == 2000  # one row per run
+    # And the label filter's rows: every run with a label has them.
+    labelled = "SELECT COUNT(*) FROM runs WHERE story_title IS NOT NULL OR scene IS NOT NULL OR tags IS NOT NULL"
+    assert conn.execute("SELECT COUNT(DISTINCT run_id) FROM run_labels").fetchone()[0] == \
+        conn.execute(labelled).fetchone()[0] > 0
     conn.close()
 
 

@@ -205,6 +205,9 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
         "oom", "KSampler", "torch.OutOfMemoryError")
     assert [n.status for n in failed.nodes] == ["executed", "failed"]
     assert store.get_run("fx-interrupted").interrupted_reason == "ComfyUI stopped"
+    for label in ("Saga", "Scene 3", "NIGHT", "hero"):  # from the label rows migration 15 filled
+        assert [r.run_id for r in store.query_runs(RunFilters(label=label), _page()).runs] == ["fx-success"], label
+    assert store.query_runs(RunFilters(label="scene 3"), _page()).total == 0  # titles and scenes: exact case
     stats = store.stats(RunFilters())  # from the rollups migration 11 built
     assert (stats["total_runs"], stats["by_status"]["failed"], stats["total_frames"]) == (3, 1, 18)
     check_rollups_backfilled(store)
@@ -231,6 +234,7 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
         99.5, "power_samples", True, 42.0)
     assert len(again.nodes) == 4 and len(again.outputs) == 3
     assert store.stats(RunFilters())["total_runs"] == 4
+    assert store.query_runs(RunFilters(label="Hero"), _page()).total == 2
     check_rollups_backfilled(store)
 
 
@@ -267,7 +271,8 @@ def versions_of(store: Store) -> list[int]:
 def test_every_fixture_of_an_earlier_version_is_committed():
     assert all((FIXTURES / f"{label}.db").is_file() and (FIXTURES / f"{label}.pg.sql").is_file()
                for label in LABELS)
-    assert [v for v, _ in MIGRATIONS] == list(range(1, LATEST_VERSION + 1))
+    # 14 (node-type rollups) comes from another branch: until it is merged, the versions skip it.
+    assert [v for v, _ in MIGRATIONS] == [v for v in range(1, LATEST_VERSION + 1) if v != 14]
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -414,3 +419,21 @@ def test_a_database_the_schema_is_not_kept_for_is_refused_before_any_statement(t
         migrate(MySQLDatabase("telemetry", host="127.0.0.1"))  # never connects
     config = load_config(str(tmp_path), environ={"TELEMETRY_DATABASE_URL": "mysql://render:hunter2@db/t"})
     assert config.database_url is None and [w["key"] for w in config.warning_dicts()] == ["database_url"]
+
+
+def test_migration_15_gives_its_indexes_statistics_where_the_file_has_them(tmp_path):
+    """An ANALYZEd file: without statistics of their own the new indexes look far more selective than the old
+    ones, and SQLite read a workflow's runs by (workflow_key, workflow_name) and sorted them (1 s at 1,000,000)."""
+    url = sqlite_fixture("v10", tmp_path)
+    path = url.split("://", 1)[1][1:]
+    with sqlite3.connect(path) as conn:
+        conn.execute("ANALYZE")
+    store = Store(url)
+    store.open()
+    store.close()
+    with sqlite3.connect(path) as conn:
+        analyzed = {idx for (idx,) in conn.execute("SELECT idx FROM sqlite_stat1")}
+        plan = " ".join(row[-1] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE workflow_key = 'wf-portrait' ORDER BY started_at_ms DESC"))
+    assert {"runs_workflow_name_key", "runs_workflow_key_name", "runlabelrow_folded_started_at_ms_run_id"} <= analyzed
+    assert "runrow_workflow_key_started_at_ms" in plan and "TEMP B-TREE" not in plan, plan

@@ -324,6 +324,37 @@ def _widen_v13_times_and_energy(db: Database) -> None:
                        "ALTER COLUMN energy_j TYPE DOUBLE PRECISION")
 
 
+# The label filter's table (telemetry.store.run_labels), filled from the runs there are; and the two indexes that
+# let the rollups answer a workflow filter by name (telemetry.store.rollup_reads): a name's keys by a loose index
+# scan, and whether a key's runs carry another name, each a few index probes.
+_V15_LABELS_AND_NAMES = (
+    'CREATE TABLE IF NOT EXISTS "run_labels" ("folded" TEXT NOT NULL, "run_id" VARCHAR(128) NOT NULL, '
+    '"tagged" INTEGER NOT NULL, "title" TEXT, "scene" TEXT, "started_at_ms" {BIGINT}, '
+    'PRIMARY KEY ("folded", "run_id"), '
+    'FOREIGN KEY ("run_id") REFERENCES "runs" ("run_id") ON DELETE CASCADE){WITHOUT_ROWID}',
+    'CREATE INDEX IF NOT EXISTS "runlabelrow_folded_started_at_ms_run_id" ON "run_labels" '
+    '("folded", "started_at_ms", "run_id")',
+    'CREATE INDEX IF NOT EXISTS "runlabelrow_run_id" ON "run_labels" ("run_id")',
+    'CREATE INDEX IF NOT EXISTS "runs_workflow_name_key" ON "runs" ("workflow_name", "workflow_key")',
+    'CREATE INDEX IF NOT EXISTS "runs_workflow_key_name" ON "runs" ("workflow_key", "workflow_name")',
+)
+
+
+def _create_v15_labels_and_names(db: Database) -> None:
+    from .run_labels import backfill
+
+    if db.table_exists("run_labels"):  # a step recorded as missing whose table is there: filled afresh
+        db.execute_sql('DELETE FROM "run_labels"')
+    _ddl(*_V15_LABELS_AND_NAMES)(db)
+    backfill(db)
+    # A file someone ANALYZEd has statistics for the other indexes: without their own, these look far more
+    # selective than they are, and SQLite would read a workflow's runs by them and sort instead of in start order.
+    if _dialect(db) == "sqlite" and db.execute_sql(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+        for name in ("runs_workflow_name_key", "runs_workflow_key_name", "run_labels"):
+            db.execute_sql(f'ANALYZE "{name}"')
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
@@ -338,6 +369,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (11, _create_v11_rollups),
     (12, _create_v12_search_index),
     (13, _widen_v13_times_and_energy),
+    (15, _create_v15_labels_and_names),  # 14: node-type rollups (another branch)
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

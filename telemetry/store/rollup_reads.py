@@ -1,5 +1,5 @@
-"""Statistics from the rollups (`store.rollups`) where the filters allow: status, instance, workflow (when it
-names a workflow key and no run outside that key matches it) and since/until. A window is cut into whole days
+"""Statistics from the rollups (`store.rollups`) where the filters allow: status, instance, workflow (when the
+runs it matches are exactly those of some keys: `workflow_keys`) and since/until. A window is cut into whole days
 and whole hours read from the rollups and, at its edges, the parts of an hour read from runs by index.
 `label` and `q` need runs: `plan` answers None and the store scans as before.
 """
@@ -65,20 +65,77 @@ def plan(filters: RunFilters) -> Plan | None:
         return None
     keys = None
     if filters.workflow:
-        w = filters.workflow
-        if not RollupRow.select().where(RollupRow.workflow_key == w, RollupRow.grain == GRAIN_ALL).exists():
+        keys = workflow_keys(filters.workflow)
+        if keys is None:
             return None
-        # The filter also matches runs by name and fingerprint: only when none of those is outside key w are its
-        # runs exactly the key's rollups. (A run's key is its workflow id, else its fingerprint: a run of
-        # workflow id w has key w.)
-        outside = RunRow.select().where(
-            ((RunRow.fingerprint == w) | (RunRow.workflow_name == w))
-            & ((RunRow.workflow_key != w) | RunRow.workflow_key.is_null()))
-        if outside.exists():
-            return None
-        keys = [w]
     parts, runs = split_window(filters.since_ms, filters.until_ms)
     return Plan(parts, runs, keys)
+
+
+def workflow_keys(w: str) -> list[str] | None:
+    """The workflow keys whose runs are exactly those the workflow filter `w` matches (workflow id, UI name,
+    fingerprint or key `w`: `store._workflow_condition`), or None when no such keys are known.
+
+    A run's key is its workflow id, else its fingerprint, so the runs of key `w` all match, and so do the runs
+    named `w`. Those are the keys' rollups when every run of each key named `w` (other than `w`) is named `w` (a
+    run renamed, or a key whose runs carry two names, makes its rollups hold runs the filter does not match), no
+    run named `w` lacks a key (the rollups of '' hold every keyless run), and no run of fingerprint `w` with an id
+    is outside these keys. Each check is an index probe or a few: a name's keys come from a loose index scan of
+    (workflow_name, workflow_key), and "another name" from the least and greatest name of each key along
+    (workflow_key, workflow_name)."""
+    keys = [w] if RollupRow.select().where(RollupRow.workflow_key == w, RollupRow.grain == GRAIN_ALL).exists() \
+        else []
+    named = _keys_named(w)
+    if named is None:
+        return None
+    others = [k for k in named if k != w]
+    if others and _another_name(others, w):
+        return None
+    keys += others
+    if not keys:
+        return None
+    by_fingerprint = RunRow.select().where((RunRow.fingerprint == w) & RunRow.workflow_id.is_null(False)
+                                           & RunRow.workflow_key.not_in(keys))
+    if by_fingerprint.exists():
+        return None
+    return keys
+
+
+MAX_NAMED_KEYS = 32  # a name shared by more keys is answered by the scan
+
+
+def _keys_named(w: str) -> list[str] | None:
+    """The keys of the runs named `w` (a recursive CTE that seeks from key to key), or None when one has no key
+    or there are more than MAX_NAMED_KEYS."""
+    db, p = RunRow._meta.database, RunRow._meta.database.param
+    if RunRow.select().where((RunRow.workflow_name == w) & RunRow.workflow_key.is_null()).exists():
+        return None
+    rows = db.execute_sql(
+        'WITH RECURSIVE k("key") AS ('
+        f'SELECT (SELECT MIN("workflow_key") FROM "runs" WHERE "workflow_name" = {p}) '
+        'UNION ALL SELECT (SELECT MIN("workflow_key") FROM "runs" '
+        f'WHERE "workflow_name" = {p} AND "workflow_key" > k."key") FROM k WHERE k."key" IS NOT NULL) '
+        f'SELECT "key" FROM k WHERE "key" IS NOT NULL LIMIT {MAX_NAMED_KEYS + 1}', (w, w)).fetchall()
+    keys = [key for (key,) in rows]
+    if len(keys) > MAX_NAMED_KEYS or "" in keys:  # '' is a missing key to the rollups
+        return None
+    return keys
+
+
+def _another_name(keys: list[str], w: str) -> bool:
+    """Whether a run of one of `keys` is not named `w`: its smallest or largest name is another, or one has none.
+    MIN and MAX along (workflow_key, workflow_name) are one index probe each on both databases (an EXISTS of
+    "name < w" is not: PostgreSQL expects to find one soon and scans runs when there is none)."""
+    db, p = RunRow._meta.database, RunRow._meta.database.param
+    one = ('(SELECT {agg}("workflow_name") FROM "runs" WHERE "workflow_key" = {p})')
+    same = (f"COALESCE({one.format(agg='MIN', p=p)} = {p} AND {one.format(agg='MAX', p=p)} = {p}, 1 = 0)")
+    nameless = f'EXISTS (SELECT 1 FROM "runs" WHERE "workflow_key" = {p} AND "workflow_name" IS NULL)'
+    parts, args = [], []
+    for key in keys:
+        parts.append(f"NOT {same} OR {nameless}")
+        args += [key, w, key, w, key]
+    (found,) = db.execute_sql("SELECT " + " OR ".join(f"({part})" for part in parts), args).fetchone()
+    return bool(found)
 
 
 def _rollup_query(p: Plan, filters: RunFilters, *columns: Any) -> Any:

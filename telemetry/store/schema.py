@@ -141,6 +141,8 @@ class RunRow(BaseModel):
             (("workflow_key", "started_at_ms"), False),
             (("status", "started_at_ms"), False),
             (("instance", "started_at_ms"), False),
+            (("workflow_name", "workflow_key"), False),
+            (("workflow_key", "workflow_name"), False),
         )
 
 
@@ -304,6 +306,24 @@ class RollupRow(BaseModel):
         primary_key = CompositeKey("grain", "bucket_ms", "workflow_key", "instance", "status")
         without_rowid = True
         indexes = ((("workflow_key", "instance", "status", "grain", "bucket_ms"), False),)
+
+
+class RunLabelRow(BaseModel):
+    """The labels of each run (story title, scene, tags) case-folded by the database, one row per run and folded
+    label (migration 15), kept by the store with every write of runs (`store.run_labels`)."""
+
+    folded = TextField()  # lower() of the label, by the database: the case LIKE / ILIKE fold
+    run = ForeignKeyField(RunRow, on_delete="CASCADE", column_name="run_id")
+    tagged = IntegerField()  # 1: a tag of the run folds to it
+    title = TextField(null=True)  # the run's story title, when it folds to it
+    scene = TextField(null=True)  # the run's scene, when it folds to it
+    started_at_ms = BigIntegerField(null=True)  # the run's, for pages of one label in start order
+
+    class Meta:
+        table_name = "run_labels"
+        primary_key = CompositeKey("folded", "run")
+        without_rowid = True
+        indexes = ((("folded", "started_at_ms", "run_id"), False),)
 
 
 class SchemaVersionRow(BaseModel):

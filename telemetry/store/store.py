@@ -31,7 +31,7 @@ from peewee import Database, OperationalError, fn
 
 from ..filters import COUNT_CAP, Cursor, Page, RunFilters
 from ..model import Run, RunStatus
-from . import mapping, rollup_reads, rollups, run_pages, run_search
+from . import mapping, rollup_reads, rollups, run_labels, run_pages, run_search
 from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
@@ -41,6 +41,7 @@ from .schema import (
     InstanceRow,
     NodeRunRow,
     RollupRow,
+    RunLabelRow,
     RunOutputRow,
     RunRow,
     WorkflowNameRow,
@@ -208,8 +209,10 @@ class Store:
             replaced = rollups.stored_keys(run_ids)
             # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
             if replaced:
+                run_labels.delete(run_ids)
                 RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
             self._insert_rows(RunRow, rows)
+            run_labels.add(self.db, rows)
             rollups.apply(self.db, replaced, rollups.added_of(rows))
             for run, row in zip(runs, rows, strict=True):
                 run_id = row["run_id"]
@@ -369,7 +372,7 @@ class Store:
     def _delete_runs(self, run_ids: list[str]) -> int:
         with self._runs_transaction():
             removed = rollups.stored_keys(run_ids)
-            for model in (NodeRunRow, RunOutputRow, GpuSampleRow):
+            for model in (NodeRunRow, RunOutputRow, GpuSampleRow, RunLabelRow):
                 model.delete().where(model.run.in_(run_ids)).execute()
             RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
             rollups.apply(self.db, removed, [])
@@ -383,9 +386,11 @@ class Store:
 
     # -- reads (REST, analysis) ------------------------------------------------------------------------------
 
-    def filtered(self, filters: RunFilters, query=None, counting: bool = False):
+    def filtered(self, filters: RunFilters, query=None, counting: bool = False, sort: str | None = None):
         """`query` narrowed to the runs `filters` match; `counting`: `q` in the form that counts fastest (in no
-        order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`)."""
+        order; it may join the search index) rather than the one that finds a sorted page fastest (`run_search`),
+        and `label` joined to its rows (`run_labels`); `sort`: the query is read in that order, a page or an
+        export (`label` in the form that finds such a page fastest: `_label_narrowed`)."""
         query = query if query is not None else RunRow.select()
         if filters.status:
             query = query.where(RunRow.status.in_(filters.status))
@@ -398,10 +403,7 @@ class Store:
         if filters.instance:
             query = query.where(RunRow.instance == filters.instance)
         if filters.label:
-            label = filters.label
-            tag_json = json.dumps(label, ensure_ascii=False)
-            query = query.where((RunRow.story_title == label) | (RunRow.scene == label)
-                                | RunRow.tags.contains(tag_json))
+            query = self._label_narrowed(query, filters, counting, sort)
         if filters.q:
             if self.search is None:
                 query = query.where(run_search.substring_condition(filters.q))
@@ -415,7 +417,8 @@ class Store:
         COUNT_CAP unless the page asks for the exact total. A first page without a next one holds every match,
         so its length is the count: a rare match (a 1-2 character term no index serves, a rare workflow) is
         read once, not again to be counted."""
-        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters), page)
+        by_label = self._label_order(filters, page.sort)
+        rows, next_cursor = run_pages.page_of_runs(self.filtered(filters, sort=page.sort), page, by_label)
         if page.cursor is None and page.offset == 0 and next_cursor is None:
             total, capped = len(rows), False
         else:
@@ -424,13 +427,32 @@ class Store:
                 None if page.exact_total else COUNT_CAP)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
+    def _label_narrowed(self, query: Any, filters: RunFilters, counting: bool, sort: str | None) -> Any:
+        """A count, or a page in start order: the label's rows joined (their index in that order); a page in
+        another order of a dense label on SQLite: the query's own order, each run looked up (`run_labels`);
+        anything else (aggregates, a rare label): the label's runs by their key."""
+        label = filters.label
+        if counting and run_labels.joinable(filters) or sort is not None and self._label_order(filters, sort):
+            return run_labels.joined(query, label)
+        scan = sort is not None and self.kind == "sqlite" and run_labels.usable(label) and run_labels.dense(label)
+        return query.where(run_labels.condition(label, scan))
+
+    @staticmethod
+    def _label_order(filters: RunFilters, sort: str) -> tuple[Any, Any] | None:
+        """The label's own columns to sort a page by, where they can (`run_labels.ORDER`), else None."""
+        if run_labels.joinable(filters):
+            return run_labels.ORDER.get(sort.lstrip("-"))
+        return None
+
     def iter_runs(self, filters: RunFilters, sort: str = "-started_at_ms", chunk: int = 500) -> Iterator[Run]:
         """Every matching run, in chunks of keyset pages (export): each chunk costs what the first does, and runs
         written meanwhile neither repeat nor push a run out of the export."""
         cursor = None
+        by_label = self._label_order(filters, sort)
         while True:
             with self.bound():
-                rows, cursor = run_pages.page_of_runs(self.filtered(filters), Page(sort, chunk, cursor=cursor))
+                rows, cursor = run_pages.page_of_runs(self.filtered(filters, sort=sort),
+                                                      Page(sort, chunk, cursor=cursor), by_label)
             for row in rows:
                 yield mapping.row_to_run(row)
             if cursor is None:
