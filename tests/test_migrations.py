@@ -208,6 +208,7 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
     stats = store.stats(RunFilters())  # from the rollups migration 11 built
     assert (stats["total_runs"], stats["by_status"]["failed"], stats["total_frames"]) == (3, 1, 18)
     check_rollups_backfilled(store)
+    check_node_type_rollups_backfilled(store)
     presets = {p.name: p.filters for p in store.list_presets()}
     assert presets == {"failed portraits": {"status": "failed", "workflow": "wf-portrait"},
                        "long runs": {"min_duration_ms": 5000}}
@@ -232,6 +233,7 @@ def check_public_reads(store: Store, before: dict[str, list[dict]]) -> None:
     assert len(again.nodes) == 4 and len(again.outputs) == 3
     assert store.stats(RunFilters())["total_runs"] == 4
     check_rollups_backfilled(store)
+    check_node_type_rollups_backfilled(store)
 
 
 def check_rollups_backfilled(store: Store) -> None:
@@ -251,6 +253,18 @@ def check_rollups_backfilled(store: Store) -> None:
             assert in_grain + without_start == runs, grain
         frames = RollupRow.select(fn.SUM(RollupRow.frames)).where(RollupRow.grain == GRAIN_ALL).scalar()
         assert frames == RunRow.select(fn.SUM(RunRow.frame_count)).scalar()
+
+
+def check_node_type_rollups_backfilled(store: Store) -> None:
+    """Migration 14 built the node-type rollups of the node rows there were: /stats/node_types from them equals
+    the scan of node rows."""
+    from telemetry.store import node_type_reads
+
+    filters = RunFilters()
+    with store.bound():
+        assert node_type_reads.plan(filters) is not None
+        raw = node_type_reads.ranked(node_type_reads.scanned(store, filters), 50)
+    assert raw and store.node_type_stats(filters) == raw
 
 
 def _page() -> Page:

@@ -324,6 +324,26 @@ def _widen_v13_times_and_energy(db: Database) -> None:
                        "ALTER COLUMN energy_j TYPE DOUBLE PRECISION")
 
 
+# Rollups of node types (telemetry.store.node_type_rollups), built once from the node rows there are. Keyed time
+# first like run_rollups; a workflow's rows and a class type's totals by the index.
+_V14_NODE_TYPE_ROLLUPS = (
+    'CREATE TABLE IF NOT EXISTS "node_type_rollups" ("grain" INTEGER NOT NULL, "bucket_ms" {BIGINT} NOT NULL, '
+    '"instance" VARCHAR(256) NOT NULL, "status" VARCHAR(16) NOT NULL, "workflow_key" VARCHAR(128) NOT NULL, '
+    '"class_type" VARCHAR(256) NOT NULL, "executions" INTEGER NOT NULL, "durations" INTEGER NOT NULL, '
+    '"duration_sum" {DOUBLE} NOT NULL, "gpu_peak_max" {BIGINT}, '
+    'PRIMARY KEY ("grain", "bucket_ms", "instance", "status", "workflow_key", "class_type")){WITHOUT_ROWID}',
+    'CREATE INDEX IF NOT EXISTS "node_type_rollups_workflow_class" ON "node_type_rollups" '
+    '("workflow_key", "class_type", "instance", "status", "grain", "bucket_ms")',
+)
+
+
+def _create_v14_node_type_rollups(db: Database) -> None:
+    from .node_type_rollups import backfill
+
+    _ddl(*_V14_NODE_TYPE_ROLLUPS)(db)
+    backfill(db)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
@@ -338,6 +358,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (11, _create_v11_rollups),
     (12, _create_v12_search_index),
     (13, _widen_v13_times_and_energy),
+    (14, _create_v14_node_type_rollups),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -81,20 +81,21 @@ def plan(filters: RunFilters) -> Plan | None:
     return Plan(parts, runs, keys)
 
 
-def _rollup_query(p: Plan, filters: RunFilters, *columns: Any) -> Any:
+def rollup_query(p: Plan, filters: RunFilters, *columns: Any, model: Any = RollupRow) -> Any:
+    """The rows of `model` (a rollups table: grain, bucket_ms, status, instance, workflow_key) that `p` reads."""
     ranges = None
     for grain, (lo, hi) in p.rollups:
-        cond = (RollupRow.grain == grain) & (RollupRow.bucket_ms >= lo)
+        cond = (model.grain == grain) & (model.bucket_ms >= lo)
         if hi is not None:
-            cond &= RollupRow.bucket_ms < hi
+            cond &= model.bucket_ms < hi
         ranges = cond if ranges is None else ranges | cond
-    query = RollupRow.select(*columns).where(ranges)
+    query = model.select(*columns).where(ranges)
     if filters.status:
-        query = query.where(RollupRow.status.in_(filters.status))
+        query = query.where(model.status.in_(filters.status))
     if filters.instance:
-        query = query.where(RollupRow.instance == filters.instance)
+        query = query.where(model.instance == filters.instance)
     if p.workflow_keys is not None:
-        query = query.where(RollupRow.workflow_key.in_(p.workflow_keys))
+        query = query.where(model.workflow_key.in_(p.workflow_keys))
     return query
 
 
@@ -106,7 +107,7 @@ def groups(store: Any, p: Plan, filters: RunFilters) -> dict[tuple[str | None, s
     """Per (workflow_key, status): the rollups' totals of the window plus those of its edge runs."""
     out: dict[tuple[str | None, str], Agg] = {}
     if p.rollups:
-        query = _rollup_query(
+        query = rollup_query(
             p, filters, RollupRow.workflow_key, RollupRow.status, fn.SUM(RollupRow.runs),
             fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum), fn.SUM(RollupRow.frames),
             fn.SUM(RollupRow.energies), fn.SUM(RollupRow.energy_sum), fn.MAX(RollupRow.gpu_peak_max),
@@ -147,7 +148,7 @@ def histogram(store: Any, p: Plan, filters: RunFilters) -> dict[int, int]:
     hist: dict[int, int] = {}
     if p.rollups:
         q, q_filters = _totals_plan(p, filters)
-        for bucket_hist in _merged_hists(_rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).values():
+        for bucket_hist in _merged_hists(rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).values():
             for b, n in bucket_hist.items():
                 hist[b] = hist.get(b, 0) + n
     for lo, hi in p.runs:
@@ -168,7 +169,7 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
     p = Plan([(grain, (lo, hi))], [], base.workflow_keys)
     q, q_filters = _totals_plan(p, filters)
     out: dict[int, dict[str, Any]] = {}
-    totals = _rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
+    totals = rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
                            fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum),
                            fn.MAX(RollupRow.gpu_peak_max), fn.SUM(RollupRow.frames)).group_by(
         RollupRow.bucket_ms, RollupRow.status)
@@ -182,6 +183,6 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
         entry["duration_sum"] += float(dsum or 0.0)
         entry["peak"] = peak if entry["peak"] is None else max(entry["peak"], peak or 0)
         entry["frames"] += int(frames or 0)
-    for b, hist in _merged_hists(_rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).items():
+    for b, hist in _merged_hists(rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).items():
         out[b]["hist"] = hist
     return out
