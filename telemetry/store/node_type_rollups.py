@@ -162,8 +162,10 @@ def _floor(column: str, size: int, mod: str) -> str:
 def backfill(db: Database) -> None:
     """Build every row from the node rows there are: hours and each workflow's all time from the executed node
     rows joined to their runs, then the days and the totals from the hours."""
+    # Runs outside, in their stored order, each run's nodes by the run_id index (SQLite keeps a CROSS JOIN's
+    # order): the node rows are read in about the order they were written, not in class type order.
     node_sums = ('COUNT(*), COUNT(n."duration_ms"), COALESCE(SUM(n."duration_ms"), 0), MAX(n."gpu_peak_bytes") '
-                 'FROM "node_runs" n JOIN "runs" r ON r."run_id" = n."run_id" WHERE n."status" = \'executed\'')
+                 'FROM "runs" r CROSS JOIN "node_runs" n WHERE r."run_id" = n."run_id" AND n."status" = \'executed\'')
     inst = "COALESCE(r.\"instance\", '')"
     mod = "%%" if isinstance(db, PostgresqlDatabase) else "%"  # psycopg2 reads % as a parameter
     started = 'r."started_at_ms"'
