@@ -174,3 +174,46 @@ def test_unfiltered_and_whole_day_windows_read_no_node_rows(store, monkeypatch):
     for f, _ in FIXED[:3]:
         assert [r["class_type"] for r in store.node_type_stats(f)] == [r["class_type"] for r in expected[str(f)]]
     assert [r["executions"] for r in store.node_type_stats(whole_days)] == [r["executions"] for r in expected["days"]]
+
+
+@pytest.mark.postgres
+def test_two_instances_writing_at_once_keep_the_node_type_rollups_exact(pg_schema_url, monkeypatch):
+    """A fleet on one PostgreSQL: two stores write runs of the same hours, workflows and class types at once (each
+    run as running, then its final record), close and prune; the totals rows are shared by both."""
+    import threading
+
+    from telemetry.store.store import Store
+
+    stores = [Store(pg_schema_url), Store(pg_schema_url)]
+    for s in stores:
+        s.open()
+    errors: list[BaseException] = []
+
+    def write(s: Store, instance: str, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for i in range(50):
+                run = _run(rng, i)
+                run.run_id, run.instance = f"{instance}-{i}", instance
+                run.started_at_ms = T0 + (i % 3) * HOUR_MS + i
+                run.status = "running"
+                s.save_runs([run])
+                run.status = "success" if i % 4 else "failed"
+                run.nodes = run.nodes + _nodes(rng)
+                s.save_runs([copy.deepcopy(run)])
+            s.close_stale_running(instance, "stopped")
+            s.prune_runs(before_ms=T0 + HOUR_MS)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, name, seed))
+               for s, name, seed in ((stores[0], "a:1", 1), (stores[1], "a:1-other", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    _same_rows(stores[0])
+    _check(stores[0], RunFilters(), monkeypatch, True)
+    for s in stores:
+        s.shutdown()
