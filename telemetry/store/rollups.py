@@ -367,14 +367,14 @@ def apply(db: Database, changed: set[Key], added: Iterable[tuple]) -> None:
             after = Agg().add(before).add(plus.get(key) or Agg())
             if gone is not None:
                 after.subtract(gone)
-                if after.runs and lost_max(before, gone):
+                if after.runs and _lost_max(before, gone):
                     after.gpu_peak, after.ram_peak = _finer(
                         key, fn.MAX(RollupRow.gpu_peak_max), fn.MAX(RollupRow.ram_peak_max)).tuples().first()
             rows[key] = after
         _write(db, rows)
 
 
-def lost_max(before: Agg, gone: Agg) -> bool:
+def _lost_max(before: Agg, gone: Agg) -> bool:
     return any(g is not None and b is not None and g >= b
                for g, b in ((gone.gpu_peak, before.gpu_peak), (gone.ram_peak, before.ram_peak)))
 
