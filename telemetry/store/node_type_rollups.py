@@ -34,6 +34,7 @@ from .rollups import (
     TOTAL_ALL,
     Agg,
     _group_where,
+    bulk_insert,
     hour_of,
     read_rows,
     replace_rows,
@@ -159,30 +160,46 @@ def _floor(column: str, size: int, mod: str) -> str:
     return f"({column} - ((({column} {mod} {size}) + {size}) {mod} {size}))"
 
 
+_BACKFILL_SPAN_MS = 14 * DAY_MS  # runs per grouped statement: one sort of a few weeks' node rows, not of all
+
+
 def backfill(db: Database) -> None:
-    """Build every row from the node rows there are: hours and each workflow's all time from the executed node
-    rows joined to their runs, then the days and the totals from the hours."""
-    # Runs outside, in their stored order, each run's nodes by the run_id index (SQLite keeps a CROSS JOIN's
-    # order): the node rows are read in about the order they were written, not in class type order.
+    """Build every row from the node rows there are: the hours (INSERT ... SELECT) and each workflow's all time
+    (summed here) from the executed node rows joined to their runs, a span of start times at a time (runs without
+    a start last), then the days and the totals from the hours."""
+    mod = "%%" if isinstance(db, PostgresqlDatabase) else "%"  # psycopg2 reads % as a parameter
+    p = db.param
+    # Runs outside, each run's nodes by the run_id index (SQLite keeps a CROSS JOIN's order).
     node_sums = ('COUNT(*), COUNT(n."duration_ms"), COALESCE(SUM(n."duration_ms"), 0), MAX(n."gpu_peak_bytes") '
                  'FROM "runs" r CROSS JOIN "node_runs" n WHERE r."run_id" = n."run_id" AND n."status" = \'executed\'')
     inst = "COALESCE(r.\"instance\", '')"
-    mod = "%%" if isinstance(db, PostgresqlDatabase) else "%"  # psycopg2 reads % as a parameter
     started = 'r."started_at_ms"'
     hour = f"CASE WHEN {started} IS NULL THEN {NO_START} ELSE {_floor(started, HOUR_MS, mod)} END"
     day = _floor('"bucket_ms"', DAY_MS, mod)
     names = ", ".join(f'"{c}"' for c in COLUMNS)
     sums = 'SUM("executions"), SUM("durations"), SUM("duration_sum"), MAX("gpu_peak_max")'
-    statements = (
-        f'SELECT n."class_type", \'\', {inst}, r."status", {HOUR_MS}, {hour}, {node_sums} '
-        f'GROUP BY n."class_type", {inst}, r."status", {hour}',
-        f'SELECT n."class_type", COALESCE(r."workflow_key", \'\'), {inst}, r."status", {GRAIN_ALL}, 0, {node_sums} '
-        f'GROUP BY n."class_type", COALESCE(r."workflow_key", \'\'), {inst}, r."status"',
+    hours = (f'INSERT INTO "{TABLE}" ({names}) SELECT n."class_type", \'\', {inst}, r."status", {HOUR_MS}, {hour}, '
+             f'{node_sums} AND {{span}} GROUP BY n."class_type", {inst}, r."status", {hour}')
+    workflows = (f'SELECT n."class_type", COALESCE(r."workflow_key", \'\'), {inst}, r."status", {node_sums} '
+                 f'AND {{span}} GROUP BY n."class_type", COALESCE(r."workflow_key", \'\'), {inst}, r."status"')
+    lo, hi = db.execute_sql('SELECT MIN("started_at_ms"), MAX("started_at_ms") FROM "runs"').fetchone()
+    spans: list[tuple[str, list[Any]]] = [(f'{started} IS NULL', [])]
+    if lo is not None:
+        first = lo // DAY_MS * DAY_MS
+        spans += [(f"{started} >= {p} AND {started} < {p}", [b, b + _BACKFILL_SPAN_MS])
+                  for b in range(first, hi + 1, _BACKFILL_SPAN_MS)]
+    totals: dict[tuple, Agg] = {}
+    for span, args in spans:
+        db.execute_sql(hours.format(span=span), args)
+        for c, wk, i, status, n, d, dsum, peak in db.execute_sql(workflows.format(span=span), args).fetchall():
+            agg = Agg(int(n), int(d), float(dsum or 0.0), gpu_peak=peak)
+            totals.setdefault((c, wk, i, status), Agg()).add(agg)
+    rows = [(*k, GRAIN_ALL, 0, a.runs, a.durations, a.duration_sum, a.gpu_peak) for k, a in totals.items()]
+    bulk_insert(db, TABLE, COLUMNS, rows)
+    for select in (
         f'SELECT "class_type", \'\', "instance", "status", {DAY_MS}, {day}, {sums} FROM "{TABLE}" '
         f'WHERE "grain" = {HOUR_MS} AND "bucket_ms" <> {NO_START} GROUP BY "class_type", "instance", "status", {day}',
         f'SELECT "class_type", \'\', "instance", "status", {TOTAL_ALL}, 0, {sums} FROM "{TABLE}" '
         f'WHERE "grain" = {HOUR_MS} GROUP BY "class_type", "instance", "status"',
-    )
-    for select in statements:
+    ):
         db.execute_sql(f'INSERT INTO "{TABLE}" ({names}) {select}')
-
