@@ -160,13 +160,15 @@ def _floor(column: str, size: int, mod: str) -> str:
     return f"({column} - ((({column} {mod} {size}) + {size}) {mod} {size}))"
 
 
-_BACKFILL_SPAN_MS = 14 * DAY_MS  # runs per grouped statement: one sort of a few weeks' node rows, not of all
+# SQLite: runs per grouped statement, one sort of a few weeks' node rows, not of all (110 s instead of 129 s at a
+# million runs).
+_BACKFILL_SPAN_MS = 14 * DAY_MS
 
 
 def backfill(db: Database) -> None:
     """Build every row from the node rows there are: the hours (INSERT ... SELECT) and each workflow's all time
-    (summed here) from the executed node rows joined to their runs, a span of start times at a time (runs without
-    a start last), then the days and the totals from the hours."""
+    (summed here) from the executed node rows joined to their runs (on SQLite a span of start times at a time,
+    runs without a start first), then the days and the totals from the hours."""
     mod = "%%" if isinstance(db, PostgresqlDatabase) else "%"  # psycopg2 reads % as a parameter
     p = db.param
     # Runs outside, each run's nodes by the run_id index (SQLite keeps a CROSS JOIN's order).
@@ -184,7 +186,9 @@ def backfill(db: Database) -> None:
                  f'AND {{span}} GROUP BY n."class_type", COALESCE(r."workflow_key", \'\'), {inst}, r."status"')
     lo, hi = db.execute_sql('SELECT MIN("started_at_ms"), MAX("started_at_ms") FROM "runs"').fetchone()
     spans: list[tuple[str, list[Any]]] = [(f'{started} IS NULL', [])]
-    if lo is not None:
+    if isinstance(db, PostgresqlDatabase):  # hash aggregation: one statement is quicker (25 s vs 33 s at 100,000)
+        spans = [("1 = 1", [])]
+    elif lo is not None:
         first = lo // DAY_MS * DAY_MS
         spans += [(f"{started} >= {p} AND {started} < {p}", [b, b + _BACKFILL_SPAN_MS])
                   for b in range(first, hi + 1, _BACKFILL_SPAN_MS)]
