@@ -32,7 +32,7 @@ from telemetry import prompt_info  # noqa: E402
 from telemetry.analysis.service import AnalysisService  # noqa: E402
 from telemetry.api.analysis_routes import add_analysis_routes  # noqa: E402
 from telemetry.model import ErrorKind, NodeRun, Run, RunLabels  # noqa: E402
-from telemetry.store import rollups  # noqa: E402
+from telemetry.store import node_type_rollups, rollups  # noqa: E402
 from telemetry.store.database import sqlite_url  # noqa: E402
 from telemetry.store.store import Store  # noqa: E402
 
@@ -138,11 +138,14 @@ def generate(path: str, total: int, seed: int = 1) -> float:
         print(f"\r  generated {min(total, first + chunk):>9,} / {total:,} runs", end="", flush=True)
     conn.execute("ANALYZE")
     conn.close()
-    store = Store(sqlite_url(path))  # the rows went in beside the store: their rollups as migration 11 builds them
+    # The rows went in beside the store: their rollups as migrations 11 and 14 build them.
+    store = Store(sqlite_url(path))
     store.open()
     with store.bound(), store.db.atomic():
         store.db.execute_sql('DELETE FROM "run_rollups"')
         rollups.backfill(store.db)
+        store.db.execute_sql('DELETE FROM "node_type_rollups"')
+        node_type_rollups.backfill(store.db)
     store.close()
     print()
     return time.perf_counter() - started

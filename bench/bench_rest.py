@@ -149,6 +149,11 @@ def routes_for(raw: Raw, found: dict[str, Any], cursor: str) -> list[Route]:
         return (f"SELECT started_at_ms / {bucket_ms}, status, COUNT(*), AVG(duration_ms), MAX(gpu_peak_bytes), "
                 f"SUM(frame_count) FROM runs WHERE started_at_ms >= {since} GROUP BY 1, 2")
 
+    def node_types(where: str) -> str:
+        # Runs first (SQLite keeps a CROSS JOIN's order), each one's nodes by the run_id index.
+        return ("SELECT n.class_type, COUNT(*), AVG(n.duration_ms), MAX(n.gpu_peak_bytes) FROM runs r CROSS JOIN "
+                f"node_runs n WHERE r.run_id = n.run_id AND n.status = 'executed' AND {where} GROUP BY n.class_type")
+
     def runs(**query: Any) -> str:
         return f"{PREFIX}/runs?" + urlencode(query) if query else f"{PREFIX}/runs"
 
@@ -202,6 +207,13 @@ def routes_for(raw: Raw, found: dict[str, Any], cursor: str) -> list[Route]:
               timeline(DAY_MS, quarter)),
         Route("node types", f"{PREFIX}/stats/node_types",
               "SELECT class_type, COUNT(*), AVG(duration_ms), MAX(gpu_peak_bytes) FROM node_runs GROUP BY class_type"),
+        Route("node types 7 days", with_filters(f"{PREFIX}/stats/node_types", since_ms=week), node_types(
+            f"r.started_at_ms >= {week}")),
+        Route("node types 7 d, instance", with_filters(f"{PREFIX}/stats/node_types", since_ms=week,
+                                                        instance=found["instance"]),
+              node_types(f"r.started_at_ms >= {week} AND r.instance = {inst}")),
+        Route("node types one workflow", with_filters(f"{PREFIX}/stats/node_types", workflow=found["workflow_key"]),
+              node_types(f"r.workflow_key = {lit(found['workflow_key'])}")),
         Route("instances (the panel's)", f"{PREFIX}/instances",
               "SELECT instance, COUNT(*) FROM runs GROUP BY instance"),
         Route("recommendations", f"{PREFIX}/recommendations", "SELECT * FROM recommendations WHERE state = 'open'"),

@@ -1,6 +1,7 @@
 """What the rollups cost a recorder batch: `Store.save_runs` of runs as the recorder writes them (each run once
-as `running` at its start, then replaced by its final record with 12 node rows, outputs and samples), one run
-per batch, on an existing store (e.g. a generated million runs), and `close_stale_running` and a prune batch.
+as `running` at its start, then replaced by its final record with 12 node rows of 12 class types, outputs and
+samples), one run per batch, on an existing store (e.g. a generated million runs), and `close_stale_running` and
+a prune batch.
 
     python bench/bench_rollup_writes.py --db /tmp/telemetry.db [--runs 200]
 
@@ -23,6 +24,11 @@ from telemetry.store.database import sqlite_url  # noqa: E402
 from telemetry.store.schema import RunRow  # noqa: E402
 from telemetry.store.store import Store  # noqa: E402
 
+# A realistic graph: each node row of its own class type (a row in each node-type rollup it is counted in).
+CLASS_TYPES = ("CheckpointLoaderSimple", "CLIPTextEncode", "CLIPSetLastLayer", "KSampler", "VAEDecode", "SaveImage",
+               "LoraLoader", "EmptyLatentImage", "ControlNetLoader", "ControlNetApplyAdvanced", "ImageScale",
+               "PreviewImage")
+
 
 def _run(i: int, status: str, now: int) -> Run:
     run = Run(f"bench-writes-{i:06d}", status, started_at_ms=now + i * 100, workflow_id=f"wf-bench-{i % 7}",
@@ -32,8 +38,8 @@ def _run(i: int, status: str, now: int) -> Run:
         run.duration_ms = 1500.0 + i
         run.gpu_peak_bytes = 2**30 + i
         run.energy_j = 12.5
-        run.nodes = [NodeRun(str(n), "KSampler" if n == 3 else "CLIPTextEncode", "executed",
-                             started_at_ms=now + i * 100 + n, duration_ms=100.0 + n) for n in range(12)]
+        run.nodes = [NodeRun(str(n), CLASS_TYPES[n], "executed", started_at_ms=now + i * 100 + n,
+                             duration_ms=100.0 + n, gpu_peak_bytes=2**30 + i * 12 + n) for n in range(12)]
         run.outputs = [RunOutput("9", "images", f"img_{i}.png", "", "output", 1, "png")]
         run.gpu_samples = [GpuSample(t_ms=now + i * 100 + k * 100, used_bytes=2**30) for k in range(15)]
     return run

@@ -14,8 +14,9 @@ default). What it makes:
   some growth: ~85% success, 10% failed (a third out of memory, at the node that failed), 5% interrupted;
   duration lognormal around the workflow's median; some nodes cached on repeated runs;
 - 5 instances (each with its GPU, a share of the runs, and a heartbeat row);
-- the rollups of those runs (`telemetry.store.rollups`), built once at the end as migration 11 builds them, and
-  the label filter's rows (`telemetry.store.run_labels`) as migration 15 fills them.
+- the rollups of those runs and of their nodes (`telemetry.store.rollups`, `node_type_rollups`), built once at
+  the end as migrations 11 and 14 build them, and the label filter's rows (`telemetry.store.run_labels`) as
+  migration 15 fills them.
 Deterministic for a given --seed, --runs and --end-ms (default: now, which only shifts the times). It prints
 the rate (runs and rows per second).
 """
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from peewee import AutoField, PostgresqlDatabase  # noqa: E402
 
-from telemetry.store import rollups, run_labels  # noqa: E402
+from telemetry.store import node_type_rollups, rollups, run_labels  # noqa: E402
 from telemetry.store.database import sqlite_path, sqlite_url  # noqa: E402
 from telemetry.store.run_search import SQLITE_TABLE  # noqa: E402
 from telemetry.store.schema import InstanceRow, NodeRunRow, RunOutputRow, RunRow, WorkflowNameRow  # noqa: E402
@@ -276,11 +277,13 @@ def generate(url: str, runs: int, seed: int = 1, workflows: int = 300, end_ms: i
                 if progress:
                     rate = counts["runs"] / max(time.perf_counter() - started, 1e-9)
                     print(f"\r  {counts['runs']:>10,} / {runs:,} runs  ({rate:,.0f} runs/s)", end="", flush=True)
-            # The rows went in beside Store.save_runs: their rollups are built as migration 11 builds them.
+            # The rows went in beside Store.save_runs: their rollups are built as migrations 11 and 14 build them.
             began = time.perf_counter()
             with store.db.atomic():
                 store.db.execute_sql('DELETE FROM "run_rollups"')
                 rollups.backfill(store.db)
+                store.db.execute_sql('DELETE FROM "node_type_rollups"')
+                node_type_rollups.backfill(store.db)
             if progress:
                 print(f"\n  rollups built in {time.perf_counter() - began:.1f} s", end="")
             # And the label filter's rows, as migration 15 fills them.

@@ -331,8 +331,10 @@ def _paths() -> dict[str, Any]:
         },
         PREFIX + "/stats": {"get": _op("stats: totals, success rate, percentiles, by status and workflow",
                                        _responses(_ref("Stats")), FILTER_PARAMETERS)},
-        PREFIX + "/stats/node_types": {"get": _op("node type stats: executions, average duration, GPU peak",
-                                                  _responses(_ref("NodeTypeStats")), FILTER_PARAMETERS)},
+        PREFIX + "/stats/node_types": {"get": _op(
+            "node type stats of the executed nodes of the matching runs: executions, average duration, GPU peak; "
+            "the 50 longest on average first (none last, then by class type)",
+            _responses(_ref("NodeTypeStats")), FILTER_PARAMETERS)},
         PREFIX + "/health": {"get": _op("health: hooks, database, queue, buffered and dropped runs, config "
                                         "warnings", _responses(_ref("Health")))},
         PREFIX + "/instances": {"get": _op("instances: every recording instance's last heartbeat (versions, GPU, "

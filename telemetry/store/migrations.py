@@ -324,6 +324,26 @@ def _widen_v13_times_and_energy(db: Database) -> None:
                        "ALTER COLUMN energy_j TYPE DOUBLE PRECISION")
 
 
+# Rollups of node types (telemetry.store.node_type_rollups), built once from the node rows there are. Keyed time
+# first like run_rollups; a workflow's rows and a class type's totals by the index.
+_V14_NODE_TYPE_ROLLUPS = (
+    'CREATE TABLE IF NOT EXISTS "node_type_rollups" ("grain" INTEGER NOT NULL, "bucket_ms" {BIGINT} NOT NULL, '
+    '"instance" VARCHAR(256) NOT NULL, "status" VARCHAR(16) NOT NULL, "workflow_key" VARCHAR(128) NOT NULL, '
+    '"class_type" VARCHAR(256) NOT NULL, "executions" INTEGER NOT NULL, "durations" INTEGER NOT NULL, '
+    '"duration_sum" {DOUBLE} NOT NULL, "gpu_peak_max" {BIGINT}, '
+    'PRIMARY KEY ("grain", "bucket_ms", "instance", "status", "workflow_key", "class_type")){WITHOUT_ROWID}',
+    'CREATE INDEX IF NOT EXISTS "node_type_rollups_workflow_class" ON "node_type_rollups" '
+    '("workflow_key", "class_type", "instance", "status", "grain", "bucket_ms")',
+)
+
+
+def _create_v14_node_type_rollups(db: Database) -> None:
+    from .node_type_rollups import backfill
+
+    _ddl(*_V14_NODE_TYPE_ROLLUPS)(db)
+    backfill(db)
+
+
 # The label filter's table (telemetry.store.run_labels), filled from the runs there are; and the two indexes that
 # let the rollups answer a workflow filter by name (telemetry.store.rollup_reads): a name's keys by a loose index
 # scan, and whether a key's runs carry another name, each a few index probes.
@@ -369,7 +389,8 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (11, _create_v11_rollups),
     (12, _create_v12_search_index),
     (13, _widen_v13_times_and_energy),
-    (15, _create_v15_labels_and_names),  # 14: node-type rollups (another branch)
+    (14, _create_v14_node_type_rollups),
+    (15, _create_v15_labels_and_names),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -138,20 +138,21 @@ def _another_name(keys: list[str], w: str) -> bool:
     return bool(found)
 
 
-def _rollup_query(p: Plan, filters: RunFilters, *columns: Any) -> Any:
+def rollup_query(p: Plan, filters: RunFilters, *columns: Any, model: Any = RollupRow) -> Any:
+    """The rows of `model` (a rollups table: grain, bucket_ms, status, instance, workflow_key) that `p` reads."""
     ranges = None
     for grain, (lo, hi) in p.rollups:
-        cond = (RollupRow.grain == grain) & (RollupRow.bucket_ms >= lo)
+        cond = (model.grain == grain) & (model.bucket_ms >= lo)
         if hi is not None:
-            cond &= RollupRow.bucket_ms < hi
+            cond &= model.bucket_ms < hi
         ranges = cond if ranges is None else ranges | cond
-    query = RollupRow.select(*columns).where(ranges)
+    query = model.select(*columns).where(ranges)
     if filters.status:
-        query = query.where(RollupRow.status.in_(filters.status))
+        query = query.where(model.status.in_(filters.status))
     if filters.instance:
-        query = query.where(RollupRow.instance == filters.instance)
+        query = query.where(model.instance == filters.instance)
     if p.workflow_keys is not None:
-        query = query.where(RollupRow.workflow_key.in_(p.workflow_keys))
+        query = query.where(model.workflow_key.in_(p.workflow_keys))
     return query
 
 
@@ -163,7 +164,7 @@ def groups(store: Any, p: Plan, filters: RunFilters) -> dict[tuple[str | None, s
     """Per (workflow_key, status): the rollups' totals of the window plus those of its edge runs."""
     out: dict[tuple[str | None, str], Agg] = {}
     if p.rollups:
-        query = _rollup_query(
+        query = rollup_query(
             p, filters, RollupRow.workflow_key, RollupRow.status, fn.SUM(RollupRow.runs),
             fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum), fn.SUM(RollupRow.frames),
             fn.SUM(RollupRow.energies), fn.SUM(RollupRow.energy_sum), fn.MAX(RollupRow.gpu_peak_max),
@@ -204,7 +205,7 @@ def histogram(store: Any, p: Plan, filters: RunFilters) -> dict[int, int]:
     hist: dict[int, int] = {}
     if p.rollups:
         q, q_filters = _totals_plan(p, filters)
-        for bucket_hist in _merged_hists(_rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).values():
+        for bucket_hist in _merged_hists(rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)).values():
             for b, n in bucket_hist.items():
                 hist[b] = hist.get(b, 0) + n
     for lo, hi in p.runs:
@@ -226,7 +227,7 @@ def _timeline_plan(filters: RunFilters, grain: int, lo: int, hi: int) -> tuple[P
 def timeline_runs(store: Any, filters: RunFilters, grain: int, lo: int, hi: int) -> int:
     """How many runs `timeline_totals` of the same window counts (one SUM in the database)."""
     q, q_filters = _timeline_plan(filters, grain, lo, hi)
-    (total,) = _rollup_query(q, q_filters, fn.SUM(RollupRow.runs)).tuples().get()
+    (total,) = rollup_query(q, q_filters, fn.SUM(RollupRow.runs)).tuples().get()
     return int(total or 0)
 
 
@@ -236,7 +237,7 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
     cursor: at 2,400 buckets peewee's per-row conversion was a third of the call."""
     q, q_filters = _timeline_plan(filters, grain, lo, hi)
     out: dict[int, dict[str, Any]] = {}
-    totals = _rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
+    totals = rollup_query(q, filters, RollupRow.bucket_ms, RollupRow.status, fn.SUM(RollupRow.runs),
                            fn.SUM(RollupRow.durations), fn.SUM(RollupRow.duration_sum),
                            fn.MAX(RollupRow.gpu_peak_max), fn.SUM(RollupRow.frames)).group_by(
         RollupRow.bucket_ms, RollupRow.status)
@@ -250,7 +251,7 @@ def timeline_totals(store: Any, filters: RunFilters, grain: int, lo: int, hi: in
         entry["duration_sum"] += float(dsum or 0.0)
         entry["peak"] = peak if entry["peak"] is None else max(entry["peak"], peak or 0)
         entry["frames"] += int(frames or 0)
-    hists = _rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)
+    hists = rollup_query(q, q_filters, RollupRow.bucket_ms, RollupRow.hist)
     for b, text in _raw(store, hists):
         hist = out[int(b)]["hist"]
         for k, n in json.loads(text).items():

@@ -207,40 +207,67 @@ def _row_of(key: Key, agg: Agg) -> tuple:
 
 _COLUMNS = ("workflow_key", "instance", "status", "grain", "bucket_ms", "runs", "durations", "duration_sum",
             "frames", "energies", "energy_sum", "gpu_peak_max", "ram_peak_max", "hist")
-_IN_CHUNK = 150  # keys per IN list (5 parameters each: within SQLite's old limit of 999)
+_IN_CHUNK = 150  # keys per IN list (at most 6 parameters each: within SQLite's old limit of 999)
 
 
-def _keys_where(db: Database, keys: list[Key]) -> tuple[str, list[Any]]:
+def _keys_where(db: Database, key_columns: tuple[str, ...], keys: list[tuple]) -> tuple[str, list[Any]]:
     """A WHERE of these keys as an OR of primary-key equalities: both databases read each from the primary
     key's index (a row-value IN list is a scan of the table in SQLite)."""
-    p = db.param
-    one = f'("workflow_key" = {p} AND "instance" = {p} AND "status" = {p} AND "grain" = {p} AND "bucket_ms" = {p})'
+    one = "(" + " AND ".join(f'"{c}" = {db.param}' for c in key_columns) + ")"
     return " OR ".join([one] * len(keys)), [v for key in keys for v in key]
 
 
-def _read(db: Database, keys: list[Key]) -> dict[Key, Agg]:
-    found: dict[Key, Agg] = {}
-    names = ", ".join(f'"{c}"' for c in _COLUMNS)
+def read_rows(db: Database, table: str, columns: tuple[str, ...], key_len: int,
+              keys: list[tuple]) -> dict[tuple, tuple]:
+    """The stored rows of these keys (the first `key_len` of `columns`), as key -> the other columns."""
+    found: dict[tuple, tuple] = {}
+    names = ", ".join(f'"{c}"' for c in columns)
     for start in range(0, len(keys), _IN_CHUNK):
-        where, args = _keys_where(db, keys[start:start + _IN_CHUNK])
-        for values in db.execute_sql(f'SELECT {names} FROM "run_rollups" WHERE {where}', args).fetchall():
-            row = dict(zip(_COLUMNS, values, strict=True))
-            found[tuple(values[:5])] = _agg_of_row(row)  # type: ignore[index]
+        where, args = _keys_where(db, columns[:key_len], keys[start:start + _IN_CHUNK])
+        for values in db.execute_sql(f'SELECT {names} FROM "{table}" WHERE {where}', args).fetchall():
+            found[tuple(values[:key_len])] = tuple(values[key_len:])
     return found
+
+
+def replace_rows(db: Database, table: str, columns: tuple[str, ...], key_len: int, keys: list[tuple],
+                 rows: list[tuple]) -> None:
+    """Delete the rows of these keys, then insert `rows` (full rows in `columns` order)."""
+    for start in range(0, len(keys), _IN_CHUNK):
+        where, args = _keys_where(db, columns[:key_len], keys[start:start + _IN_CHUNK])
+        db.execute_sql(f'DELETE FROM "{table}" WHERE {where}', args)
+    if rows:
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join([db.param] * len(columns))
+        with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as from execute_sql (the recorder
+            db.cursor().executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)  # tells them)
+
+
+def bulk_insert(db: Database, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert many rows (a backfill), in chunks; on PostgreSQL as multi-row VALUES."""
+    q0, q1 = db.quote[0], db.quote[-1]
+    names = ", ".join(f"{q0}{c}{q1}" for c in columns)
+    marks = ", ".join([db.param] * len(columns))
+    sql = f"INSERT INTO {q0}{table}{q1} ({names}) VALUES ({marks})"
+    for start in range(0, len(rows), 5000):
+        chunk = rows[start:start + 5000]
+        with peewee.__exception_wrapper__:
+            if isinstance(db, PostgresqlDatabase):  # psycopg2's executemany is a round trip per row
+                from psycopg2.extras import execute_values
+
+                execute_values(db.cursor(), sql.replace(f"({marks})", "%s"), chunk, page_size=1000)
+            else:
+                db.cursor().executemany(sql, chunk)
+
+
+def _read(db: Database, keys: list[Key]) -> dict[Key, Agg]:
+    rows = read_rows(db, "run_rollups", _COLUMNS, 5, keys)
+    return {key: _agg_of_row(dict(zip(_COLUMNS[5:], values, strict=True)))  # type: ignore[misc]
+            for key, values in rows.items()}
 
 
 def _write(db: Database, rows: dict[Key, Agg]) -> None:
     """Replace the rows of these keys (an empty group's row is deleted)."""
-    keys = list(rows)
-    for start in range(0, len(keys), _IN_CHUNK):
-        where, args = _keys_where(db, keys[start:start + _IN_CHUNK])
-        db.execute_sql(f'DELETE FROM "run_rollups" WHERE {where}', args)
-    kept = [_row_of(k, a) for k, a in rows.items() if a.runs]
-    if kept:
-        names = ", ".join(f'"{c}"' for c in _COLUMNS)
-        marks = ", ".join([db.param] * len(_COLUMNS))
-        with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as from execute_sql (the recorder
-            db.cursor().executemany(f'INSERT INTO "run_rollups" ({names}) VALUES ({marks})', kept)  # tells them)
+    replace_rows(db, "run_rollups", _COLUMNS, 5, list(rows), [_row_of(k, a) for k, a in rows.items() if a.runs])
 
 
 def _group_where(query: Any, model: Any, group: Group) -> Any:
@@ -379,17 +406,4 @@ def backfill(db: Database) -> None:
         for c in _coarser(key):
             coarse.setdefault(c, Agg()).add(agg)
     hours.update(coarse)
-    rows = [_row_of(k, a) for k, a in hours.items()]
-    q0, q1 = db.quote[0], db.quote[-1]
-    names = ", ".join(f"{q0}{c}{q1}" for c in _COLUMNS)
-    marks = ", ".join([db.param] * len(_COLUMNS))
-    sql = f"INSERT INTO {q0}run_rollups{q1} ({names}) VALUES ({marks})"
-    for start in range(0, len(rows), 5000):
-        chunk = rows[start:start + 5000]
-        with peewee.__exception_wrapper__:
-            if isinstance(db, PostgresqlDatabase):  # psycopg2's executemany is a round trip per row
-                from psycopg2.extras import execute_values
-
-                execute_values(db.cursor(), sql.replace(f"({marks})", "%s"), chunk, page_size=1000)
-            else:
-                db.cursor().executemany(sql, chunk)
+    bulk_insert(db, "run_rollups", _COLUMNS, [_row_of(k, a) for k, a in hours.items()])

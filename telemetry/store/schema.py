@@ -326,6 +326,30 @@ class RunLabelRow(BaseModel):
         indexes = ((("folded", "started_at_ms", "run_id"), False),)
 
 
+class NodeTypeRollupRow(BaseModel):
+    """Rollups of executed node rows per class type and group of their runs (migration 14), kept by the store
+    with every write of runs (`store.node_type_rollups`). grain 0: per (workflow_key, instance, status) of the
+    run, all time; -1: every workflow (workflow_key ''), all time; 86400000 / 3600000: every workflow per day /
+    hour of the run's start (bucket -1 at the hour grain: runs without a start). A missing key or instance is ''."""
+
+    grain = IntegerField()
+    bucket_ms = BigIntegerField()
+    instance = CharField(max_length=256)
+    status = CharField(max_length=16)  # the run's status
+    workflow_key = CharField(max_length=128)
+    class_type = CharField(max_length=256)
+    executions = IntegerField()
+    durations = IntegerField()  # executions with a duration
+    duration_sum = DoubleField()
+    gpu_peak_max = BigIntegerField(null=True)
+
+    class Meta:
+        table_name = "node_type_rollups"
+        primary_key = CompositeKey("grain", "bucket_ms", "instance", "status", "workflow_key", "class_type")
+        without_rowid = True
+        indexes = ((("workflow_key", "class_type", "instance", "status", "grain", "bucket_ms"), False),)
+
+
 class SchemaVersionRow(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at_ms = BigIntegerField()
@@ -345,4 +369,5 @@ ALL_TABLES = (
     WorkflowNameRow,
     InstanceRow,
     RollupRow,
+    NodeTypeRollupRow,
 )

@@ -31,7 +31,7 @@ from peewee import Database, OperationalError, fn
 
 from ..filters import COUNT_CAP, Cursor, Page, RunFilters
 from ..model import Run, RunStatus
-from . import mapping, rollup_reads, rollups, run_labels, run_pages, run_search
+from . import mapping, node_type_reads, node_type_rollups, rollup_reads, rollups, run_labels, run_pages, run_search
 from .checkpoint import checkpoint_after
 from .database import database_kind, open_database
 from .migrations import migrate
@@ -207,6 +207,7 @@ class Store:
         run_ids = [row["run_id"] for row in rows]
         with self._runs_transaction():
             replaced = rollups.stored_keys(run_ids)
+            old_nodes = node_type_rollups.aggregates(run_ids) if replaced else {}
             # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
             if replaced:
                 run_labels.delete(run_ids)
@@ -214,12 +215,16 @@ class Store:
             self._insert_rows(RunRow, rows)
             run_labels.add(self.db, rows)
             rollups.apply(self.db, replaced, rollups.added_of(rows))
+            with_nodes = []
             for run, row in zip(runs, rows, strict=True):
                 run_id = row["run_id"]
+                if run.nodes:
+                    with_nodes.append(run_id)
                 for model, child_rows in ((NodeRunRow, mapping.node_rows(run, run_id)),
                                           (RunOutputRow, mapping.output_rows(run, run_id)),
                                           (GpuSampleRow, mapping.sample_rows(run, run.gpu_samples, run_id))):
                     self._insert_rows(model, child_rows)
+            node_type_rollups.apply(self.db, old_nodes, node_type_rollups.aggregates(with_nodes))
 
     @contextlib.contextmanager
     def _runs_transaction(self) -> Iterator[None]:
@@ -268,9 +273,13 @@ class Store:
         if run_ids:
             with self._runs_transaction():
                 before = rollups.stored_keys(run_ids)
+                running = [r for (r,) in RunRow.select(RunRow.run_id).where(
+                    RunRow.run_id.in_(run_ids), RunRow.status == RunStatus.RUNNING).tuples()]
+                old_nodes = node_type_rollups.aggregates(running)
                 (RunRow.update(status=RunStatus.INTERRUPTED, interrupted_reason=reason, updated_at_ms=now_ms())
                  .where(RunRow.run_id.in_(run_ids), RunRow.status == RunStatus.RUNNING).execute())
                 rollups.apply(self.db, before | rollups.stored_keys(run_ids), [])
+                node_type_rollups.apply(self.db, old_nodes, node_type_rollups.aggregates(running))
         return run_ids
 
     @_on_own_database
@@ -372,10 +381,12 @@ class Store:
     def _delete_runs(self, run_ids: list[str]) -> int:
         with self._runs_transaction():
             removed = rollups.stored_keys(run_ids)
+            old_nodes = node_type_rollups.aggregates(run_ids)
             for model in (NodeRunRow, RunOutputRow, GpuSampleRow, RunLabelRow):
                 model.delete().where(model.run.in_(run_ids)).execute()
             RunRow.delete().where(RunRow.run_id.in_(run_ids)).execute()
             rollups.apply(self.db, removed, [])
+            node_type_rollups.apply(self.db, old_nodes, {})
         return len(run_ids)
 
     def _known_workflow_names(self, workflow_ids: set[str]) -> dict[str, str]:
@@ -606,15 +617,10 @@ class Store:
 
     @_on_own_database
     def node_type_stats(self, filters: RunFilters, limit: int = 50) -> list[dict[str, Any]]:
-        runs = self.filtered(filters, RunRow.select(RunRow.run_id))
-        query = (NodeRunRow.select(NodeRunRow.class_type,
-                                   fn.COUNT(NodeRunRow.id).alias("n"),
-                                   fn.AVG(NodeRunRow.duration_ms).alias("avg_ms"),
-                                   fn.MAX(NodeRunRow.gpu_peak_bytes).alias("gpu_peak"))
-                 .where(NodeRunRow.status == "executed", NodeRunRow.run.in_(runs))
-                 .group_by(NodeRunRow.class_type).order_by(fn.AVG(NodeRunRow.duration_ms).desc()).limit(limit))
-        return [{"class_type": r["class_type"], "executions": r["n"], "avg_duration_ms": r["avg_ms"],
-                 "max_gpu_peak_bytes": r["gpu_peak"]} for r in query.dicts()]
+        """Per class type, the executed node rows of the matching runs: executions, average duration (longest
+        first; none last, then by class type) and the largest GPU peak. From the node-type rollups where the
+        filters allow (`node_type_reads`), else by a scan; the same answer either way."""
+        return node_type_reads.node_type_stats(self, filters, limit)
 
     @_on_own_database
     def instances(self) -> list[dict[str, Any]]:
