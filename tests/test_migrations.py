@@ -298,10 +298,12 @@ def test_a_fresh_database_has_every_column_and_index_of_the_models(dialect, tmp_
         with store.bound():
             schema = schema_of(store.db)
             check_matches_models(store.db, schema)
-        # SQLite's search index is a virtual table (FTS5, no model) with its shadow tables; PostgreSQL's an index.
+        # SQLite's search index is a virtual table (FTS5, no model) with its shadow tables and its vocabulary;
+        # PostgreSQL's two indexes.
         search = {t for t in schema if t.startswith(run_search.SQLITE_TABLE)}
         assert search == ({run_search.SQLITE_TABLE} | {f"{run_search.SQLITE_TABLE}_{s}" for s in
-                                                       ("data", "idx", "docsize", "config")} if dialect == "sqlite"
+                                                       ("data", "idx", "docsize", "config", "terms")}
+                          if dialect == "sqlite"
                           else set())
         assert set(schema) - search == {m._meta.table_name for m in MODELS} >= {
             "runs", "node_runs", "run_outputs", "gpu_samples", "recommendations", "filter_presets", "workflow_names",

@@ -23,7 +23,9 @@ ERRORS = ("mat1 and mat2 shapes cannot be multiplied", "CUDA out of memory. Trie
           "No such file: 'models/loras/missing_v2.safetensors'", "Ошибка: ÉCHEC du nœud", 'quote " and \\ slash')
 TERMS = ("upscale", "UPSCALE", "portrait", "ünïcode", "Ünïcode", "漢字", "façade", "50%", "%", "_", "off_sale",
          "0%_o", "VAEDecode", "vaedecode", "mat1", "missing_v2", "ÉCHEC", "nœud", '"', 'quote "', "\\", "\\ sl",
-         "hero", '"hero"', "Scene 7", "Story", "zzqx", "u", "up", "ca", "Ö", "  ", "a b")
+         "hero", '"hero"', "Scene 7", "Story", "zzqx", "u", "up", "ca", "Ö", "  ", "a b",
+         # 1-2 characters, where a column ends, its only character, cased non-ASCII, caseless, none at all
+         "4x", "x", "X", "7", "字", "漢", "de", "DE", "t", '"]', "]", "ü", "Ош", "%_", "qz", "\\ ")
 
 
 def _runs(count: int, seed: int = 7) -> list[Run]:
@@ -70,10 +72,12 @@ def _check_all_terms(store: Store, terms=TERMS) -> None:
         assert walked == [r for r in everything if r in expected], q  # the order of the unfiltered list
 
 
-@pytest.mark.parametrize("rare_max", [0, 40, 10**9])
-def test_search_finds_exactly_what_the_substring_condition_finds(store, monkeypatch, rare_max):
-    """rare_max moves the line between the index and the sort's index: every term takes each way once."""
+@pytest.mark.parametrize("rare_max, short_terms_max", [(0, 3), (40, 256), (10**9, 10**6)])
+def test_search_finds_exactly_what_the_substring_condition_finds(store, monkeypatch, rare_max, short_terms_max):
+    """rare_max moves the line between the index and the sort's index, short_terms_max the one between a short
+    term's trigrams and the plain condition: every term takes each way once."""
     monkeypatch.setattr(run_search, "RARE_MAX", rare_max)
+    monkeypatch.setattr(run_search, "SHORT_TERMS_MAX", short_terms_max)
     runs = _runs(400)
     store.save_runs(runs)
     assert store.search is not None and store.search.state.available
@@ -102,6 +106,32 @@ def test_search_with_other_filters_in_stats_and_node_types(store, monkeypatch):
         store.search = search
 
 
+def test_a_short_term_is_looked_up_in_the_index(store):
+    """1-2 characters: SQLite ORs the trigrams that begin with the term (none: no run read at all), PostgreSQL
+    looks the term up in the index of 1-2 character substrings, which the query's expression really uses."""
+    runs = _runs(200)
+    store.save_runs(runs)
+    search = store.search
+    assert search.state.short_terms
+    if store.kind == "sqlite":
+        assert search.fts_query("qz") == ""  # nothing begins with it
+        assert set(search.terms_beginning("4x")) == {"4x\x03"}  # "upscale 4x" ends there: the end marks
+        assert set(search.terms_beginning("字")) == {"字\x03\x03"}
+        assert search.fts_query("Ош") is None  # LIKE leaves Cyrillic case alone, the index folds it
+        with store.bound():
+            sql, params = search.narrow(RunRow.select(RunRow.run_id), "4x").sql()
+            plan = " ".join(str(row) for row in store.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))
+        assert "runs_search VIRTUAL TABLE" in plan
+    else:
+        with store.bound(), store.db.atomic():
+            store.db.execute_sql("SET LOCAL enable_seqscan = off")
+            sql, params = search.narrow(RunRow.select(RunRow.run_id), "4x").sql()
+            plan = " ".join(r for (r,) in store.db.execute_sql("EXPLAIN " + sql, params).fetchall())
+        assert run_search.V16_PG_SHORT_INDEX in plan
+    assert _searched(store, "4x")[0] == [r.run_id for r in store.query_runs(RunFilters(), Page(limit=500)).runs
+                                         if r.workflow_name == "upscale 4x"]
+
+
 def test_the_index_follows_replace_rename_delete_and_prune(store):
     runs = _runs(60)
     store.save_runs(runs)
@@ -115,8 +145,9 @@ def test_the_index_follows_replace_rename_delete_and_prune(store):
     store.save_runs([target])
     store.set_workflow_name("wf-z", "Blimp hangar")
     assert _searched(store, "blimp")[0] == [target.run_id] and _searched(store, "zeppelin")[0] == []
+    assert _searched(store, "bl")[0] == [target.run_id] and _searched(store, "zep")[0] == []
     store.prune_runs(keep=20)
-    _check_all_terms(store, ("upscale", "portrait", "mat1", "blimp", "hero", "Ünïcode"))
+    _check_all_terms(store, ("upscale", "portrait", "mat1", "blimp", "hero", "Ünïcode", "bl", "4x", "字"))
     assert store.count_runs() == 20
     store.prune_runs(keep=0)
     assert _searched(store, "upscale") == ([], 0)
@@ -129,7 +160,7 @@ def test_health_names_the_search_index(store):
 
     health = TelemetryService(store, None, source="test", instance="t:1").health()
     expected = "fts5_trigram" if store.kind == "sqlite" else "pg_trgm"
-    assert health["database"]["search"] == {"index": expected, "reason": None}
+    assert health["database"]["search"] == {"index": expected, "reason": None, "short_terms": True}
 
 
 def test_a_database_without_the_index_searches_by_scanning(tmp_path):
@@ -191,7 +222,7 @@ def test_a_file_opened_by_an_sqlite_without_fts5_keeps_recording_and_is_indexed_
         later = _runs(80, seed=8)[40:]
         without.save_runs(later)  # the triggers are gone: writes go on
         _check_all_terms(without, ("upscale", "hero", later[3].run_id[:13]))
-        assert 12 not in {v for (v,) in without.db.execute_sql("SELECT version FROM schema_version")}
+        assert {12, 16}.isdisjoint(v for (v,) in without.db.execute_sql("SELECT version FROM schema_version"))
     finally:
         without.shutdown()
 
@@ -200,7 +231,8 @@ def test_a_file_opened_by_an_sqlite_without_fts5_keeps_recording_and_is_indexed_
     again.open()
     try:
         assert again.search.state.kind == "fts5_trigram"
-        _check_all_terms(again, ("upscale", "hero", later[3].run_id[:13], "portrait"))
+        assert again.search.state.short_terms
+        _check_all_terms(again, ("upscale", "hero", later[3].run_id[:13], "portrait", "4x", "ca", "字"))
         assert again.db.execute_sql("SELECT COUNT(*) FROM runs_search_docsize").fetchone()[0] == 80
     finally:
         again.shutdown()

@@ -375,6 +375,64 @@ def _create_v15_labels_and_names(db: Database) -> None:
             db.execute_sql(f'ANALYZE "{name}"')
 
 
+
+# Search terms of 1 and 2 characters (telemetry.store.run_search). SQLite: the trigram index is built again over each
+# column followed by two end marks (U+0003), so every character and every pair of the text starts a trigram and a
+# short term's runs are the union of the trigrams that begin with it (listed by the vocabulary table). PostgreSQL:
+# a GIN index of every 1- and 2-character substring of the lower-cased searched text.
+V16_END_MARKS = "char(3, 3)"
+V16_SEARCH_TEXT = "runs_search_text"  # the FTS table's external content: the runs' columns with their end marks
+V16_SEARCH_TERMS = "runs_search_terms"  # fts5vocab 'row' of the FTS table: its trigrams, in order
+V16_PG_SHORT_INDEX = "runs_search_short"
+V16_PG_GRAMS = "run_telemetry_short_grams"
+
+
+def v16_pg_grams_expression() -> str:
+    """The indexed array: every 1- and 2-character substring of the lower-cased searched text (v12's expression)."""
+    return f"{V16_PG_GRAMS}(lower({v12_pg_expression()}))"
+
+
+def _create_v16_short_term_search(db: Database) -> None:
+    if _dialect(db) == "sqlite":
+        _create_v16_sqlite(db)
+        return
+    if not db.execute_sql("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
+                          (V12_PG_INDEX,)).fetchone():
+        return  # no pg_trgm either (migration 12 said why): search scans
+    db.execute_sql(
+        f"CREATE OR REPLACE FUNCTION {V16_PG_GRAMS}(t text) RETURNS text[] LANGUAGE sql IMMUTABLE STRICT "
+        "PARALLEL SAFE AS $$ SELECT ARRAY(SELECT DISTINCT substr(t, i, n) FROM generate_series(1, length(t)) AS i, "
+        "(VALUES (1), (2)) AS k(n)) $$")
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {V16_PG_SHORT_INDEX} ON runs USING gin ({v16_pg_grams_expression()})")
+
+
+def _create_v16_sqlite(db: Database) -> None:
+    columns = ", ".join(V12_SEARCH_COLUMNS)
+
+    def marked(row: str) -> str:
+        return ", ".join(f"{row}{c} || {V16_END_MARKS}" for c in V12_SEARCH_COLUMNS)
+
+    if not db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (V12_SEARCH_TABLE,)).fetchone():
+        return  # this SQLite has no FTS5 trigram tokenizer (migration 12 made nothing): search scans
+    for trigger in ("insert", "delete", "update"):
+        db.execute_sql(f"DROP TRIGGER IF EXISTS {V12_SEARCH_TABLE}_{trigger}")
+    db.execute_sql(f"DROP TABLE IF EXISTS {V16_SEARCH_TERMS}")
+    db.execute_sql(f"DROP TABLE {V12_SEARCH_TABLE}")
+    db.execute_sql(f"DROP VIEW IF EXISTS {V16_SEARCH_TEXT}")
+    db.execute_sql(f"CREATE VIEW {V16_SEARCH_TEXT} AS SELECT rowid AS run_rowid, "
+                   + ", ".join(f"{c} || {V16_END_MARKS} AS {c}" for c in V12_SEARCH_COLUMNS) + " FROM runs")
+    db.execute_sql(f"CREATE VIRTUAL TABLE {V12_SEARCH_TABLE} USING fts5({columns}, content='{V16_SEARCH_TEXT}', "
+                   "content_rowid='run_rowid', tokenize='trigram')")
+    db.execute_sql(f"CREATE VIRTUAL TABLE {V16_SEARCH_TERMS} USING fts5vocab({V12_SEARCH_TABLE}, 'row')")
+    delete_old = (f"INSERT INTO {V12_SEARCH_TABLE}({V12_SEARCH_TABLE}, rowid, {columns}) "
+                  f"VALUES ('delete', old.rowid, {marked('old.')});")
+    insert_new = f"INSERT INTO {V12_SEARCH_TABLE}(rowid, {columns}) VALUES (new.rowid, {marked('new.')});"
+    db.execute_sql(f"CREATE TRIGGER {V12_SEARCH_TABLE}_insert AFTER INSERT ON runs BEGIN {insert_new} END")
+    db.execute_sql(f"CREATE TRIGGER {V12_SEARCH_TABLE}_delete AFTER DELETE ON runs BEGIN {delete_old} END")
+    db.execute_sql(f"CREATE TRIGGER {V12_SEARCH_TABLE}_update AFTER UPDATE OF {columns} ON runs "
+                   f"BEGIN {delete_old} {insert_new} END")
+    db.execute_sql(f"INSERT INTO {V12_SEARCH_TABLE}({V12_SEARCH_TABLE}) VALUES ('rebuild')")
+
 MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (1, _create_v1),
     (2, _statements(*_V2_INDEXES)),
@@ -391,6 +449,7 @@ MIGRATIONS: list[tuple[int, Callable[[Database], None]]] = [
     (13, _widen_v13_times_and_energy),
     (14, _create_v14_node_type_rollups),
     (15, _create_v15_labels_and_names),
+    (16, _create_v16_short_term_search),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -12,12 +12,18 @@ so a result never depends on which way was taken:
   candidates are checked with the substring condition: trigrams fold the case of every letter, LIKE only of
   ASCII ones); a common one walks the sort's index with the plain condition, where matches are dense, so a page
   stops early. Counts walk the index's matches joined to their runs (`narrow(counting=True)`), stopping at the
-  cap: 10-30 ms at a million runs whatever the density. Shorter `q` have no trigram and take the plain condition.
+  cap: 10-30 ms at a million runs whatever the density. Since migration 16 the table's content is a view of the
+  columns each followed by two end marks, so every character and every pair of characters of a column begins a
+  trigram: a `q` of 1-2 characters is the OR of the trigrams that begin with it (`runs_search_terms`, the FTS
+  vocabulary, lists them in order), looked up and counted the same way; past SHORT_TERMS_MAX of them it is common
+  and takes the plain condition, as does one with a cased non-ASCII letter (LIKE and the index fold it apart).
 - PostgreSQL: a pg_trgm GIN index on the seven columns joined with a separator no `q` contains (migration 12),
   queried with ILIKE over the same expression, which matches exactly when one of the columns does; the planner
   weighs the index against the sort's index by the expression's statistics (the first page is read in
-  index order for that: `run_pages`). A `q` under 3 characters takes the plain condition. Without pg_trgm (it
-  could not be created) the plain condition scans, and `/telemetry/health` says so.
+  index order for that: `run_pages`). A `q` under 3 characters has no trigram: a second GIN index holds every
+  1-2 character substring of the lower-cased expression (migration 16), queried with `@>` beside the ILIKE and
+  weighed by the planner the same way. Without pg_trgm (it could not be created) the plain condition scans, and
+  `/telemetry/health` says so.
 """
 
 from __future__ import annotations
@@ -30,7 +36,15 @@ from typing import Any
 
 from peewee import SQL, Column, Database, Expression, OperationalError, Table
 
-from .migrations import V12_PG_INDEX, V12_SEARCH_COLUMNS, V12_SEARCH_TABLE, v12_pg_expression
+from .migrations import (
+    V12_PG_INDEX,
+    V12_SEARCH_COLUMNS,
+    V12_SEARCH_TABLE,
+    V16_PG_SHORT_INDEX,
+    V16_SEARCH_TERMS,
+    v12_pg_expression,
+    v16_pg_grams_expression,
+)
 from .schema import RunRow
 
 SEARCHED_COLUMNS = V12_SEARCH_COLUMNS
@@ -41,6 +55,9 @@ TRIGRAM = 3
 # Up to this many matches a `q` is looked up in the FTS index; beyond, matches are dense enough that a page of the
 # sort's index finds its 50 soon (at a million runs: at most ~10,000 rows read for the first page).
 RARE_MAX = 5_000
+# A 1-2 character term is looked up as the trigrams that begin with it; past this many it is a common one (a letter
+# or digit of most runs' ids and names), which the sort's index serves with the plain condition.
+SHORT_TERMS_MAX = 256
 _PROBE_CACHE_SIZE = 256
 _PROBE_TTL_S = 30.0
 
@@ -57,6 +74,12 @@ def substring_condition(q: str) -> Expression:
 pg_expression = v12_pg_expression  # the index is used only for exactly the indexed text
 
 
+def foldable(q: str) -> bool:
+    """Whether lower-casing `q` here folds it as the index does (SQLite's trigrams, PostgreSQL's lower()): ASCII
+    and caseless characters. Other short terms take the plain condition."""
+    return all(c.isascii() or c.lower() == c.upper() for c in q)
+
+
 def fts_phrase(q: str) -> str:
     """`q` as one FTS5 phrase (a string in double quotes, its quotes doubled): trigram substrings in order."""
     return '"' + q.replace('"', '""') + '"'
@@ -68,13 +91,14 @@ class SearchIndexState:
 
     kind: str  # "fts5_trigram" | "pg_trgm" | "none"
     reason: str | None = None
+    short_terms: bool = False  # terms of 1-2 characters indexed too (migration 16)
 
     @property
     def available(self) -> bool:
         return self.kind != "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.kind, "reason": self.reason}
+        return {"index": self.kind, "reason": self.reason, "short_terms": self.short_terms}
 
 
 def detect(db: Database, dialect: str) -> SearchIndexState:
@@ -89,24 +113,27 @@ def detect(db: Database, dialect: str) -> SearchIndexState:
             _set_aside(db)
             return SearchIndexState("none", f"this SQLite cannot read the file's search index ({exc}): text "
                                             "search scans; an SQLite with FTS5 rebuilds the index at its start")
-        return SearchIndexState("fts5_trigram")
+        short = db.execute_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (V16_SEARCH_TERMS,)).fetchone()
+        return SearchIndexState("fts5_trigram", short_terms=bool(short))
     found = db.execute_sql("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
                            (PG_INDEX,)).fetchone()
     if found:
-        return SearchIndexState("pg_trgm")
+        short = db.execute_sql("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
+                               (V16_PG_SHORT_INDEX,)).fetchone()
+        return SearchIndexState("pg_trgm", short_terms=bool(short))
     return SearchIndexState("none", "the pg_trgm extension could not be created: text search scans "
                                     "(CREATE EXTENSION pg_trgm as a superuser, then DELETE FROM schema_version "
-                                    "WHERE version = 12 and restart)")
+                                    "WHERE version IN (12, 16) and restart)")
 
 
 def _set_aside(db: Database) -> None:
     """A file indexed by an SQLite with FTS5, opened by one without (another Python): the triggers would fail
-    every write of a run, so they go, and migration 12 is marked undone so that the next start on an SQLite
-    with FTS5 makes them again and rebuilds the index from the runs written meanwhile."""
+    every write of a run, so they go, and migrations 12 and 16 are marked undone so that the next start on an
+    SQLite with FTS5 makes them again and rebuilds the index from the runs written meanwhile."""
     with db.atomic():
         for trigger in ("insert", "delete", "update"):
             db.execute_sql(f"DROP TRIGGER IF EXISTS {SQLITE_TABLE}_{trigger}")
-        db.execute_sql("DELETE FROM schema_version WHERE version = 12")
+        db.execute_sql("DELETE FROM schema_version WHERE version IN (12, 16)")
 
 
 class RunSearch:
@@ -126,44 +153,72 @@ class RunSearch:
         one always walks the index's matches, each joined to its run by rowid, and stops at the count's cap."""
         if self.dialect == "postgresql":
             return query.where(self._pg_condition(q))
-        if not self._fts_usable(q):
+        match = self.fts_query(q)
+        if match is None:
             return query.where(substring_condition(q))
+        if match == "":
+            return query.where(SQL("1 = 0"))  # no trigram begins with the short term: no run holds it
         if counting:
             index = Table(SQLITE_TABLE)
             on = Column(index, "rowid") == Column(RunRow._meta.table, "rowid")
-            matched = Expression(Column(index, SQLITE_TABLE), "MATCH", fts_phrase(q))
+            matched = Expression(Column(index, SQLITE_TABLE), "MATCH", match)
             return query.join(index, on=on).where(matched & substring_condition(q))
-        if self.fts_matches(q) <= RARE_MAX:
+        if self.fts_matches(match) <= RARE_MAX:
             # `rowid` unqualified: the runs row of the select this condition is in, whatever peewee calls it.
-            in_index = SQL(f"rowid IN (SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH ?)",
-                           [fts_phrase(q)])
+            in_index = SQL(f"rowid IN (SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH ?)", [match])
             return query.where(in_index & substring_condition(q))
         return query.where(substring_condition(q))
 
-    def fts_matches(self, q: str) -> int:
-        """How many runs the FTS index finds for `q`, counted up to RARE_MAX + 1 (cached for a while)."""
+    def fts_query(self, q: str) -> str | None:
+        """The FTS5 query whose matches hold every run `q` matches (more, where the index folds more case than
+        LIKE): `q` as a phrase; a 1-2 character `q` as the trigrams that begin with it, OR'd ("" where there are
+        none). None where the plain condition is the better way or the only one."""
+        if not self.state.available:
+            return None
+        if len(q) >= TRIGRAM:
+            return fts_phrase(q)
+        if not q or not self.state.short_terms or not foldable(q):
+            return None
+        terms = self.terms_beginning(q.lower())
+        if len(terms) > SHORT_TERMS_MAX:
+            return None
+        return " OR ".join(fts_phrase(term) for term in terms)
+
+    def terms_beginning(self, prefix: str) -> list[str]:
+        """The index's trigrams that begin with `prefix` (up to SHORT_TERMS_MAX + 1 of them). Every column is
+        indexed with two end marks after it (migration 16), so each of its characters begins a trigram."""
+        rows = self.db.execute_sql(
+            f"SELECT term FROM {V16_SEARCH_TERMS} WHERE term >= ? AND term < ? LIMIT ?",
+            (prefix, prefix + "\U0010ffff", SHORT_TERMS_MAX + 1)).fetchall()
+        return [term for (term,) in rows if term.startswith(prefix)]
+
+    def fts_matches(self, match: str) -> int:
+        """How many runs the FTS query `match` finds, counted up to RARE_MAX + 1 (cached for a while)."""
         now = time.monotonic()
         with self._lock:
-            hit = self._probes.get(q)
+            hit = self._probes.get(match)
             if hit is not None and now - hit[0] < _PROBE_TTL_S:
-                self._probes.move_to_end(q)
+                self._probes.move_to_end(match)
                 return hit[1]
         (count,) = self.db.execute_sql(
             f"SELECT COUNT(*) FROM (SELECT rowid FROM {SQLITE_TABLE} WHERE {SQLITE_TABLE} MATCH ? LIMIT ?)",
-            (fts_phrase(q), RARE_MAX + 1)).fetchone()
+            (match, RARE_MAX + 1)).fetchone()
         with self._lock:
-            self._probes[q] = (now, count)
-            self._probes.move_to_end(q)
+            self._probes[match] = (now, count)
+            self._probes.move_to_end(match)
             while len(self._probes) > _PROBE_CACHE_SIZE:
                 self._probes.popitem(last=False)
         return count
 
-    def _fts_usable(self, q: str) -> bool:
-        return self.state.available and len(q) >= TRIGRAM
-
     def _pg_condition(self, q: str) -> Expression:
-        # Under 3 characters pg_trgm has no trigram to look up and would read its whole index.
-        if not self.state.available or PG_SEPARATOR in q or len(q) < TRIGRAM:
+        if not self.state.available or PG_SEPARATOR in q or not q:
             return substring_condition(q)
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return SQL(f"{pg_expression()} ILIKE %s", [f"%{escaped}%"])
+        condition = SQL(f"{pg_expression()} ILIKE %s", [f"%{escaped}%"])
+        if len(q) >= TRIGRAM:
+            return condition
+        # Under 3 characters pg_trgm has no trigram to look up (it would read its whole index): the index of
+        # every 1-2 character substring (migration 16), where this database has it.
+        if not self.state.short_terms or not foldable(q):
+            return substring_condition(q)
+        return SQL(f"{v16_pg_grams_expression()} @> ARRAY[lower(%s)]", [q]) & condition
