@@ -72,12 +72,16 @@ def _check_all_terms(store: Store, terms=TERMS) -> None:
         assert walked == [r for r in everything if r in expected], q  # the order of the unfiltered list
 
 
-@pytest.mark.parametrize("rare_max, short_terms_max", [(0, 3), (40, 256), (10**9, 10**6)])
-def test_search_finds_exactly_what_the_substring_condition_finds(store, monkeypatch, rare_max, short_terms_max):
+@pytest.mark.parametrize("rare_max, short_terms_max, pg_frequency", [(0, 3, 1.0), (40, 256, 0.1), (10**9, 10**6, 0.0)])
+def test_search_finds_exactly_what_the_substring_condition_finds(store, monkeypatch, rare_max, short_terms_max,
+                                                                 pg_frequency):
     """rare_max moves the line between the index and the sort's index, short_terms_max the one between a short
-    term's trigrams and the plain condition: every term takes each way once."""
+    term's trigrams and the plain condition, pg_frequency how common PostgreSQL's statistics say a short term is
+    (a page and a count by the index, a count by the index and a page by the walk, both by the walk): every term
+    takes each way once."""
     monkeypatch.setattr(run_search, "RARE_MAX", rare_max)
     monkeypatch.setattr(run_search, "SHORT_TERMS_MAX", short_terms_max)
+    monkeypatch.setattr(run_search.RunSearch, "pg_frequency", lambda self, gram: pg_frequency)
     runs = _runs(400)
     store.save_runs(runs)
     assert store.search is not None and store.search.state.available
@@ -123,11 +127,19 @@ def test_a_short_term_is_looked_up_in_the_index(store):
             plan = " ".join(str(row) for row in store.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params))
         assert "runs_search VIRTUAL TABLE" in plan
     else:
-        with store.bound(), store.db.atomic():
-            store.db.execute_sql("SET LOCAL enable_seqscan = off")
-            sql, params = search.narrow(RunRow.select(RunRow.run_id), "4x").sql()
-            plan = " ".join(r for (r,) in store.db.execute_sql("EXPLAIN " + sql, params).fetchall())
-        assert run_search.V16_PG_SHORT_INDEX in plan
+        with store.bound():
+            store.db.execute_sql("ANALYZE runs")
+            search._pg_stats = None  # read again
+            assert 0.1 < search.pg_frequency("4x") < 0.3 and search.pg_frequency("qz") == 0.0
+            assert search.pg_frequency("e") > 0.9
+            page_sql = search.narrow(RunRow.select(RunRow.run_id), "4x").sql()[0]
+            count_sql = search.narrow(RunRow.select(RunRow.run_id), "4x", counting=True).sql()[0]
+            assert "@>" not in page_sql and "@>" in count_sql  # a page of 1 run in 6 walks, its count reads the index
+            with store.db.atomic():
+                store.db.execute_sql("SET LOCAL enable_seqscan = off")
+                sql, params = search.narrow(RunRow.select(RunRow.run_id), "qz").sql()
+                plan = " ".join(r for (r,) in store.db.execute_sql("EXPLAIN " + sql, params).fetchall())
+        assert run_search.V16_PG_SHORT_INDEX in plan  # the query's expression is the index's
     assert _searched(store, "4x")[0] == [r.run_id for r in store.query_runs(RunFilters(), Page(limit=500)).runs
                                          if r.workflow_name == "upscale 4x"]
 

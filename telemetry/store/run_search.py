@@ -28,9 +28,11 @@ so a result never depends on which way was taken:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +62,15 @@ RARE_MAX = 5_000
 SHORT_TERMS_MAX = 256
 _PROBE_CACHE_SIZE = 256
 _PROBE_TTL_S = 30.0
+# PostgreSQL, a 1-2 character term: how often it occurs (ANALYZE's most common elements of the index, re-read every
+# few minutes; a term not among them is rarer than all of them) decides the way. A page of one in more than
+# PG_PAGE_DENSE of the runs walks the sort's index (at most ~50 / PG_PAGE_DENSE rows); a count of one in fewer than
+# PG_COUNT_DENSE reads the index (its bitmap kept exact in PG_COUNT_WORK_MEM, else rows are checked by the
+# function), of a denser one walks the runs until the cap.
+PG_PAGE_DENSE = 0.005
+PG_COUNT_DENSE = 0.2
+PG_COUNT_WORK_MEM = "32MB"
+_PG_STATS_TTL_S = 300.0
 
 
 def substring_condition(q: str) -> Expression:
@@ -145,6 +156,7 @@ class RunSearch:
         self.dialect = dialect
         self.state = state
         self._probes: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._pg_stats: tuple[float, dict[str, float] | None] | None = None
         self._lock = threading.Lock()
 
     def narrow(self, query: Any, q: str, counting: bool = False) -> Any:
@@ -152,7 +164,7 @@ class RunSearch:
         a page in the sort's order, or with `counting`, for counting the matches in any order: on SQLite that
         one always walks the index's matches, each joined to its run by rowid, and stops at the count's cap."""
         if self.dialect == "postgresql":
-            return query.where(self._pg_condition(q))
+            return query.where(self._pg_condition(q, counting))
         match = self.fts_query(q)
         if match is None:
             return query.where(substring_condition(q))
@@ -210,7 +222,7 @@ class RunSearch:
                 self._probes.popitem(last=False)
         return count
 
-    def _pg_condition(self, q: str) -> Expression:
+    def _pg_condition(self, q: str, counting: bool = False) -> Expression:
         if not self.state.available or PG_SEPARATOR in q or not q:
             return substring_condition(q)
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -218,7 +230,46 @@ class RunSearch:
         if len(q) >= TRIGRAM:
             return condition
         # Under 3 characters pg_trgm has no trigram to look up (it would read its whole index): the index of
-        # every 1-2 character substring (migration 16), where this database has it.
+        # every 1-2 character substring (migration 16), for a term rare enough. Its `@>` is the ILIKE itself for
+        # such a term (lower(text) holds lower(q) as one of its substrings); a page keeps the ILIKE beside it,
+        # without which the planner walks the sort's index calling the substring function on every run.
         if not self.state.short_terms or not foldable(q):
             return substring_condition(q)
-        return SQL(f"{v16_pg_grams_expression()} @> ARRAY[lower(%s)]", [q]) & condition
+        if self.pg_frequency(q.lower()) >= (PG_COUNT_DENSE if counting else PG_PAGE_DENSE):
+            return condition
+        indexed = SQL(f"{v16_pg_grams_expression()} @> ARRAY[lower(%s)]", [q])
+        return indexed if counting else indexed & condition
+
+    def count_scope(self, q: str | None) -> contextlib.AbstractContextManager[Any]:
+        """Around a count of `q`: on PostgreSQL, a short term counted through its index gets the memory that keeps
+        the index's bitmap exact (a lossy one rechecks each row with the substring function: seconds)."""
+        if self.dialect != "postgresql" or not q or len(q) >= TRIGRAM or not self.state.short_terms:
+            return contextlib.nullcontext()
+        return self._work_mem()
+
+    @contextlib.contextmanager
+    def _work_mem(self) -> Iterator[None]:
+        with self.db.atomic():
+            self.db.execute_sql(f"SET LOCAL work_mem = '{PG_COUNT_WORK_MEM}'")
+            yield
+
+    def pg_frequency(self, gram: str) -> float:
+        """The share of runs whose text holds `gram`, by ANALYZE's statistics of the short-term index: 0 for one
+        outside its most common elements; 1 (walk, never the index) where there are no statistics yet."""
+        now = time.monotonic()
+        with self._lock:
+            if self._pg_stats is None or now - self._pg_stats[0] > _PG_STATS_TTL_S:
+                self._pg_stats = (now, None)
+                stale = True
+            else:
+                stale = False
+        if stale:
+            rows = self.db.execute_sql(
+                "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs FROM pg_stats s "
+                "WHERE s.schemaname = current_schema() AND s.tablename = %s", (V16_PG_SHORT_INDEX,)).fetchall()
+            known = dict(zip(rows[0][0], rows[0][1], strict=False)) if rows and rows[0][0] else None
+            with self._lock:
+                self._pg_stats = (now, known)
+        with self._lock:
+            known = self._pg_stats[1] if self._pg_stats else None
+        return 1.0 if known is None else known.get(gram, 0.0)

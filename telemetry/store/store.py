@@ -433,9 +433,11 @@ class Store:
         if page.cursor is None and page.offset == 0 and next_cursor is None:
             total, capped = len(rows), False
         else:
-            total, capped = run_pages.capped_count(
-                self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
-                None if page.exact_total else COUNT_CAP)
+            scope = self.search.count_scope(filters.q) if self.search else contextlib.nullcontext()
+            with scope:
+                total, capped = run_pages.capped_count(
+                    self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
+                    None if page.exact_total else COUNT_CAP)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
     def _label_narrowed(self, query: Any, filters: RunFilters, counting: bool, sort: str | None) -> Any:
