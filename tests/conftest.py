@@ -221,15 +221,39 @@ def _pg_store_schema(pg_url):
     shared.conn.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    """An opened Store on a real SQLite file, and again on the real PostgreSQL server (a migrated schema, empty:
-    `_SharedPgSchema`)."""
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """`migrated_sqlite(path)`: a SQLite file at `path` as a fresh Store leaves it (every migration applied, no
+    rows), copied from one migrated once per session (running the 15 migrations for each test's store cost tens of
+    milliseconds each); returns its URL. The copy keeps the file's mode (0600, as the store creates it). Opening
+    it still runs the store's migration check, which finds every version applied."""
     from telemetry.store.database import sqlite_url
     from telemetry.store.store import Store
 
+    template = tmp_path_factory.mktemp("migrated-sqlite") / "telemetry.db"
+    made = Store(sqlite_url(str(template)))
+    made.open()
+    made.shutdown()  # every connection closed: the WAL is checkpointed into the file and removed
+    assert not Path(f"{template}-wal").exists(), "the template's WAL was not folded into the file"
+
+    def copy_to(path: Path) -> str:
+        shutil.copy(template, path)
+        return sqlite_url(str(path))
+
+    return copy_to
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """An opened Store on a real SQLite file (a copy of a migrated empty one: `migrated_sqlite`), and again on the
+    real PostgreSQL server (a migrated schema, empty: `_SharedPgSchema`)."""
+    from telemetry.store.store import Store
+
     shared = request.getfixturevalue("_pg_store_schema") if request.param == "postgresql" else None
-    url = sqlite_url(str(tmp_path / "telemetry.db")) if shared is None else shared.fresh()
+    if shared is None:
+        url = request.getfixturevalue("migrated_sqlite")(tmp_path / "telemetry.db")
+    else:
+        url = shared.fresh()
     opened = Store(url)
     opened.open()
     yield opened
