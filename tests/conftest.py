@@ -287,6 +287,24 @@ def cli(tmp_path, monkeypatch, capsys):
     return run
 
 
+def pytest_collection_finish(session) -> None:
+    """The processes that selected tests only wait for start now, beside the tests before them (early_process.py)."""
+    import early_process
+
+    if session.config.option.collectonly:
+        return
+    for item in session.items:
+        make = getattr(getattr(item, "module", None), "EARLY_PROCESSES", {}).get(getattr(item, "originalname", ""))
+        if make is not None:
+            early_process.start(item.originalname, make)
+
+
+def pytest_sessionfinish(session) -> None:
+    import early_process
+
+    early_process.stop_all()
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """The fault report (tests/fault_report.py): one table of every fault injected and what was lost."""
     from fault_report import write_report
