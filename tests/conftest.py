@@ -287,6 +287,13 @@ def cli(tmp_path, monkeypatch, capsys):
     return run
 
 
+def pytest_configure(config) -> None:
+    """The Python processes the tests start (`python -m telemetry`, bench scripts, racing writers: dozens) may cache
+    the pack's compiled modules (__pycache__, ignored by git): where PYTHONDONTWRITEBYTECODE is set, each of them
+    compiled every module it imports from source again, a third of a second or more apiece."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 def pytest_collection_finish(session) -> None:
     """The processes that selected tests only wait for start now, beside the tests before them (early_process.py)."""
     import early_process
