@@ -294,6 +294,50 @@ def pytest_configure(config) -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+# Folders every test of which carries a marker (checked below whenever they are collected): a run whose -m leaves
+# out every test with that marker (the fast suite: "not comfyui and not browser ...") does not import them at all.
+MARKED_FOLDERS = {"integration": "comfyui", "browser": "browser"}
+
+
+def _deselects_every_test_marked(markexpr: str, marker: str) -> bool:
+    """Whether `-m markexpr` is false for every set of marks that holds `marker` (only the names the expression
+    names can change its value). Anything not understood here: False, and the folder is collected as usual."""
+    if not markexpr or "(" in markexpr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+    except Exception:
+        return False
+    import itertools
+    import re
+
+    names = sorted(set(re.findall(r"[\w.+-]+", markexpr)) - {"and", "or", "not", marker})
+    for picked in itertools.product((False, True), repeat=len(names)):
+        marks = {marker} | {name for name, on in zip(names, picked, strict=True) if on}
+        if expression.evaluate(lambda name, /, marks=marks, **kwargs: name in marks):
+            return False
+    return True
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.parent != Path(__file__).parent or collection_path.name not in MARKED_FOLDERS:
+        return None
+    if _deselects_every_test_marked(config.option.markexpr, MARKED_FOLDERS[collection_path.name]):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        folder = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+        marker = MARKED_FOLDERS.get(folder)
+        if marker and item.get_closest_marker(marker) is None:
+            raise pytest.UsageError(f"{item.nodeid}: every test in tests/{folder}/ needs the {marker!r} marker "
+                                    "(runs that leave that marker out do not collect the folder)")
+
+
 def pytest_collection_finish(session) -> None:
     """The processes that selected tests only wait for start now, beside the tests before them (early_process.py)."""
     import early_process
