@@ -3,8 +3,9 @@
 of in line: a process that imports torch takes seconds, and does nothing the other tests could see.
 
 A test module lists them in `EARLY_PROCESSES = {"test_name": make}`, where `make()` returns (argv, Popen keyword
-arguments); the test calls `finished("test_name", make)`, which also starts it when it was not started early (the test
-run alone, or asked by node id)."""
+arguments), or a list of them (processes that run at once); the test calls `finished("test_name", make)`, which
+also starts them when they were not started early (the test run alone, or asked by node id), and returns one
+CompletedProcess, or a list in the same order."""
 
 from __future__ import annotations
 
@@ -12,35 +13,45 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-Spec = Callable[[], "tuple[list[str], dict[str, Any]]"]
-_started: dict[str, tuple[subprocess.Popen, list[str]]] = {}
+Spec = Callable[[], Any]  # () -> (argv, kwargs) or [(argv, kwargs), ...]
+_started: dict[str, tuple[list[tuple[subprocess.Popen, list[str]]], bool]] = {}
 
 
 def start(key: str, make: Spec) -> None:
     if key in _started:
         return
-    argv, kwargs = make()
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, **kwargs)
-    _started[key] = (process, argv)
+    specs = make()
+    many = isinstance(specs, list)
+    processes = []
+    for argv, kwargs in specs if many else [specs]:
+        processes.append((subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True, **kwargs), argv))
+    _started[key] = (processes, many)
 
 
-def finished(key: str, make: Spec, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The process of `key` (started now if it was not), once it has exited."""
+def finished(key: str, make: Spec, timeout: float = 120) -> Any:
+    """The processes of `key` (started now if they were not), once they have exited."""
     start(key, make)
-    process, argv = _started.pop(key)
+    processes, many = _started.pop(key)
+    done = []
     try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise
-    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+        for process, argv in processes:
+            out, err = process.communicate(timeout=timeout)
+            done.append(subprocess.CompletedProcess(argv, process.returncode, out, err))
+    finally:
+        _kill(processes)
+    return done if many else done[0]
+
+
+def _kill(processes: list[tuple[subprocess.Popen, list[str]]]) -> None:
+    for process, _ in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def stop_all() -> None:
     """Processes no test waited for (the session stopped early: -x, a keyboard interrupt)."""
     while _started:
-        _, (process, _) = _started.popitem()
-        process.kill()
-        process.communicate()
+        _, (processes, _) = _started.popitem()
+        _kill(processes)
