@@ -344,10 +344,13 @@ def pytest_collection_finish(session) -> None:
 
     if session.config.option.collectonly:
         return
+    import functools
+
     for item in session.items:
         make = getattr(getattr(item, "module", None), "EARLY_PROCESSES", {}).get(getattr(item, "originalname", ""))
         if make is not None:
-            early_process.start(item.originalname, make)
+            callspec = getattr(item, "callspec", None)
+            early_process.start(item.name, functools.partial(make, **callspec.params) if callspec else make)
 
 
 def pytest_sessionfinish(session) -> None:
