@@ -221,15 +221,39 @@ def _pg_store_schema(pg_url):
     shared.conn.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    """An opened Store on a real SQLite file, and again on the real PostgreSQL server (a migrated schema, empty:
-    `_SharedPgSchema`)."""
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """`migrated_sqlite(path)`: a SQLite file at `path` as a fresh Store leaves it (every migration applied, no
+    rows), copied from one migrated once per session (running the 15 migrations for each test's store cost tens of
+    milliseconds each); returns its URL. The copy keeps the file's mode (0600, as the store creates it). Opening
+    it still runs the store's migration check, which finds every version applied."""
     from telemetry.store.database import sqlite_url
     from telemetry.store.store import Store
 
+    template = tmp_path_factory.mktemp("migrated-sqlite") / "telemetry.db"
+    made = Store(sqlite_url(str(template)))
+    made.open()
+    made.shutdown()  # every connection closed: the WAL is checkpointed into the file and removed
+    assert not Path(f"{template}-wal").exists(), "the template's WAL was not folded into the file"
+
+    def copy_to(path: Path) -> str:
+        shutil.copy(template, path)
+        return sqlite_url(str(path))
+
+    return copy_to
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """An opened Store on a real SQLite file (a copy of a migrated empty one: `migrated_sqlite`), and again on the
+    real PostgreSQL server (a migrated schema, empty: `_SharedPgSchema`)."""
+    from telemetry.store.store import Store
+
     shared = request.getfixturevalue("_pg_store_schema") if request.param == "postgresql" else None
-    url = sqlite_url(str(tmp_path / "telemetry.db")) if shared is None else shared.fresh()
+    if shared is None:
+        url = request.getfixturevalue("migrated_sqlite")(tmp_path / "telemetry.db")
+    else:
+        url = shared.fresh()
     opened = Store(url)
     opened.open()
     yield opened
@@ -261,6 +285,78 @@ def cli(tmp_path, monkeypatch, capsys):
         return Result(code, out.out, out.err)
 
     return run
+
+
+def pytest_configure(config) -> None:
+    """The Python processes the tests start (`python -m telemetry`, bench scripts, racing writers: dozens) may cache
+    the pack's compiled modules (__pycache__, ignored by git): where PYTHONDONTWRITEBYTECODE is set, each of them
+    compiled every module it imports from source again, a third of a second or more apiece."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+# Folders every test of which carries a marker (checked below whenever they are collected): a run whose -m leaves
+# out every test with that marker (the fast suite: "not comfyui and not browser ...") does not import them at all.
+MARKED_FOLDERS = {"integration": "comfyui", "browser": "browser"}
+
+
+def _deselects_every_test_marked(markexpr: str, marker: str) -> bool:
+    """Whether `-m markexpr` is false for every set of marks that holds `marker` (only the names the expression
+    names can change its value). Anything not understood here: False, and the folder is collected as usual."""
+    if not markexpr or "(" in markexpr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+    except Exception:
+        return False
+    import itertools
+    import re
+
+    names = sorted(set(re.findall(r"[\w.+-]+", markexpr)) - {"and", "or", "not", marker})
+    for picked in itertools.product((False, True), repeat=len(names)):
+        marks = {marker} | {name for name, on in zip(names, picked, strict=True) if on}
+        if expression.evaluate(lambda name, /, marks=marks, **kwargs: name in marks):
+            return False
+    return True
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.parent != Path(__file__).parent or collection_path.name not in MARKED_FOLDERS:
+        return None
+    if _deselects_every_test_marked(config.option.markexpr, MARKED_FOLDERS[collection_path.name]):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        folder = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+        marker = MARKED_FOLDERS.get(folder)
+        if marker and item.get_closest_marker(marker) is None:
+            raise pytest.UsageError(f"{item.nodeid}: every test in tests/{folder}/ needs the {marker!r} marker "
+                                    "(runs that leave that marker out do not collect the folder)")
+
+
+def pytest_collection_finish(session) -> None:
+    """The processes that selected tests only wait for start now, beside the tests before them (early_process.py)."""
+    import early_process
+
+    if session.config.option.collectonly:
+        return
+    import functools
+
+    for item in session.items:
+        make = getattr(getattr(item, "module", None), "EARLY_PROCESSES", {}).get(getattr(item, "originalname", ""))
+        if make is not None:
+            callspec = getattr(item, "callspec", None)
+            early_process.start(item.name, functools.partial(make, **callspec.params) if callspec else make)
+
+
+def pytest_sessionfinish(session) -> None:
+    import early_process
+
+    early_process.stop_all()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

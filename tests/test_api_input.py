@@ -16,7 +16,6 @@ from telemetry.api.analysis_routes import add_analysis_routes
 from telemetry.api.routes import add_core_routes
 from telemetry.model import Run
 from telemetry.service import TelemetryService
-from telemetry.store.database import sqlite_url
 from telemetry.store.store import Store
 
 HUGE = str(2**64)
@@ -24,8 +23,8 @@ INT64_MAX = 2**63 - 1
 
 
 @pytest.fixture
-def store(tmp_path):
-    opened = Store(sqlite_url(str(tmp_path / "input.db")))
+def store(tmp_path, migrated_sqlite):
+    opened = Store(migrated_sqlite(tmp_path / "input.db"))
     opened.open()
     runs = [Run(f"r{i:02d}", "success", started_at_ms=1_000 * i, workflow_id="wf") for i in range(1, 11)]
     runs.append(Run("live", "running", started_at_ms=100))

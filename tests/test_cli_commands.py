@@ -11,15 +11,19 @@ bar on a terminal)."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import early_process
 import pytest
 from cli_harness import Result
 from comfy_harness import free_port
@@ -38,12 +42,31 @@ NOW = int(time.time() * 1000)
 def run_module(*args: str, env: dict[str, str] | None = None, home: Path | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m telemetry ARGS` as a user runs it: a process of its own, no TELEMETRY_* from this one."""
+    argv, kwargs = _module_process(*args, env=env, home=home)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def _module_process(*args: str, env: dict[str, str] | None = None, home: Path | None = None) -> tuple[list, dict]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
     if home is not None:
         clean["HOME"] = str(home)  # the default data dir (~/.run_telemetry) stays inside the test
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "telemetry", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=clean)
+    return [sys.executable, "-m", "telemetry", *args], {"cwd": ROOT, "env": clean}
+
+
+# `python -m telemetry` imports the whole pack (seconds): the processes below start as soon as the tests are
+# collected (early_process.py) and run beside the tests before them, each with a home folder of its own.
+def _exit_status_process(args: list[str], status: int, message: str) -> tuple[list, dict]:
+    home = Path(tempfile.mkdtemp(prefix="cli-home-"))
+    return _module_process(*[arg.format(port=free_port()) for arg in args], home=home)
+
+
+def _default_data_dir_process() -> tuple[list, dict]:
+    return _module_process("report", home=Path(tempfile.mkdtemp(prefix="cli-home-")))
+
+
+def _home_of(done: subprocess.CompletedProcess) -> Path:
+    return Path(done.kwargs["env"]["HOME"])
 
 
 def _runs() -> list[Run]:
@@ -242,26 +265,28 @@ def test_a_failed_export_leaves_no_file(db, tmp_path, cli):
     _no_traceback(out)
 
 
-def test_export_to_a_file_shows_a_progress_bar_on_a_terminal(db, tmp_path, cli):
-    """stderr a terminal (a pty), the data to a file: the bar is drawn there; without a terminal it is not."""
+def test_export_to_a_file_shows_a_progress_bar_on_a_terminal(db, tmp_path, cli, monkeypatch):
+    """stderr a terminal (a pty), the data to a file: the bar is drawn there; without a terminal it is not. Run in
+    this process with stderr on the pty (a process of its own imports the whole pack again: seconds)."""
     target = tmp_path / "runs.jsonl"
     master, slave = pty.openpty()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-    process = subprocess.Popen([sys.executable, "-m", "telemetry", "export", "--out", str(target),
-                                "--database-url", db], cwd=ROOT, env={**clean, "HOME": str(tmp_path)},
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed its end
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    assert process.wait(timeout=60) == 0
+    try:
+        with open(slave, "w", encoding="utf-8") as terminal, monkeypatch.context() as scoped:
+            scoped.setattr(sys, "stderr", terminal)
+            status = cli("export", "--out", str(target), "--database-url", db).returncode
+        os.set_blocking(master, False)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except (BlockingIOError, OSError):  # nothing more (EAGAIN), or EIO once the writer is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert status == 0
     text = seen.decode("utf-8", errors="replace")
     assert "export [" in text and "100% 12/12 runs" in text and "exported 12 runs to" in text
     assert len(target.read_text().splitlines()) == 12
@@ -369,9 +394,9 @@ def test_doctor_fails_on_a_database_without_the_schema(tmp_path, cli):
     (["report", "--database-url", "postgresql://nobody@127.0.0.1:{port}/none"], 1,
      "error: the telemetry database at "),
 ])
-def test_python_m_telemetry_exits_with_the_status_and_one_line_no_traceback(args, status, message, tmp_path):
-    args = [arg.format(port=free_port()) for arg in args]
-    out = run_module(*args, home=tmp_path)
+def test_python_m_telemetry_exits_with_the_status_and_one_line_no_traceback(args, status, message, request):
+    out = early_process.finished(request.node.name, functools.partial(_exit_status_process, args, status, message))
+    shutil.rmtree(_home_of(out), ignore_errors=True)
     assert out.returncode == status, out.stderr
     assert message in out.stderr and out.stdout == ""
     if status == 1:
@@ -379,12 +404,22 @@ def test_python_m_telemetry_exits_with_the_status_and_one_line_no_traceback(args
     _no_traceback(out)
 
 
-def test_the_default_data_dir_is_under_home(tmp_path):
+def test_the_default_data_dir_is_under_home():
     """A process reads $HOME when it starts: the default database is ~/.run_telemetry/telemetry.db there."""
-    out = run_module("report", home=tmp_path)
-    assert out.returncode == 1 and str(tmp_path / ".run_telemetry" / "telemetry.db") in out.stderr
-    assert "does not exist" in out.stderr and not (tmp_path / ".run_telemetry" / "telemetry.db").exists()
-    _no_traceback(out)
+    out = early_process.finished("test_the_default_data_dir_is_under_home", _default_data_dir_process)
+    home = _home_of(out)
+    try:
+        assert out.returncode == 1 and str(home / ".run_telemetry" / "telemetry.db") in out.stderr
+        assert "does not exist" in out.stderr and not (home / ".run_telemetry" / "telemetry.db").exists()
+        _no_traceback(out)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+EARLY_PROCESSES = {
+    "test_python_m_telemetry_exits_with_the_status_and_one_line_no_traceback": _exit_status_process,
+    "test_the_default_data_dir_is_under_home": _default_data_dir_process,
+}
 
 
 # -- the time forms -------------------------------------------------------------------------------------------

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import early_process
 import pytest
 
 from telemetry.filters import Page, RunFilters, parse_run_filters
@@ -22,10 +25,38 @@ DAY_MS = 86_400_000
 
 
 def generate(*args: str) -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_store.py"), "--end-ms", str(END_MS),
-                           *args], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(_generate_argv(*args), capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def _generate_argv(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "bench" / "generate_store.py"), "--end-ms", str(END_MS), *args]
+
+
+def _generated(done: subprocess.CompletedProcess) -> tuple[str, Path]:
+    """The output of a generate_store.py process started early, and the file it wrote."""
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, Path(done.args[done.args.index("--db") + 1])
+
+
+# generate_store.py writes thousands of rows in a process of its own: these start as soon as the tests are
+# collected (early_process.py) and run beside the tests before them; each writes into a folder of its own.
+def _realistic_store() -> tuple[list[str], dict]:
+    path = Path(tempfile.mkdtemp(prefix="generate-store-")) / "telemetry.db"
+    return _generate_argv("--runs", "2000", "--db", str(path), "--seed", "7"), {"cwd": ROOT}
+
+
+def _three_seeded_stores() -> list[tuple[list[str], dict]]:
+    folder = Path(tempfile.mkdtemp(prefix="generate-store-seeds-"))
+    return [(_generate_argv("--runs", "300", "--db", str(folder / name), "--seed", seed), {"cwd": ROOT})
+            for name, seed in (("a.db", "3"), ("b.db", "3"), ("c.db", "4"))]
+
+
+def _onto_an_existing_file() -> tuple[list[str], dict]:
+    path = Path(tempfile.mkdtemp(prefix="generate-store-exists-")) / "telemetry.db"
+    path.write_bytes(b"not empty")
+    return [sys.executable, str(ROOT / "bench" / "generate_store.py"), "--runs", "10", "--db", str(path)], {"cwd": ROOT}
 
 
 def check_store(store: Store, runs: int) -> None:
@@ -74,8 +105,15 @@ def stats_runs_named(store: Store, name: str) -> int:
 
 
 def test_generate_store_makes_a_realistic_sqlite_store_read_through_the_store(tmp_path):
-    path = tmp_path / "telemetry.db"
-    out = generate("--runs", "2000", "--db", str(path), "--seed", "7")
+    out, path = _generated(early_process.finished(
+        "test_generate_store_makes_a_realistic_sqlite_store_read_through_the_store", _realistic_store))
+    try:
+        _check_realistic(out, path, tmp_path)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _check_realistic(out: str, path: Path, tmp_path: Path) -> None:
     assert "runs/s" in out and "2,000 runs" in out
     store = Store(sqlite_url(str(path)))
     store.open()
@@ -116,19 +154,31 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def test_generate_store_is_deterministic_with_a_seed(tmp_path):
-    generate("--runs", "300", "--db", str(tmp_path / "a.db"), "--seed", "3")
-    generate("--runs", "300", "--db", str(tmp_path / "b.db"), "--seed", "3")
-    generate("--runs", "300", "--db", str(tmp_path / "c.db"), "--seed", "4")
-    assert _digest(tmp_path / "a.db") == _digest(tmp_path / "b.db") != _digest(tmp_path / "c.db")
+def test_generate_store_is_deterministic_with_a_seed():
+    """Three processes (each its own hash seed), two with one seed, one with another."""
+    done = early_process.finished("test_generate_store_is_deterministic_with_a_seed", _three_seeded_stores)
+    a, b, c = (_generated(process)[1] for process in done)
+    try:
+        assert _digest(a) == _digest(b) != _digest(c)
+    finally:
+        shutil.rmtree(a.parent, ignore_errors=True)
 
 
-def test_generate_store_refuses_an_existing_file(tmp_path):
-    path = tmp_path / "telemetry.db"
-    path.write_bytes(b"not empty")
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_store.py"), "--runs", "10", "--db",
-                           str(path)], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 2 and "exists" in done.stderr
+def test_generate_store_refuses_an_existing_file():
+    done = early_process.finished("test_generate_store_refuses_an_existing_file", _onto_an_existing_file)
+    path = Path(done.args[done.args.index("--db") + 1])
+    try:
+        assert done.returncode == 2 and "exists" in done.stderr
+        assert path.read_bytes() == b"not empty"
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+EARLY_PROCESSES = {
+    "test_generate_store_makes_a_realistic_sqlite_store_read_through_the_store": _realistic_store,
+    "test_generate_store_is_deterministic_with_a_seed": _three_seeded_stores,
+    "test_generate_store_refuses_an_existing_file": _onto_an_existing_file,
+}
 
 
 @pytest.mark.postgres

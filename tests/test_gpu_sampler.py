@@ -6,13 +6,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import early_process
 import pytest
 from fakes import nvml_replay
 from fakes.nvml_replay import NVMLError, ReplayNvml
@@ -30,6 +33,7 @@ from telemetry.capture.gpu import (
 )
 from telemetry.model import GpuSample
 
+ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "nvml_h100_replay.json"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -431,12 +435,33 @@ def test_detect_device_is_cpu_when_torch_misbehaves():
     assert detect_device(torch_module=torch) == CPU_DEVICE
 
 
+def _detect_with_real_torch() -> tuple[list[str], dict]:
+    code = (
+        "import json\n"
+        "try:\n"
+        "    import torch\n"
+        "except Exception as exc:\n"
+        "    print(json.dumps({'torch': repr(exc)})); raise SystemExit(0)\n"
+        "from telemetry.capture.gpu import TorchMemoryProbe, detect_device\n"
+        "if torch.cuda.is_available() or torch.backends.mps.is_available():\n"
+        "    print(json.dumps({'gpu': True})); raise SystemExit(0)\n"
+        "peak = TorchMemoryProbe(detect_device()).read_peak()\n"
+        "print(json.dumps({'backend': detect_device().backend, 'peak': peak}))\n"
+    )
+    return [sys.executable, "-c", code], {"cwd": ROOT}
+
+
 def test_detect_device_with_real_torch_and_no_gpu_is_cpu():
-    torch = pytest.importorskip("torch")
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
+    """In a process of its own, started early (early_process.py): importing torch takes seconds."""
+    done = early_process.finished("test_detect_device_with_real_torch_and_no_gpu_is_cpu", _detect_with_real_torch)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    if "torch" in seen:
+        pytest.skip(f"could not import torch: {seen['torch']}")
+    if seen.get("gpu"):
         pytest.skip("this machine has a GPU")
-    assert detect_device().backend == "cpu"
-    assert TorchMemoryProbe(detect_device()).read_peak() == (None, None)
+    assert seen["backend"] == "cpu"
+    assert seen["peak"] == [None, None]
 
 
 # --- torch's peak counters -------------------------------------------------------------------------------------------
@@ -547,10 +572,25 @@ def test_measured_gpu_proof_files_see_the_known_allocations():
                 assert phase["torch_allocated_peak_bytes"] >= size
 
 
-def test_gpu_proof_exits_cleanly_without_cuda(tmp_path):
-    out = tmp_path / "never.json"
-    result = subprocess.run([sys.executable, "bench/gpu_proof.py", "--out", str(out)], capture_output=True,
-                            text=True, cwd=Path(__file__).parent.parent, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "nothing measured" in result.stdout and not out.exists()
+def _gpu_proof_without_cuda() -> tuple[list[str], dict]:
+    out = Path(tempfile.mkdtemp(prefix="gpu-proof-")) / "never.json"
+    return ([sys.executable, "bench/gpu_proof.py", "--out", str(out)],
+            {"cwd": ROOT, "env": {**os.environ, "CUDA_VISIBLE_DEVICES": ""}})
+
+
+def test_gpu_proof_exits_cleanly_without_cuda():
+    """bench/gpu_proof.py in a process of its own, started early (early_process.py): it imports torch."""
+    result = early_process.finished("test_gpu_proof_exits_cleanly_without_cuda", _gpu_proof_without_cuda)
+    out = Path(result.args[result.args.index("--out") + 1])
+    try:
+        assert result.returncode == 0, result.stderr
+        assert "nothing measured" in result.stdout and not out.exists()
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+# Both import torch (seconds): started as soon as the tests are collected, they run beside the tests before them.
+EARLY_PROCESSES = {
+    "test_detect_device_with_real_torch_and_no_gpu_is_cpu": _detect_with_real_torch,
+    "test_gpu_proof_exits_cleanly_without_cuda": _gpu_proof_without_cuda,
+}

@@ -4,6 +4,7 @@ and what both may and may not carry (no bytecode, no build output but the commit
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import early_process
 import pytest
 from comfy_harness import PACK_FOLDER, REPO, ComfyServer, image_workflow
 from matrix import skip_or_fail
@@ -81,10 +83,17 @@ def test_requirements_declare_what_runs_outside_comfyui_and_never_torch():
     assert not {"torch", "torchvision", "torchaudio"} & set(reqs), "torch is ComfyUI's own: never a requirement"
 
 
-def test_pyproject_passes_comfy_node_validate_with_icon_repository_and_comfyui_version():
-    cli = _comfy_cli()
-    result = subprocess.run([*cli, "node", "validate"], cwd=REPO, env=_comfy_env(), capture_output=True, text=True,
-                            timeout=300)
+def _node_validate() -> tuple[list[str], dict]:
+    """`comfy node validate` (seconds): started as soon as the tests are collected (early_process.py), beside the
+    tests before it. Without comfy-cli, nothing: the test skips (or fails) as `_comfy_cli` says."""
+    if importlib.util.find_spec("comfy_cli") is None:
+        return [sys.executable, "-c", ""], {}
+    return [sys.executable, "-m", "comfy_cli", "--skip-prompt", "node", "validate"], {"cwd": REPO, "env": _comfy_env()}
+
+
+def test_pyproject_passes_comfy_node_validate_with_icon_repository_and_comfyui_version(request):
+    _comfy_cli()
+    result = early_process.finished(request.node.name, _node_validate, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Error" not in output and "Warning" not in output and "Security warnings" not in output, output
@@ -189,3 +198,6 @@ def test_a_failed_optional_import_is_logged_and_reported_in_health(comfy_factory
     prompt_id, _, run = server.run_and_wait(image_workflow(prefix="no-analysis"))
     assert run["status"] == "success"
     assert server.get("/telemetry/runs?limit=5")["runs"][0]["run_id"] == prompt_id
+
+
+EARLY_PROCESSES = {"test_pyproject_passes_comfy_node_validate_with_icon_repository_and_comfyui_version": _node_validate}

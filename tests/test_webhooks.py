@@ -28,9 +28,9 @@ from telemetry.webhooks.payloads import RUN_LINK_PARAM, run_api_link, run_link
 from telemetry.webhooks.sender import backoff_s
 
 SECRET = "whsec-test-5f2c9a"
-FAST = {"TELEMETRY_WEBHOOK_RETRY_INITIAL_S": "0.1", "TELEMETRY_WEBHOOK_RETRY_MAX_S": "0.3",
+FAST = {"TELEMETRY_WEBHOOK_RETRY_INITIAL_S": "0.05", "TELEMETRY_WEBHOOK_RETRY_MAX_S": "0.15",
         "TELEMETRY_WEBHOOK_TIMEOUT_S": "2"}
-QUIET_S = 0.6  # "nothing more is sent": twice FAST's longest backoff
+QUIET_S = 0.3  # "nothing more is sent": twice FAST's longest backoff
 
 
 def _wait(predicate, timeout=20.0):
@@ -112,7 +112,7 @@ def test_a_failed_run_is_posted_signed_with_its_summary_and_a_stable_event_key(t
         assert _wait(lambda: pack.health()["delivered"] == 2)
         # the same run stored again (a rename, a retry of the write) is not a second event
         pack.record(failed_run())
-        time.sleep(0.5)
+        time.sleep(QUIET_S)
         assert len(receiver.received) == 2
         health = pack.health()
         assert health["pending"] == 0 and health["failed"] == 0 and health["signed"] is True
@@ -131,7 +131,7 @@ def test_a_receiver_that_is_down_for_a_while_gets_the_event_when_it_comes_up(tmp
         health = pack.health()
         assert health["pending"] == 1 and health["oldest_pending_age_ms"] >= 0
         assert "refused" in health["targets"][0]["last_error"].lower()
-        time.sleep(0.5)
+        time.sleep(QUIET_S)
         receiver.start()
         got = receiver.wait_for(lambda r: len(r) >= 1)
         assert got[0].json["run"]["run_id"] == "run-failed-1" and got[0].signed_with(SECRET)
@@ -164,7 +164,7 @@ def test_a_receiver_that_keeps_failing_is_marked_failed_after_the_retry_window(t
     receiver = Receiver(statuses=[500] * 1000).start()
     pack = Pack(tmp_path, sqlite_url(str(tmp_path / "t.db")), {
         "TELEMETRY_WEBHOOK_URLS": receiver.url(), "TELEMETRY_WEBHOOK_SECRET": SECRET,
-        "TELEMETRY_WEBHOOK_RETRY_WINDOW_S": "1.5", **FAST})
+        "TELEMETRY_WEBHOOK_RETRY_WINDOW_S": "0.8", **FAST})
     try:
         pack.record(failed_run())
         assert _wait(lambda: pack.health()["failed"] == 1, timeout=30)
@@ -372,7 +372,7 @@ def test_a_recommendation_that_opens_is_sent_to_the_targets_that_want_recommenda
         assert "low_success_rate" in kinds
         rec = next(r.json["recommendation"] for r in advice if r.json["recommendation"]["kind"] == "low_success_rate")
         assert rec["message"] and rec["severity"] and rec["evidence_run_ids"]
-        time.sleep(0.5)
+        time.sleep(QUIET_S)
         assert not [r for r in receiver.received if r.path == "/failures"]
         # the same failure today is news
         app.recorder.submit(lambda: [failed_run("run-today")])
@@ -474,7 +474,7 @@ def test_a_webhook_urls_value_of_the_wrong_shape_says_what_is_expected(tmp_path)
 
 
 def test_a_receiver_slower_than_the_timeout_is_retried(tmp_path):
-    receiver = Receiver(delays_s=[1.5]).start()  # 3x the timeout
+    receiver = Receiver(delays_s=[1.0]).start()  # twice the timeout
     pack = Pack(tmp_path, sqlite_url(str(tmp_path / "t.db")), {
         "TELEMETRY_WEBHOOK_URLS": receiver.url(), "TELEMETRY_WEBHOOK_SECRET": SECRET, **FAST,
         "TELEMETRY_WEBHOOK_TIMEOUT_S": "0.5"})
