@@ -16,6 +16,7 @@ PostgreSQL is reconnected by itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -433,11 +434,16 @@ class Store:
         if page.cursor is None and page.offset == 0 and next_cursor is None:
             total, capped = len(rows), False
         else:
-            scope = self.search.count_scope(filters.q) if self.search else contextlib.nullcontext()
-            with scope:
-                total, capped = run_pages.capped_count(
-                    self.filtered(filters, RunRow.select(RunRow.run_id), counting=True),
-                    None if page.exact_total else COUNT_CAP)
+            cap = None if page.exact_total else COUNT_CAP
+            alone = None
+            if self.search is not None and filters.q and dataclasses.replace(filters, q=None) == RunFilters():
+                alone = self.search.count_alone(filters.q, cap)
+            if alone is not None:
+                total, capped = alone
+            else:
+                with self.search.count_scope(filters.q) if self.search else contextlib.nullcontext():
+                    total, capped = run_pages.capped_count(
+                        self.filtered(filters, RunRow.select(RunRow.run_id), counting=True), cap)
         return RunsPage([mapping.row_to_run(row) for row in rows], total, capped, next_cursor)
 
     def _label_narrowed(self, query: Any, filters: RunFilters, counting: bool, sort: str | None) -> Any:
