@@ -224,7 +224,7 @@ def _pg_store_schema(pg_url):
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory):
     """`migrated_sqlite(path)`: a SQLite file at `path` as a fresh Store leaves it (every migration applied, no
-    rows), copied from one migrated once per session (running the 15 migrations for each test's store cost tens of
+    rows), copied from one migrated once per session (running every migration for each test's store cost tens of
     milliseconds each); returns its URL. The copy keeps the file's mode (0600, as the store creates it). Opening
     it still runs the store's migration check, which finds every version applied."""
     from telemetry.store.database import sqlite_url
