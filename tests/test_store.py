@@ -126,6 +126,37 @@ def test_presets_and_workflow_names(store):
     assert store.get_run("w1").workflow_name == "Portrait"
 
 
+def test_a_name_reported_while_a_batch_is_being_written_still_names_its_runs(store):
+    """The panel reports a workflow's name at about the time its first run is written (frontend 1.58 in CI): the
+    name, committed by another connection between the batch's read of known names and its insert, must rename the
+    run all the same, never leave it with its derived name."""
+    import threading
+
+    from telemetry.store.store import Store
+
+    other = Store(store.url)
+    other.open()
+    reported = threading.Thread(target=other.set_workflow_name, args=("wf-race", "Portrait upscale"))
+    read_names = store._known_workflow_names
+
+    def names_then_a_report(workflow_ids):
+        found = read_names(workflow_ids)
+        reported.start()
+        reported.join(timeout=1.0)  # with the batch's turn held, the report waits for it instead of finishing here
+        return found
+
+    store._known_workflow_names = names_then_a_report
+    try:
+        store.save_runs([Run("race-1", "success", workflow_id="wf-race", workflow_name="EmptyImage → SaveImage")])
+    finally:
+        store._known_workflow_names = read_names
+    reported.join(timeout=15)
+    other.close()
+    assert not reported.is_alive()
+    stored = store.get_run("race-1")
+    assert (stored.workflow_name, stored.workflow_name_source) == ("Portrait upscale", "ui")
+
+
 @pytest.mark.parametrize("query,message", [
     ({"status": "done"}, "'status' has unknown value"),
     ({"limit": "0"}, "'limit' must be at least 1"),

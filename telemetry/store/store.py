@@ -199,14 +199,16 @@ class Store:
         latest = {run.run_id: run for run in runs}
         runs = [run for run in runs if latest.get(run.run_id) is run]
         stamp = now_ms()
-        names = self._known_workflow_names({r.workflow_id for r in runs if r.workflow_id})
-        rows = []
-        for run in runs:
-            if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
-                run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
-            rows.append(mapping.run_to_row(run, stamp))
-        run_ids = [row["run_id"] for row in rows]
+        run_ids = [run.run_id for run in runs]
         with self._runs_transaction():
+            # Read inside the transaction: `set_workflow_name` takes the same turn, so a name reported while
+            # this batch is written either is read here or renames the batch's runs once they are committed.
+            names = self._known_workflow_names({r.workflow_id for r in runs if r.workflow_id})
+            rows = []
+            for run in runs:
+                if run.workflow_id in names and run.workflow_name_source in ("derived", "label"):
+                    run.workflow_name, run.workflow_name_source = names[run.workflow_id], "ui"
+                rows.append(mapping.run_to_row(run, stamp))
             replaced = rollups.stored_keys(run_ids)
             old_nodes = node_type_rollups.aggregates(run_ids) if replaced else {}
             # Replacing a run drops its old nodes, outputs and samples with it (ON DELETE CASCADE).
@@ -287,7 +289,7 @@ class Store:
     def set_workflow_name(self, workflow_id: str, name: str) -> int:
         """Remember a UI workflow's name and rename its runs that had no better name. Returns runs renamed."""
         stamp = now_ms()
-        with self.db.atomic():
+        with self._runs_transaction():
             (WorkflowNameRow.insert(workflow_id=workflow_id, name=name, updated_at_ms=stamp)
              .on_conflict(conflict_target=[WorkflowNameRow.workflow_id],
                           update={WorkflowNameRow.name: name, WorkflowNameRow.updated_at_ms: stamp})
