@@ -54,7 +54,7 @@ def _plain_ids(store: Store, q: str) -> set[str]:
         return {r for (r,) in RunRow.select(RunRow.run_id).where(run_search.substring_condition(q)).tuples()}
 
 
-def _searched(store: Store, q: str, limit: int = 7) -> tuple[list[str], int]:
+def _searched(store: Store, q: str, limit: int = 12) -> tuple[list[str], int]:
     """Every run `q` finds through query_runs, walking the cursor pages, and the exact total."""
     walked, cursor = [], None
     while True:

@@ -142,7 +142,7 @@ def test_a_name_reported_while_a_batch_is_being_written_still_names_its_runs(sto
     def names_then_a_report(workflow_ids):
         found = read_names(workflow_ids)
         reported.start()
-        reported.join(timeout=1.0)  # with the batch's turn held, the report waits for it instead of finishing here
+        reported.join(timeout=0.3)  # with the batch's turn held, the report waits for it instead of finishing here
         return found
 
     store._known_workflow_names = names_then_a_report
