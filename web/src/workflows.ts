@@ -59,6 +59,9 @@ export function workflowIdOf(source: WorkflowSource): string | null {
 export class WorkflowNameReporter {
   private readonly sent = new Map<string, string>();
   private readonly maxRemembered: number;
+  // Posts go out one after another: two in flight at once (the name at load, then at queue time) could be applied
+  // by the backend in either order and leave the older name on the runs.
+  private previous: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly post: (ref: WorkflowRef) => Promise<boolean>,
@@ -82,13 +85,18 @@ export class WorkflowNameReporter {
       const oldest = this.sent.keys().next().value;
       if (oldest !== undefined) this.sent.delete(oldest);
     }
+    const sending = this.previous.then(
+      () => this.post(ref),
+      () => this.post(ref),
+    );
+    this.previous = sending.catch(() => false);
     let ok = false;
     try {
-      ok = await this.post(ref);
+      ok = await sending;
     } catch {
       ok = false;
     }
-    if (!ok) this.sent.delete(ref.id);
+    if (!ok && this.sent.get(ref.id) === ref.name) this.sent.delete(ref.id);
     return ok;
   }
 }

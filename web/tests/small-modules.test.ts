@@ -31,6 +31,41 @@ describe("workflow names", () => {
     expect(await reporter.report(null)).toBe(false);
     expect(post).toHaveBeenCalledTimes(3);
   });
+  it("sends a workflow's names one after another, in the order they were reported", async () => {
+    const applied: string[] = [];
+    const releases: Array<() => void> = [];
+    const post = vi.fn(
+      (ref: { id: string; name: string }) =>
+        new Promise<boolean>((resolve) => {
+          releases.push(() => {
+            applied.push(ref.name);
+            resolve(true);
+          });
+        }),
+    );
+    const reporter = new WorkflowNameReporter(post);
+    const first = reporter.report({ id: "1", name: "Unsaved Workflow" });
+    const second = reporter.report({ id: "1", name: "Portrait upscale" });
+    await Promise.resolve();
+    expect(post).toHaveBeenCalledTimes(1); // the second waits for the first
+    releases[0]();
+    expect(await first).toBe(true);
+    await vi.waitFor(() => expect(post).toHaveBeenCalledTimes(2));
+    releases[1]();
+    expect(await second).toBe(true);
+    expect(applied).toEqual(["Unsaved Workflow", "Portrait upscale"]);
+    expect(reporter.nameFor("1")).toBe("Portrait upscale");
+  });
+  it("keeps the newer name when an older send fails", async () => {
+    const post = vi.fn().mockResolvedValueOnce(false).mockResolvedValue(true);
+    const reporter = new WorkflowNameReporter(post);
+    const older = reporter.report({ id: "1", name: "old" });
+    const newer = reporter.report({ id: "1", name: "new" });
+    expect(await older).toBe(false);
+    expect(await newer).toBe(true);
+    expect(reporter.nameFor("1")).toBe("new");
+    expect(await reporter.report({ id: "1", name: "new" })).toBe(false); // already sent
+  });
   it("survives a throwing sender", async () => {
     const reporter = new WorkflowNameReporter(() => Promise.reject(new Error("offline")));
     expect(await reporter.report({ id: "1", name: "a" })).toBe(false);
