@@ -223,10 +223,30 @@ def read_rows(db: Database, table: str, columns: tuple[str, ...], key_len: int,
     found: dict[tuple, tuple] = {}
     names = ", ".join(f'"{c}"' for c in columns)
     for start in range(0, len(keys), _IN_CHUNK):
-        where, args = _keys_where(db, columns[:key_len], keys[start:start + _IN_CHUNK])
-        for values in db.execute_sql(f'SELECT {names} FROM "{table}" WHERE {where}', args).fetchall():
+        chunk = keys[start:start + _IN_CHUNK]
+        if isinstance(db, PostgresqlDatabase):
+            sql, args = _pg_keys_join(table, names, columns[:key_len], chunk)
+        else:
+            where, args = _keys_where(db, columns[:key_len], chunk)
+            sql = f'SELECT {names} FROM "{table}" WHERE {where}'
+        for values in db.execute_sql(sql, args).fetchall():
             found[tuple(values[:key_len])] = tuple(values[key_len:])
     return found
+
+
+def _pg_keys_join(table: str, names: str, key_columns: tuple[str, ...], keys: list[tuple]) -> tuple[str, list[Any]]:
+    """PostgreSQL: the rows of these keys by a join to the keys as VALUES, one index scan per key. An OR of the
+    keys is read by a bitmap scan, which never marks a dead version it passes as dead in the index: every write
+    of runs leaves one of the all-time totals it rewrites (a DELETE and an INSERT), so after 1,000 runs written
+    the next write read 3,900 of them (4 ms, growing until a vacuum); an index scan marks them, and the next
+    read skips them."""
+    row = "(" + ", ".join(["%s"] * len(key_columns)) + ")"
+    aliases = ", ".join(f"k{i}" for i in range(len(key_columns)))
+    on = " AND ".join(f'r."{c}" = k.k{i}' for i, c in enumerate(key_columns))
+    selected = ", ".join(f"r.{name}" for name in names.split(", "))
+    sql = (f'SELECT {selected} FROM "{table}" AS r JOIN (VALUES {", ".join([row] * len(keys))}) AS k({aliases}) '
+           f"ON {on}")
+    return sql, [v for key in keys for v in key]
 
 
 def replace_rows(db: Database, table: str, columns: tuple[str, ...], key_len: int, keys: list[tuple],
