@@ -22,6 +22,7 @@ deleted afterwards.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -37,17 +38,6 @@ from telemetry.model import NodeRun, Run, RunError  # noqa: E402
 from telemetry.store import rollups  # noqa: E402
 from telemetry.store.schema import RunRow  # noqa: E402
 from telemetry.store.store import Store  # noqa: E402
-
-
-def _read_by_or(db, table, columns, key_len, keys) -> dict[tuple, tuple]:
-    """The read before: the keys' rows by an OR of primary-key equalities."""
-    found: dict[tuple, tuple] = {}
-    names = ", ".join(f'"{c}"' for c in columns)
-    for start in range(0, len(keys), rollups._IN_CHUNK):
-        where, args = rollups._keys_where(db, columns[:key_len], keys[start:start + rollups._IN_CHUNK])
-        for values in db.execute_sql(f'SELECT {names} FROM "{table}" WHERE {where}', args).fetchall():
-            found[tuple(values[:key_len])] = tuple(values[key_len:])
-    return found
 
 
 def _unmarked_dead_versions(store: Store) -> int:
@@ -137,7 +127,7 @@ def main() -> int:
     current = rollups.read_rows
 
     def measure_before(first: int) -> dict:
-        rollups.read_rows = _read_by_or
+        rollups.read_rows = functools.partial(current, select=rollups.select_by_or)  # the read before
         try:
             return _side(store, "OR of the keys (before)", first, args.runs, now, args.windows, starts)
         finally:

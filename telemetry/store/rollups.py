@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,32 +218,38 @@ def _keys_where(db: Database, key_columns: tuple[str, ...], keys: list[tuple]) -
 
 
 def read_rows(db: Database, table: str, columns: tuple[str, ...], key_len: int,
-              keys: list[tuple]) -> dict[tuple, tuple]:
-    """The stored rows of these keys (the first `key_len` of `columns`), as key -> the other columns."""
+              keys: list[tuple], select: Callable[..., tuple[str, list[Any]]] | None = None) -> dict[tuple, tuple]:
+    """The stored rows of these keys (the first `key_len` of `columns`), as key -> the other columns; `select`
+    makes each chunk's statement (by default the one for the database)."""
     found: dict[tuple, tuple] = {}
-    names = ", ".join(f'"{c}"' for c in columns)
+    select = select or (_select_by_join if isinstance(db, PostgresqlDatabase) else select_by_or)
     for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start:start + _IN_CHUNK]
-        if isinstance(db, PostgresqlDatabase):
-            sql, args = _pg_keys_join(table, names, columns[:key_len], chunk)
-        else:
-            where, args = _keys_where(db, columns[:key_len], chunk)
-            sql = f'SELECT {names} FROM "{table}" WHERE {where}'
+        sql, args = select(db, table, columns, key_len, keys[start:start + _IN_CHUNK])
         for values in db.execute_sql(sql, args).fetchall():
             found[tuple(values[:key_len])] = tuple(values[key_len:])
     return found
 
 
-def _pg_keys_join(table: str, names: str, key_columns: tuple[str, ...], keys: list[tuple]) -> tuple[str, list[Any]]:
+def select_by_or(db: Database, table: str, columns: tuple[str, ...], key_len: int,
+                 keys: list[tuple]) -> tuple[str, list[Any]]:
+    """SQLite: the rows of these keys by an OR of primary-key equalities (`_keys_where`)."""
+    where, args = _keys_where(db, columns[:key_len], keys)
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f'SELECT {names} FROM "{table}" WHERE {where}', args
+
+
+def _select_by_join(db: Database, table: str, columns: tuple[str, ...], key_len: int,
+                    keys: list[tuple]) -> tuple[str, list[Any]]:
     """PostgreSQL: the rows of these keys by a join to the keys as VALUES, one index scan per key. An OR of the
     keys is read by a bitmap scan, which never marks a dead version it passes as dead in the index: every write
     of runs leaves one of the all-time totals it rewrites (a DELETE and an INSERT), so after 1,000 runs written
     the next write read 3,900 of them (4 ms, growing until a vacuum); an index scan marks them, and the next
     read skips them."""
-    row = "(" + ", ".join(["%s"] * len(key_columns)) + ")"
-    aliases = ", ".join(f"k{i}" for i in range(len(key_columns)))
+    key_columns = columns[:key_len]
+    row = "(" + ", ".join([db.param] * key_len) + ")"
+    aliases = ", ".join(f"k{i}" for i in range(key_len))
     on = " AND ".join(f'r."{c}" = k.k{i}' for i, c in enumerate(key_columns))
-    selected = ", ".join(f"r.{name}" for name in names.split(", "))
+    selected = ", ".join(f'r."{c}"' for c in columns)
     sql = (f'SELECT {selected} FROM "{table}" AS r JOIN (VALUES {", ".join([row] * len(keys))}) AS k({aliases}) '
            f"ON {on}")
     return sql, [v for key in keys for v in key]

@@ -85,11 +85,8 @@ export class WorkflowNameReporter {
       const oldest = this.sent.keys().next().value;
       if (oldest !== undefined) this.sent.delete(oldest);
     }
-    const sending = this.previous.then(
-      () => this.post(ref),
-      () => this.post(ref),
-    );
-    this.previous = sending.catch(() => false);
+    const sending = this.previous.then(() => this.post(ref));
+    this.previous = sending.catch(() => false); // never rejects: the next send always follows
     let ok = false;
     try {
       ok = await sending;
